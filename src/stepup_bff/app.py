@@ -1,0 +1,74 @@
+"""The application factory. Nothing is built at import time: settings, HTTP client and store come to life in
+`create_app(settings)` and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from . import __version__
+from .clock import Clock, SystemClock
+from .cookies import PendingCookiesMiddleware
+from .deps import csrf_guard
+from .errors import install_error_handlers
+from .fusionauth import FusionAuthClient, build_http_client
+from .login_flow import LoginFlow
+from .routes import auth, session
+from .security_headers import SecurityHeadersMiddleware
+from .services import Services
+from .sessions import SessionManager
+from .settings import Settings, load_settings
+from .store import open_store
+from .tokens import TokenVerifier
+
+
+def default_frontend_dir() -> Path:
+    packaged = Path(__file__).parent / "frontend"  # a wheel install carries the SPA inside the package
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "frontend"  # a source checkout
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    settings = settings if settings is not None else load_settings()
+    clock = clock if clock is not None else SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with build_http_client(settings.fusionauth) as http, open_store(settings.storage.url, clock) as store:
+            fusionauth = FusionAuthClient(settings.fusionauth, http, clock)
+            yield {
+                "services": Services(
+                    settings=settings,
+                    clock=clock,
+                    store=store,
+                    telegrams=store,
+                    fusionauth=fusionauth,
+                    tokens=TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock),
+                    sessions=SessionManager(settings, store, clock),
+                    login=LoginFlow(settings, store, clock),
+                )
+            }
+
+    app = FastAPI(
+        title="stepup-bff",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(csrf_guard)],
+        # The interactive docs load scripts from a CDN, which our CSP forbids; the OpenAPI document stays.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    install_error_handlers(app)
+    app.include_router(auth.router)
+    app.include_router(session.router)
+    app.mount("/", StaticFiles(directory=settings.frontend_dir or default_frontend_dir(), html=True), name="frontend")
+    app.add_middleware(PendingCookiesMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.cookie_secure)
+    return app

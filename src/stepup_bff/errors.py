@@ -1,0 +1,187 @@
+"""One error hierarchy, mapped to JSON by one handler.
+
+    AppError (500 internal_error)
+    ├── InvalidRequest (400 invalid_request)
+    ├── LoginRequired (401 login_required)
+    ├── InsufficientUserAuthentication (401 insufficient_user_authentication)
+    ├── CsrfRejected (403 csrf_rejected)
+    ├── NotFound (404 not_found)
+    ├── MethodNotAllowed (405 method_not_allowed)
+    ├── UnsupportedMediaType (415 unsupported_media_type)
+    ├── LoginFailed (400, browser navigations only; carries the redirect code)
+    └── FusionAuthError (502 fusionauth_error)
+        ├── FusionAuthUnavailable (503 fusionauth_unavailable)
+        └── FusionAuthTimeout (504 fusionauth_timeout)
+
+Step-up adds its own subclasses in `step_up/errors.py`. JSON bodies are
+`{"error": "<code>", "error_description": "...", **extra}`; browser navigations (GET /auth/*) get a redirect to
+`/?error=<code>` instead, because a person, not a script, is looking at the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    description: ClassVar[str] = "Something went wrong on our side."
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(description or self.description)
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    @property
+    def error_code(self) -> str:
+        return self.code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error_code, "error_description": str(self), **self.extra}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.error_code!r}, description={str(self)!r})"
+
+
+class InvalidRequest(AppError):
+    status_code = 400
+    code = "invalid_request"
+    description = "The request is not valid."
+
+
+class LoginRequired(AppError):
+    status_code = 401
+    code = "login_required"
+    description = "Sign in first."
+
+
+class InsufficientUserAuthentication(AppError):
+    """RFC 9470: the session is fine, but this action needs a fresher second factor."""
+
+    status_code = 401
+    code = "insufficient_user_authentication"
+    description = "Confirm it's you with your second factor to continue."
+
+    def __init__(self, *, max_age: int) -> None:
+        # RFC 9470 section 3: the challenge travels in WWW-Authenticate with the same error and max_age, so
+        # any RFC 9470-aware client can react without parsing our JSON.
+        challenge = f'Bearer error="{self.code}", error_description="A second factor is required", max_age="{max_age}"'
+        super().__init__(headers={"WWW-Authenticate": challenge}, max_age=max_age)
+
+
+class CsrfRejected(AppError):
+    status_code = 403
+    code = "csrf_rejected"
+    description = "This request did not come from the application."
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    description = "Nothing here."
+
+
+class MethodNotAllowed(AppError):
+    status_code = 405
+    code = "method_not_allowed"
+    description = "This method is not allowed here."
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "unsupported_media_type"
+    description = "Send JSON (Content-Type: application/json)."
+
+
+class LoginFailed(AppError):
+    """A sign-in navigation failed; the browser is sent home with `?error=<reason>`."""
+
+    status_code = 400
+    code = "login_failed"
+    description = "Sign-in failed."
+
+    def __init__(self, reason: str, description: str | None = None) -> None:
+        super().__init__(description)
+        self.reason = reason
+
+    @property
+    def error_code(self) -> str:
+        return self.reason
+
+
+class FusionAuthError(AppError):
+    status_code = 502
+    code = "fusionauth_error"
+    description = "The sign-in service gave an unexpected answer. Try again in a moment."
+
+
+class FusionAuthUnavailable(FusionAuthError):
+    status_code = 503
+    code = "fusionauth_unavailable"
+    description = "The sign-in service cannot be reached. Try again in a moment."
+
+
+class FusionAuthTimeout(FusionAuthError):
+    status_code = 504
+    code = "fusionauth_timeout"
+    description = "The sign-in service did not answer in time. Try again in a moment."
+
+
+def _is_browser_navigation(request: Request) -> bool:
+    return request.method == "GET" and request.url.path.startswith("/auth/")
+
+
+def error_response(request: Request, exc: AppError) -> Response:
+    if _is_browser_navigation(request):
+        # 303 so the browser always follows with a GET, whatever brought it here.
+        return RedirectResponse(f"/?error={exc.error_code}", status_code=303)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)  # resolved by MRO: covers every subclass
+    async def _app_error(request: Request, exc: AppError) -> Response:
+        if exc.status_code >= 500:
+            logger.warning("%s %s failed: %s", request.method, request.url.path, exc.error_code)
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        # Only where and what, never the rejected input: it may be a one-time code or a token.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'] if part != 'body') or 'body'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        return error_response(request, InvalidRequest(problems or None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        mapped: AppError
+        if exc.status_code == 404:
+            mapped = NotFound()
+        elif exc.status_code == 405:
+            mapped = MethodNotAllowed()
+        else:
+            mapped = InvalidRequest()
+        return error_response(request, mapped)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # The traceback goes to the server log (Starlette re-raises after this); the client gets no details.
+        return JSONResponse(AppError().body(), status_code=500)

@@ -1,0 +1,263 @@
+"""Every call to FusionAuth goes through here, on the one lifespan-owned httpx.AsyncClient.
+
+httpx errors, 5xx answers and malformed JSON become `FusionAuthError` subclasses at this boundary, so routes never
+see a library exception. Which calls carry the API key follows FusionAuth's contract
+(shared/reference/fusionauth-contract.md, section 1): only those that require it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .clock import Clock
+from .errors import FusionAuthError, FusionAuthTimeout, FusionAuthUnavailable
+from .settings import FusionAuthSettings
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+DISCOVERY_TTL = 3600.0  # seconds: issuer and endpoints change rarely
+JWKS_TTL = 3600.0
+JWKS_REFETCH_INTERVAL = 30.0  # an unknown `kid` refetches at most this often, so forged kids can't flood FusionAuth
+
+
+class _Lenient(BaseModel):
+    # FusionAuth adds fields over time; we read what we need and ignore the rest.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Discovery(_Lenient):
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    jwks_uri: str
+    end_session_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
+
+
+class TokenResponse(_Lenient):
+    access_token: str
+    id_token: str
+    token_type: str = "Bearer"  # noqa: S105 - a token type, not a secret
+    expires_in: int | None = None
+    refresh_token: str | None = None
+    refresh_token_id: str | None = None
+    scope: str | None = None
+    userId: str | None = None  # FusionAuth's spelling
+
+
+class OAuthErrorBody(_Lenient):
+    error: str = "unknown"
+    error_reason: str | None = None
+    error_description: str | None = None
+
+
+class TokenExchangeRejected(Exception):
+    """FusionAuth refused the authorization code (400) or our client credentials (401)."""
+
+    def __init__(self, status_code: int, body: OAuthErrorBody) -> None:
+        super().__init__(f"token endpoint answered {status_code}: {body.error} ({body.error_reason})")
+        self.status_code = status_code
+        self.body = body
+
+
+@dataclass(frozen=True)
+class FusionAuthResponse:
+    status_code: int
+    payload: Any  # parsed JSON, or None for an empty body
+
+
+def _no_cookie_jar() -> CookieJar:
+    # FusionAuth sets access_token/refresh_token cookies on some answers (e.g. /api/two-factor/login). A shared
+    # client with a normal jar would replay one user's cookies on the next user's calls, and FusionAuth lets a
+    # refresh_token cookie override the request body. A jar that accepts no domain stores nothing. (It must be
+    # passed as a CookieJar: httpx copies an httpx.Cookies into a fresh jar with the default policy.)
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def build_http_client(settings: FusionAuthSettings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=settings.url,
+        timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0),
+        cookies=_no_cookie_jar(),
+        follow_redirects=False,
+        headers={"Accept": "application/json"},
+    )
+
+
+class FusionAuthClient:
+    def __init__(self, settings: FusionAuthSettings, http: httpx.AsyncClient, clock: Clock) -> None:
+        self._settings = settings
+        self._http = http
+        self._clock = clock
+        self._discovery: Discovery | None = None
+        self._discovery_at = 0.0
+        self._jwks: dict[str, dict[str, Any]] = {}
+        self._jwks_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    # -- transport -------------------------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        api_key: bool = False,
+        json_body: Mapping[str, Any] | None = None,
+        form: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> FusionAuthResponse:
+        """One call; transport failures, 5xx and unparsable JSON become typed errors. 4xx are returned."""
+        sent_headers = dict(headers or {})
+        if api_key:
+            # FusionAuth wants the raw key, no "Bearer" (contract section 1).
+            sent_headers["Authorization"] = self._settings.api_key.get_secret_value()
+        if self._settings.tenant_id is not None:
+            sent_headers["X-FusionAuth-TenantId"] = str(self._settings.tenant_id)
+        try:
+            response = await self._http.request(method, path, json=json_body, data=form, headers=sent_headers)
+        except httpx.TimeoutException as exc:
+            raise FusionAuthTimeout() from exc
+        except httpx.TransportError as exc:  # refused, reset, DNS, TLS
+            raise FusionAuthUnavailable() from exc
+        # Log the path template only: twoFactorId and token ids travel in paths and are secrets.
+        logger.debug("fusionauth %s %s -> %d", method, _path_template(path), response.status_code)
+        if response.status_code >= 500:
+            raise FusionAuthError(f"The sign-in service failed (HTTP {response.status_code}). Try again in a moment.")
+        if not response.content.strip():
+            return FusionAuthResponse(response.status_code, None)
+        try:
+            payload = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FusionAuthError() from exc
+        return FusionAuthResponse(response.status_code, payload)
+
+    @staticmethod
+    def parse(model: type[M], payload: Any) -> M:
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            raise FusionAuthError() from exc
+
+    # -- OIDC metadata -------------------------------------------------------------------------------------------
+
+    async def discovery(self) -> Discovery:
+        if self._discovery is not None and self._clock.now() - self._discovery_at < DISCOVERY_TTL:
+            return self._discovery
+        async with self._lock:  # one fetch for a burst of concurrent first logins
+            return await self._current_discovery()
+
+    async def _current_discovery(self) -> Discovery:
+        """Call with the lock held."""
+        if self._discovery is None or self._clock.now() - self._discovery_at >= DISCOVERY_TTL:
+            answer = await self.request("GET", "/.well-known/openid-configuration")
+            if answer.status_code != 200:
+                raise FusionAuthError()
+            self._discovery = self.parse(Discovery, answer.payload)
+            self._discovery_at = self._clock.now()
+        return self._discovery
+
+    async def signing_key(self, kid: str) -> dict[str, Any] | None:
+        """The JWK for `kid`; refetches the set once per JWKS_REFETCH_INTERVAL when the kid is unknown."""
+        now = self._clock.now()
+        if kid in self._jwks and now - self._jwks_at < JWKS_TTL:
+            return self._jwks[kid]
+        async with self._lock:
+            if kid not in self._jwks or now - self._jwks_at >= JWKS_TTL:
+                if now - self._jwks_at >= JWKS_REFETCH_INTERVAL:
+                    await self._fetch_jwks()
+        return self._jwks.get(kid)
+
+    async def _fetch_jwks(self) -> None:
+        # Only the path of jwks_uri is used, joined to the back-channel URL: discovery may name a host that only
+        # browsers can reach (in docker-compose, FusionAuth answers as localhost:9011).
+        discovery = await self._current_discovery()
+        answer = await self.request("GET", _path_of(discovery.jwks_uri))
+        keys = answer.payload.get("keys") if isinstance(answer.payload, dict) else None
+        if answer.status_code != 200 or not isinstance(keys, list):
+            raise FusionAuthError()
+        self._jwks = {key["kid"]: key for key in keys if isinstance(key, dict) and isinstance(key.get("kid"), str)}
+        self._jwks_at = self._clock.now()
+
+    # -- OAuth -----------------------------------------------------------------------------------------------------
+
+    async def authorize_url(self, params: Mapping[str, str]) -> str:
+        discovery = await self.discovery()
+        return f"{self._settings.browser_url}{_path_of(discovery.authorization_endpoint)}?{urlencode(params)}"
+
+    def logout_url(self, post_logout_redirect_uri: str) -> str:
+        # FusionAuth's end-session path is fixed; not depending on discovery lets sign-out work while FusionAuth is
+        # down (the local session is gone either way).
+        known = self._discovery.end_session_endpoint if self._discovery else None
+        path = _path_of(known) if known else "/oauth2/logout"
+        query = urlencode(
+            {"client_id": str(self._settings.application_id), "post_logout_redirect_uri": post_logout_redirect_uri}
+        )
+        return f"{self._settings.browser_url}{path}?{query}"
+
+    async def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> TokenResponse:
+        discovery = await self.discovery()
+        client_id = str(self._settings.application_id)
+        secret = self._settings.client_secret.get_secret_value()
+        # client_secret_basic (RFC 6749 2.3.1): form-encode both parts before base64, so a secret with ":" works.
+        basic = base64.b64encode(f"{_form(client_id)}:{_form(secret)}".encode()).decode()
+        answer = await self.request(
+            "POST",
+            _path_of(discovery.token_endpoint),
+            form={
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": code_verifier,
+                "redirect_uri": redirect_uri,
+                "client_id": client_id,
+            },
+            headers={"Authorization": f"Basic {basic}"},
+        )
+        if answer.status_code in (400, 401):
+            raise TokenExchangeRejected(answer.status_code, self.parse(OAuthErrorBody, answer.payload or {}))
+        if answer.status_code != 200:
+            raise FusionAuthError()
+        return self.parse(TokenResponse, answer.payload)
+
+    async def revoke_refresh_token(self, token_id: str) -> None:
+        """DELETE /api/jwt/refresh/{tokenId} with the API key (contract section 7). 404 = already gone."""
+        answer = await self.request("DELETE", f"/api/jwt/refresh/{_segment(token_id)}", api_key=True)
+        if answer.status_code not in (200, 404):
+            raise FusionAuthError(f"Revoking the refresh token failed (HTTP {answer.status_code}).")
+
+
+def _form(value: str) -> str:
+    return urlencode({"": value})[1:]
+
+
+def _segment(value: str) -> str:
+    # Ids from FusionAuth are URL-safe already; refuse anything that could change the path.
+    if not value or any(ch in value for ch in "/?#%\\") or value in (".", ".."):
+        raise FusionAuthError("An identifier from the sign-in service is malformed.")
+    return value
+
+
+def _path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path or "/"
+
+
+def _path_template(path: str) -> str:
+    for prefix in ("/api/two-factor/send/", "/api/jwt/refresh/"):
+        if path.startswith(prefix):
+            return prefix + "{id}"
+    return path

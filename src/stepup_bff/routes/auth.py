@@ -1,0 +1,111 @@
+"""Browser navigations for sign-in (GET /auth/login, /auth/callback) and the sign-out call (POST /auth/logout).
+
+Failures of the navigations redirect to `/?error=<code>` (the error handler does that for GET /auth/*), never JSON,
+and never leave a session behind.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+
+from ..cookies import queue_cookie
+from ..deps import FusionAuthDep, LoginFlowDep, OptionalSession, ServicesDep, SessionsDep, SettingsDep
+from ..errors import FusionAuthError, LoginFailed
+from ..fusionauth import FusionAuthClient, TokenExchangeRejected
+from ..models import LogoutOut
+from ..sessions import SessionManager, Tokens, User
+from ..tokens import InvalidToken
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.get("/login", response_class=RedirectResponse, status_code=302)
+async def login(
+    request: Request, flow: LoginFlowDep, fusionauth: FusionAuthDep, return_to: str | None = None
+) -> RedirectResponse:
+    """Start a sign-in on FusionAuth's hosted page (authorization code + PKCE S256, state, nonce)."""
+    pending, cookie_headers = flow.begin(return_to, request.cookies)
+    url = await fusionauth.authorize_url(flow.authorize_params(pending))
+    for header in cookie_headers:
+        queue_cookie(request, header)
+    return RedirectResponse(url, status_code=302)
+
+
+@router.get("/callback", response_class=RedirectResponse, status_code=303)
+async def callback(
+    request: Request,
+    services: ServicesDep,
+    previous: OptionalSession,
+    code: str | None = None,
+    state: str | None = None,
+    error: str | None = None,
+) -> RedirectResponse:
+    """FusionAuth sends the browser back here; on success a session starts and the browser goes to return_to."""
+    if state:
+        # Whatever happens next, this sign-in's cookie has done its job.
+        queue_cookie(request, services.login.clear_header(state))
+    if error:
+        # FusionAuth's error codes are public OAuth vocabulary; logging them leaks nothing.
+        logger.warning("sign-in failed at FusionAuth: error=%s", error[:64])
+        raise LoginFailed("access_denied" if error == "access_denied" else "login_failed")
+    if not code or not state:
+        raise LoginFailed("invalid_request", "The sign-in answer is incomplete.")
+    pending = await services.login.complete(state, request.cookies)
+    try:
+        tokens = await services.fusionauth.exchange_code(
+            code=code, code_verifier=pending.code_verifier, redirect_uri=services.settings.callback_url
+        )
+    except TokenExchangeRejected as exc:
+        logger.warning("sign-in failed: %s", exc)
+        raise LoginFailed("token_exchange_failed", "FusionAuth did not accept the sign-in.") from exc
+    try:
+        claims = await services.tokens.verify_login(
+            id_token=tokens.id_token, access_token=tokens.access_token, nonce=pending.nonce
+        )
+    except InvalidToken as exc:
+        logger.warning("sign-in failed: token rejected: %s", exc)
+        raise LoginFailed("invalid_token", "The sign-in could not be verified.") from exc
+    if previous is not None:
+        # A new sign-in replaces whatever session this browser had (ASVS 7.2.4: new id on authentication).
+        await _end_session(services.sessions, services.fusionauth, previous.id)
+    user = User(id=claims.sub, email=claims.email, name=claims.display_name)
+    session = await services.sessions.create(
+        user, Tokens(tokens.access_token, tokens.refresh_token, tokens.refresh_token_id)
+    )
+    queue_cookie(request, services.sessions.set_cookie_header(session))
+    logger.info("signed in: user=%s", user.id)
+    return RedirectResponse(pending.return_to, status_code=303)
+
+
+@router.post("/logout")
+async def logout(
+    request: Request,
+    session: OptionalSession,
+    sessions: SessionsDep,
+    fusionauth: FusionAuthDep,
+    settings: SettingsDep,
+) -> LogoutOut:
+    """End the local session, revoke the refresh token, and hand back FusionAuth's logout URL to navigate to."""
+    if session is not None:
+        await _end_session(sessions, fusionauth, session.id)
+        logger.info("signed out: user=%s", session.user.id)
+    queue_cookie(request, sessions.clear_cookie_header())
+    return LogoutOut(redirect=fusionauth.logout_url(f"{settings.public_url}/"))
+
+
+async def _end_session(sessions: SessionManager, fusionauth: FusionAuthClient, session_id: str) -> None:
+    record = await sessions.end(session_id)
+    token_id = record.tokens.refresh_token_id if record else None
+    if token_id is None:
+        return
+    try:
+        await fusionauth.revoke_refresh_token(token_id)
+    except FusionAuthError as exc:
+        # The local session is already gone, which is what protects this browser; a refresh token that outlives
+        # it is logged for the operator rather than failing the sign-out.
+        logger.warning("could not revoke refresh token at FusionAuth: %s", exc.error_code)

@@ -1,0 +1,29 @@
+"""What the single-page app asks first: who is signed in, until when, and whether they are stepped up."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..deps import ClockDep, OptionalSession
+from ..models import SessionOut, StepUpStatus, UserOut, iso
+
+router = APIRouter(prefix="/api", tags=["session"])
+
+
+@router.get("/session")
+async def read_session(session: OptionalSession, clock: ClockDep) -> SessionOut:
+    if session is None:
+        return SessionOut(authenticated=False)
+    step_up = session.step_up
+    if step_up is not None and step_up.until > clock.now():
+        step_up_status = StepUpStatus(active=True, expires_at=iso(step_up.until), method=step_up.method)
+    else:
+        step_up_status = StepUpStatus(active=False)
+    return SessionOut(
+        authenticated=True,
+        user=UserOut(id=session.user.id, email=session.user.email, name=session.user.name),
+        signed_in_at=iso(session.signed_in_at),
+        expires_at=iso(session.expires_at),
+        idle_expires_at=iso(session.idle_expires_at),
+        step_up=step_up_status,
+    )

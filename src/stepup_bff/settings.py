@@ -1,0 +1,279 @@
+"""Configuration: a TOML file plus `STEPUP_*` environment variables (env wins), validated once at start-up.
+
+Where the file comes from: `--config PATH`, else `$STEPUP_CONFIG`, else `./config.toml` if it exists, else none.
+Nested keys use `__` in the environment: `[fusionauth] api_key` is `STEPUP_FUSIONAUTH__API_KEY`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "STEPUP_"
+CONFIG_ENV = "STEPUP_CONFIG"
+DEFAULT_CONFIG = Path("config.toml")
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class ConfigError(Exception):
+    """The configuration is missing or invalid; the message names the key and says how to fix it."""
+
+
+def _origin(value: str) -> str:
+    """An origin such as `https://app.example.com` (no path, no trailing slash)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must be an origin without a path, e.g. https://app.example.com")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _base_url(value: str) -> str:
+    """A base URL: http(s), any path prefix, no trailing slash."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    return value.strip().rstrip("/")
+
+
+def is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+Origin = Annotated[str, AfterValidator(_origin)]
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+Seconds = Annotated[int, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    # A misspelt key is an error, not a silently ignored default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FusionAuthSettings(_Section):
+    url: BaseUrl  # back-channel: where the BFF reaches FusionAuth (e.g. http://fusionauth:9011 in compose)
+    public_url: BaseUrl | None = None  # browser-facing: where people reach FusionAuth; defaults to `url`
+    api_key: SecretStr
+    application_id: UUID  # = the OAuth client_id
+    client_secret: SecretStr
+    tenant_id: UUID | None = None
+    timeout: Annotated[float, Field(gt=0, le=60)] = 5.0  # seconds, per read/write/pool wait
+    connect_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0  # seconds
+
+    @property
+    def browser_url(self) -> str:
+        return self.public_url or self.url
+
+    @field_validator("api_key", "client_secret")
+    @classmethod
+    def _not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class SessionSettings(_Section):
+    # The first key signs; every key verifies. Rotate by putting a new key first and keeping the old one
+    # until the longest session (absolute_timeout) has passed.
+    secret_keys: Annotated[list[SecretStr], Field(min_length=1)]
+    idle_timeout: Seconds = 1800  # 30 min: ASVS 4.0.3 3.3.2 level 2
+    absolute_timeout: Seconds = 43200  # 12 h: ASVS 4.0.3 3.3.2 / NIST 800-63B rev. 3 AAL2
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _strong_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            # 32 characters of token_urlsafe carry ~190 bits; shorter keys are guessable offline from a cookie.
+            if len(key.get_secret_value()) < 32:
+                raise ValueError(
+                    "each key needs at least 32 characters; make one with "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        return keys
+
+    @model_validator(mode="after")
+    def _idle_within_absolute(self) -> SessionSettings:
+        if self.idle_timeout > self.absolute_timeout:
+            raise ValueError("idle_timeout must not be longer than absolute_timeout")
+        return self
+
+
+class StepUpSettings(_Section):
+    max_age: Seconds = 300  # how long a completed second factor counts as fresh
+    single_use: bool = False  # true: each step-up authorizes exactly one privileged request
+    max_attempts: Seconds = 5  # wrong codes per challenge before it is discarded
+    max_failures: Seconds = 10  # wrong codes per user per failure_window before step-up is blocked
+    failure_window: Seconds = 900  # seconds (15 min)
+    resend_cooldown: Seconds = 30  # seconds between sends of a code
+    max_sends: Seconds = 3  # sends per challenge
+
+
+class StorageSettings(_Section):
+    # sqlite:///relative/path, sqlite:////absolute/path or redis://host:port/db
+    url: str = "sqlite:///data/stepup-bff.sqlite3"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "redis://", "rediss://")):
+            raise ValueError("must start with sqlite:/// or redis://")
+        return value
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 9000
+    # Proxies whose X-Forwarded-For/-Proto we believe (uvicorn's forwarded_allow_ips): the load balancer's address.
+    forwarded_allow_ips: str = "127.0.0.1"
+
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("stepup_config_file", default=None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    public_url: Origin = "http://localhost:9000"  # where browsers reach the BFF
+    fusionauth: FusionAuthSettings
+    session: SessionSettings
+    step_up: StepUpSettings = StepUpSettings()
+    storage: StorageSettings = StorageSettings()
+    server: ServerSettings = ServerSettings()
+    frontend_dir: Path | None = None  # defaults to the packaged single-page app
+    log_level: str = "info"
+
+    @field_validator("public_url")
+    @classmethod
+    def _secure_unless_loopback(cls, value: str) -> str:
+        parts = urlsplit(value)
+        # Cookies without Secure are only acceptable where nothing crosses a network.
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError("must use https:// (plain http:// is only allowed for localhost)")
+        return value
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.public_url}/auth/callback"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
+        return sources
+
+
+def resolve_config_file(explicit: Path | None, environ: dict[str, str] | os._Environ[str]) -> Path | None:
+    if explicit is not None:
+        path = explicit
+    elif environ.get(CONFIG_ENV):
+        path = Path(environ[CONFIG_ENV])
+    elif DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG
+    else:
+        return None
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    return path
+
+
+def _env_name(location: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in location if isinstance(part, str))
+
+
+def _required_fields(location: tuple[int | str, ...]) -> list[str]:
+    """For a missing section, its required keys, so the message names them rather than the section."""
+    model: type[BaseModel] = Settings
+    for part in location:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [name for name, field in model.model_fields.items() if field.is_required()]
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        location = tuple(problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "missing":
+            message = "is required"
+            children = _required_fields(location)
+            if children:
+                for child in children:
+                    key = ".".join([*map(str, location), child])
+                    env = _env_name((*location, child))
+                    lines.append(f"  {key}: is required (TOML key {key!r} or env {env})")
+                continue
+        elif problem["type"] == "extra_forbidden":
+            message = "is not a known setting (check its spelling)"
+        key = ".".join(str(part) for part in location) or "(root)"
+        # Only the key and the reason: the rejected value may be a secret.
+        lines.append(f"  {key}: {message} (TOML key {key!r} or env {_env_name(location)})")
+    return "\n".join(lines)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file and the environment; raise ConfigError with one readable message."""
+    path = resolve_config_file(config_file, os.environ)
+    token = _config_file.set(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        source = f" (from {path} and the environment)" if path else " (from the environment; no config file)"
+        raise ConfigError(f"invalid configuration{source}:\n{_describe(exc)}") from None
+    except (OSError, ValueError) as exc:  # unreadable file or TOML syntax error
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,28 @@
+"""Server-side state: sessions, step-up challenges, attempt counters, telegrams.
+
+The `Store` protocol is small on purpose: a key/value map with expiry and the few atomic operations the callers
+need (insert-if-absent, get-and-delete, increment-with-expiry), which map one-to-one onto Redis commands
+(SET NX, GETDEL, INCR + EXPIRE). `open_store(url)` picks the implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from ..clock import Clock
+from .base import Store, Telegram, TelegramStore
+from .sqlite import SqliteStore
+
+__all__ = ["SqliteStore", "Store", "Telegram", "TelegramStore", "open_store"]
+
+
+@asynccontextmanager
+async def open_store(url: str, clock: Clock) -> AsyncIterator[SqliteStore]:
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"unsupported storage url scheme: {url.split(':', 1)[0]}")
+    store = SqliteStore(url.removeprefix("sqlite:///"), clock)
+    try:
+        yield store
+    finally:
+        await store.close()

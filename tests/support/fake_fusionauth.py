@@ -1,0 +1,122 @@
+"""What a respx-mocked FusionAuth needs: signing keys, a JWKS, discovery, and tokens with FusionAuth's claims."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jose import jwk, jwt
+
+FA_URL = "http://fusionauth.test:9011"
+FA_PUBLIC_URL = "http://localhost:9011"
+ISSUER = "http://localhost:9011"
+APPLICATION_ID = "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"
+USER_ID = "00000000-0000-0000-0000-00000000a11c"
+OTHER_USER_ID = "00000000-0000-0000-0000-00000000b0b0"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_pem: bytes
+    public_jwk: dict[str, Any]
+
+
+@cache
+def signing_key(kid: str = "key-1") -> SigningKey:
+    """An RSA key per kid, generated once per test run (2048-bit generation costs ~50 ms)."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    public_jwk = jwk.construct(public_pem, "RS256").to_dict()
+    public_jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
+    return SigningKey(kid, private_pem, public_jwk)
+
+
+def jwks(*kids: str) -> dict[str, Any]:
+    return {"keys": [signing_key(kid).public_jwk for kid in kids or ("key-1",)]}
+
+
+def discovery(issuer: str = ISSUER) -> dict[str, Any]:
+    # Real FusionAuth names its own host in these URLs; the BFF must use only their paths.
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{FA_PUBLIC_URL}/oauth2/authorize",
+        "token_endpoint": f"{FA_PUBLIC_URL}/oauth2/token",
+        "userinfo_endpoint": f"{FA_PUBLIC_URL}/oauth2/userinfo",
+        "end_session_endpoint": f"{FA_PUBLIC_URL}/oauth2/logout",
+        "jwks_uri": f"{FA_PUBLIC_URL}/.well-known/jwks.json",
+        "response_types_supported": ["code"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }
+
+
+def _at_hash(access_token: str) -> str:
+    digest = hashlib.sha256(access_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+@dataclass
+class TokenFactory:
+    """Mints FusionAuth-shaped tokens; every field can be bent to test a failure."""
+
+    now: float = field(default_factory=time.time)
+    kid: str = "key-1"
+    issuer: str = ISSUER
+    audience: str = APPLICATION_ID
+
+    def _claims(self, sub: str, ttl: int, extra: dict[str, Any]) -> dict[str, Any]:
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": sub,
+            "iat": int(self.now),
+            "exp": int(self.now) + ttl,
+            "jti": str(uuid.uuid4()),
+            "auth_time": int(self.now),
+            "authenticationType": "PASSWORD",
+            "tid": "d7d09513-a3f5-401c-9685-34ab6c552453",
+        }
+        claims.update(extra)
+        return claims
+
+    def sign(self, claims: dict[str, Any], *, kid: str | None = None, algorithm: str = "RS256") -> str:
+        key = signing_key(kid or self.kid)
+        return jwt.encode(claims, key.private_pem.decode(), algorithm=algorithm, headers={"kid": kid or self.kid})
+
+    def access_token(self, sub: str = USER_ID, ttl: int = 3600, **extra: Any) -> str:
+        extra.setdefault("applicationId", APPLICATION_ID)
+        extra.setdefault("roles", ["user"])
+        extra.setdefault("scope", "openid offline_access profile email")
+        return self.sign(self._claims(sub, ttl, extra))
+
+    def id_token(self, *, nonce: str, access_token: str, sub: str = USER_ID, ttl: int = 3600, **extra: Any) -> str:
+        extra.setdefault("email", "alice@example.com")
+        extra.setdefault("email_verified", True)
+        extra.setdefault("name", "Alice Example")
+        claims = self._claims(sub, ttl, {"nonce": nonce, "at_hash": _at_hash(access_token), **extra})
+        return self.sign(claims)
+
+    def token_response(self, *, nonce: str, sub: str = USER_ID, **id_extra: Any) -> dict[str, Any]:
+        access = self.access_token(sub=sub)
+        return {
+            "access_token": access,
+            "id_token": self.id_token(nonce=nonce, access_token=access, sub=sub, **id_extra),
+            "refresh_token": "refresh-" + uuid.uuid4().hex,
+            "refresh_token_id": str(uuid.uuid4()),
+            "expires_in": 3600,
+            "scope": "openid offline_access profile email",
+            "token_type": "Bearer",
+            "userId": sub,
+        }

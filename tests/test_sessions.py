@@ -1,0 +1,156 @@
+"""The session cookie and its server-side record: tampering, foreign keys, timeouts, sign-out, key rotation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import respx
+from fastapi.testclient import TestClient
+from itsdangerous import URLSafeTimedSerializer
+
+from conftest import JSON_HEADERS, SECRET_KEY, FakeClock, make_settings, sign_in
+from stepup_bff.cookies import make_serializer
+from stepup_bff.settings import Settings
+from support.fake_fusionauth import USER_ID, TokenFactory
+
+COOKIE = "stepup_session"
+
+
+def _authenticated(client: TestClient) -> bool:
+    response = client.get("/api/session")
+    assert response.status_code == 200
+    return bool(response.json()["authenticated"])
+
+
+def test_tampered_cookie_is_anonymous_and_cleared(signed_in: TestClient) -> None:
+    value = signed_in.cookies[COOKIE]
+    middle = len(value) // 2
+    signed_in.cookies.set(COOKIE, value[:middle] + ("A" if value[middle] != "A" else "B") + value[middle + 1 :])
+    response = signed_in.get("/api/session")
+    assert response.json()["authenticated"] is False
+    assert any(h.startswith(f"{COOKIE}=;") and "Max-Age=0" in h for h in response.headers.get_list("set-cookie"))
+
+
+def test_cookie_signed_with_a_foreign_key_is_refused(signed_in: TestClient) -> None:
+    original = URLSafeTimedSerializer([SECRET_KEY], salt="stepup-bff/session").loads_unsafe(signed_in.cookies[COOKIE])[
+        1
+    ]
+    forged = URLSafeTimedSerializer(["x" * 40], salt="stepup-bff/session").dumps(original)
+    signed_in.cookies.set(COOKIE, forged)
+    assert not _authenticated(signed_in)
+
+
+def test_cookie_naming_another_user_is_refused(signed_in: TestClient, settings: Settings, clock: FakeClock) -> None:
+    serializer = make_serializer(settings.session.secret_keys, salt="stepup-bff/session", clock=clock)
+    payload = serializer.loads(signed_in.cookies[COOKIE])
+    # Even with the signing key, a cookie that swaps the user id for another is refused by the record check.
+    payload["uid"] = "someone-else"
+    signed_in.cookies.set(COOKIE, serializer.dumps(payload))
+    assert not _authenticated(signed_in)
+
+
+def test_login_state_cookie_cannot_pass_as_a_session(
+    signed_in: TestClient, settings: Settings, clock: FakeClock
+) -> None:
+    # Same keys, different salt: a value minted for one cookie kind never verifies as another.
+    login_serializer = make_serializer(settings.session.secret_keys, salt="stepup-bff/login", clock=clock)
+    session_serializer = make_serializer(settings.session.secret_keys, salt="stepup-bff/session", clock=clock)
+    payload = session_serializer.loads(signed_in.cookies[COOKIE])
+    signed_in.cookies.set(COOKIE, login_serializer.dumps(payload))
+    assert not _authenticated(signed_in)
+
+
+def test_old_cookie_replayed_after_sign_out_is_worthless(signed_in: TestClient) -> None:
+    stolen = signed_in.cookies[COOKIE]
+    assert signed_in.post("/auth/logout", headers=JSON_HEADERS).status_code == 200
+    signed_in.cookies.set(COOKIE, stolen)
+    assert not _authenticated(signed_in)
+
+
+def test_idle_timeout(signed_in: TestClient, clock: FakeClock) -> None:
+    clock.advance(1799)
+    assert _authenticated(signed_in)  # activity resets the idle clock
+    clock.advance(1799)
+    assert _authenticated(signed_in)
+    clock.advance(1800)
+    assert not _authenticated(signed_in)
+
+
+def test_absolute_timeout_despite_activity(signed_in: TestClient, clock: FakeClock) -> None:
+    for _ in range(43200 // 1500 - 1):
+        clock.advance(1500)
+        assert _authenticated(signed_in)
+    clock.advance(43200 - (43200 // 1500 - 1) * 1500)
+    assert not _authenticated(signed_in)
+
+
+def test_session_reports_expiry_times(signed_in: TestClient, clock: FakeClock) -> None:
+    from stepup_bff.models import iso
+
+    body = signed_in.get("/api/session").json()
+    assert body["signed_in_at"] == iso(clock.now())
+    assert body["expires_at"] == iso(clock.now() + 43200)
+    assert body["idle_expires_at"] == iso(clock.now() + 1800)
+
+
+def test_key_rotation_old_cookies_still_verify(
+    tmp_path: Path, app_factory: object, fusionauth: respx.MockRouter, tokens: TokenFactory
+) -> None:
+    old_settings = make_settings(tmp_path)
+    client: TestClient = app_factory(old_settings)  # type: ignore[operator]
+    assert sign_in(client, fusionauth, tokens).status_code == 303
+    cookie = client.cookies[COOKIE]
+
+    # Same store, new signing key first, old key kept for verification.
+    new_key = "n" * 40
+    rotated = make_settings(tmp_path, session={"secret_keys": [new_key, SECRET_KEY]})
+    client2: TestClient = app_factory(rotated)  # type: ignore[operator]
+    client2.cookies.set(COOKIE, cookie)
+    assert _authenticated(client2)
+
+    # Once the old key is removed, cookies signed by it stop working.
+    retired = make_settings(tmp_path, session={"secret_keys": [new_key]})
+    client3: TestClient = app_factory(retired)  # type: ignore[operator]
+    client3.cookies.set(COOKIE, cookie)
+    assert not _authenticated(client3)
+
+
+def test_new_sign_in_replaces_the_previous_session(
+    signed_in: TestClient, fusionauth: respx.MockRouter, tokens: TokenFactory
+) -> None:
+    first = signed_in.cookies[COOKIE]
+    assert sign_in(signed_in, fusionauth, tokens).status_code == 303
+    second = signed_in.cookies[COOKIE]
+    assert first != second
+    assert fusionauth["revoke"].call_count == 1  # the replaced session's refresh token
+    signed_in.cookies.set(COOKIE, first)
+    assert not _authenticated(signed_in)
+
+
+def test_sign_out_survives_a_failed_revocation(signed_in: TestClient, fusionauth: respx.MockRouter) -> None:
+    fusionauth["revoke"].mock(side_effect=httpx.ConnectError("down"))
+    cookie = signed_in.cookies[COOKIE]
+    response = signed_in.post("/auth/logout", headers=JSON_HEADERS)
+    assert response.status_code == 200
+    assert "redirect" in response.json()
+    signed_in.cookies.set(COOKIE, cookie)
+    assert not _authenticated(signed_in)
+
+
+def test_sign_out_without_a_session_is_harmless(client: TestClient, fusionauth: respx.MockRouter) -> None:
+    response = client.post("/auth/logout", headers=JSON_HEADERS)
+    assert response.status_code == 200
+    assert not fusionauth["revoke"].called
+
+
+def test_session_endpoint_for_strangers(client: TestClient) -> None:
+    body = client.get("/api/session").json()
+    assert body["authenticated"] is False and body["user"] is None
+
+
+def test_user_id_comes_from_the_verified_token(
+    client: TestClient, fusionauth: respx.MockRouter, tokens: TokenFactory
+) -> None:
+    assert sign_in(client, fusionauth, tokens, sub=USER_ID).status_code == 303
+    assert client.get("/api/session").json()["user"]["id"] == USER_ID

@@ -1,0 +1,125 @@
+"""Configuration: TOML plus environment (env wins), and one clear message naming the key on any mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stepup_bff.cli import main
+from stepup_bff.settings import ConfigError, load_settings
+
+VALID_TOML = """
+public_url = "http://localhost:9000"
+
+[fusionauth]
+url = "http://localhost:9011"
+api_key = "toml-api-key"
+application_id = "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"
+client_secret = "toml-client-secret"
+
+[session]
+secret_keys = ["0123456789abcdef0123456789abcdef"]
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(VALID_TOML)
+    return path
+
+
+def test_reads_toml_with_defaults(config_file: Path) -> None:
+    settings = load_settings(config_file)
+    assert settings.fusionauth.api_key.get_secret_value() == "toml-api-key"
+    assert settings.fusionauth.browser_url == "http://localhost:9011"  # public_url defaults to url
+    assert settings.session.idle_timeout == 1800
+    assert settings.session.absolute_timeout == 43200
+    assert settings.step_up.max_age == 300
+    assert settings.storage.url.startswith("sqlite:///")
+    assert settings.cookie_secure is False
+
+
+def test_environment_wins_over_toml(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEPUP_FUSIONAUTH__API_KEY", "env-api-key")
+    monkeypatch.setenv("STEPUP_STEP_UP__MAX_AGE", "120")
+    monkeypatch.setenv(
+        "STEPUP_SESSION__SECRET_KEYS", '["env-key-0123456789abcdef0123456789", "old-key-0123456789abcdef01234567"]'
+    )
+    settings = load_settings(config_file)
+    assert settings.fusionauth.api_key.get_secret_value() == "env-api-key"
+    assert settings.fusionauth.client_secret.get_secret_value() == "toml-client-secret"
+    assert settings.step_up.max_age == 120
+    assert len(settings.session.secret_keys) == 2
+
+
+def test_config_file_from_environment_variable(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEPUP_CONFIG", str(config_file))
+    assert load_settings().fusionauth.api_key.get_secret_value() == "toml-api-key"
+
+
+def test_config_toml_in_working_directory(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(config_file.parent)
+    assert load_settings().fusionauth.api_key.get_secret_value() == "toml-api-key"
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        (VALID_TOML.replace('api_key = "toml-api-key"\n', ""), {}, "fusionauth.api_key: is required"),
+        (VALID_TOML, {"STEPUP_FUSIONAUTH__URL": "not a url"}, "fusionauth.url: must be an http:// or https:// URL"),
+        (VALID_TOML, {"STEPUP_PUBLIC_URL": "http://app.example.com"}, "public_url: must use https://"),
+        (VALID_TOML.replace("0123456789abcdef0123456789abcdef", "short"), {}, "session.secret_keys: each key needs"),
+        (VALID_TOML, {"STEPUP_SESSION__IDLE_TIMEOUT": "50000"}, "idle_timeout must not be longer"),
+        (VALID_TOML + "\n[step_up]\nmax_agee = 5\n", {}, "step_up.max_agee: is not a known setting"),
+        (VALID_TOML.replace("e9fdb985-9173-4e01-9d73-ac2d60d1dc8e", "app"), {}, "fusionauth.application_id"),
+        ("this is [not toml", {}, "cannot read config file"),
+    ],
+)
+def test_bad_configuration_names_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, env: dict[str, str], expected: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(toml)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert expected in str(caught.value)
+
+
+def test_missing_everything_lists_each_required_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    for key in ("fusionauth.url", "fusionauth.api_key", "fusionauth.application_id", "session.secret_keys"):
+        assert key in message
+    assert "STEPUP_FUSIONAUTH__API_KEY" in message
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_secrets_never_appear_in_messages_or_repr(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(config_file)
+    assert "toml-api-key" not in repr(settings) and "toml-client-secret" not in str(settings)
+    # A bad value that is a secret is not echoed back either.
+    monkeypatch.setenv("STEPUP_SESSION__SECRET_KEYS", '["hunter2-too-short"]')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_file)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_cli_prints_one_clear_message_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stepup-bff: invalid configuration")
+    assert "Traceback" not in err
+    assert "fusionauth.api_key: is required" in err
