@@ -152,3 +152,13 @@ def signed_in(client: TestClient, fusionauth: respx.MockRouter, tokens: TokenFac
     response = sign_in(client, fusionauth, tokens)
     assert response.status_code == 303, response.text
     return client
+
+
+def replace_cookie(client: TestClient, name: str, value: str) -> None:
+    """Put `value` in the jar as the one cookie called `name` (as a browser would after a Set-Cookie)."""
+    jar = client.cookies.jar
+    domains = {cookie.domain for cookie in jar if cookie.name == name} or {"localhost.local"}
+    for cookie in [cookie for cookie in jar if cookie.name == name]:
+        jar.clear(cookie.domain, cookie.path, cookie.name)
+    for domain in domains:
+        client.cookies.set(name, value, domain=domain, path="/")

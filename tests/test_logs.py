@@ -31,3 +31,20 @@ def test_other_paths_are_untouched() -> None:
     record = _access_record("/auth/login?return_to=/x")
     RedactCallbackQuery().filter(record)
     assert "/auth/login?return_to=/x" in record.getMessage()
+
+
+def test_httpx_request_lines_never_carry_two_factor_ids() -> None:
+    from stepup_bff.logs import RedactSecretPaths
+
+    record = logging.LogRecord(
+        "httpx",
+        logging.INFO,
+        __file__,
+        1,
+        'HTTP Request: %s %s "%s %d %s"',
+        ("POST", "http://fa:9011/api/two-factor/send/TFID-secret123", "HTTP/1.1", 200, "OK"),
+        None,
+    )
+    RedactSecretPaths().filter(record)
+    assert "TFID-secret123" not in record.getMessage()
+    assert "/api/two-factor/send/[redacted]" in record.getMessage()

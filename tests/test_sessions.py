@@ -9,7 +9,7 @@ import respx
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
 
-from conftest import JSON_HEADERS, SECRET_KEY, FakeClock, make_settings, sign_in
+from conftest import JSON_HEADERS, SECRET_KEY, FakeClock, make_settings, replace_cookie, sign_in
 from stepup_bff.cookies import make_serializer
 from stepup_bff.settings import Settings
 from support.fake_fusionauth import USER_ID, TokenFactory
@@ -26,7 +26,7 @@ def _authenticated(client: TestClient) -> bool:
 def test_tampered_cookie_is_anonymous_and_cleared(signed_in: TestClient) -> None:
     value = signed_in.cookies[COOKIE]
     middle = len(value) // 2
-    signed_in.cookies.set(COOKIE, value[:middle] + ("A" if value[middle] != "A" else "B") + value[middle + 1 :])
+    replace_cookie(signed_in, COOKIE, value[:middle] + ("A" if value[middle] != "A" else "B") + value[middle + 1 :])
     response = signed_in.get("/api/session")
     assert response.json()["authenticated"] is False
     assert any(h.startswith(f"{COOKIE}=;") and "Max-Age=0" in h for h in response.headers.get_list("set-cookie"))
@@ -37,7 +37,7 @@ def test_cookie_signed_with_a_foreign_key_is_refused(signed_in: TestClient) -> N
         1
     ]
     forged = URLSafeTimedSerializer(["x" * 40], salt="stepup-bff/session").dumps(original)
-    signed_in.cookies.set(COOKIE, forged)
+    replace_cookie(signed_in, COOKIE, forged)
     assert not _authenticated(signed_in)
 
 
@@ -46,7 +46,7 @@ def test_cookie_naming_another_user_is_refused(signed_in: TestClient, settings: 
     payload = serializer.loads(signed_in.cookies[COOKIE])
     # Even with the signing key, a cookie that swaps the user id for another is refused by the record check.
     payload["uid"] = "someone-else"
-    signed_in.cookies.set(COOKIE, serializer.dumps(payload))
+    replace_cookie(signed_in, COOKIE, serializer.dumps(payload))
     assert not _authenticated(signed_in)
 
 
@@ -57,14 +57,14 @@ def test_login_state_cookie_cannot_pass_as_a_session(
     login_serializer = make_serializer(settings.session.secret_keys, salt="stepup-bff/login", clock=clock)
     session_serializer = make_serializer(settings.session.secret_keys, salt="stepup-bff/session", clock=clock)
     payload = session_serializer.loads(signed_in.cookies[COOKIE])
-    signed_in.cookies.set(COOKIE, login_serializer.dumps(payload))
+    replace_cookie(signed_in, COOKIE, login_serializer.dumps(payload))
     assert not _authenticated(signed_in)
 
 
 def test_old_cookie_replayed_after_sign_out_is_worthless(signed_in: TestClient) -> None:
     stolen = signed_in.cookies[COOKIE]
     assert signed_in.post("/auth/logout", headers=JSON_HEADERS).status_code == 200
-    signed_in.cookies.set(COOKIE, stolen)
+    replace_cookie(signed_in, COOKIE, stolen)
     assert not _authenticated(signed_in)
 
 
@@ -106,13 +106,13 @@ def test_key_rotation_old_cookies_still_verify(
     new_key = "n" * 40
     rotated = make_settings(tmp_path, session={"secret_keys": [new_key, SECRET_KEY]})
     client2: TestClient = app_factory(rotated)  # type: ignore[operator]
-    client2.cookies.set(COOKIE, cookie)
+    replace_cookie(client2, COOKIE, cookie)
     assert _authenticated(client2)
 
     # Once the old key is removed, cookies signed by it stop working.
     retired = make_settings(tmp_path, session={"secret_keys": [new_key]})
     client3: TestClient = app_factory(retired)  # type: ignore[operator]
-    client3.cookies.set(COOKIE, cookie)
+    replace_cookie(client3, COOKIE, cookie)
     assert not _authenticated(client3)
 
 
@@ -124,7 +124,7 @@ def test_new_sign_in_replaces_the_previous_session(
     second = signed_in.cookies[COOKIE]
     assert first != second
     assert fusionauth["revoke"].call_count == 1  # the replaced session's refresh token
-    signed_in.cookies.set(COOKIE, first)
+    replace_cookie(signed_in, COOKIE, first)
     assert not _authenticated(signed_in)
 
 
@@ -134,7 +134,7 @@ def test_sign_out_survives_a_failed_revocation(signed_in: TestClient, fusionauth
     response = signed_in.post("/auth/logout", headers=JSON_HEADERS)
     assert response.status_code == 200
     assert "redirect" in response.json()
-    signed_in.cookies.set(COOKIE, cookie)
+    replace_cookie(signed_in, COOKIE, cookie)
     assert not _authenticated(signed_in)
 
 

@@ -18,11 +18,12 @@ from .deps import csrf_guard
 from .errors import install_error_handlers
 from .fusionauth import FusionAuthClient, build_http_client
 from .login_flow import LoginFlow
-from .routes import auth, session
+from .routes import auth, session, step_up, telegrams
 from .security_headers import SecurityHeadersMiddleware
 from .services import Services
 from .sessions import SessionManager
 from .settings import Settings, load_settings
+from .step_up import StepUpService
 from .store import open_store
 from .tokens import TokenVerifier
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with build_http_client(settings.fusionauth) as http, open_store(settings.storage.url, clock) as store:
             fusionauth = FusionAuthClient(settings.fusionauth, http, clock)
+            sessions = SessionManager(settings, store, clock)
             yield {
                 "services": Services(
                     settings=settings,
@@ -50,8 +52,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     telegrams=store,
                     fusionauth=fusionauth,
                     tokens=TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock),
-                    sessions=SessionManager(settings, store, clock),
+                    sessions=sessions,
                     login=LoginFlow(settings, store, clock),
+                    step_up=StepUpService(settings.step_up, store, fusionauth, sessions, clock),
                 )
             }
 
@@ -68,6 +71,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install_error_handlers(app)
     app.include_router(auth.router)
     app.include_router(session.router)
+    app.include_router(step_up.router)
+    app.include_router(telegrams.router)
     app.mount("/", StaticFiles(directory=settings.frontend_dir or default_frontend_dir(), html=True), name="frontend")
     app.add_middleware(PendingCookiesMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, https=settings.cookie_secure)

@@ -6,6 +6,7 @@ CurrentUser    -> CurrentSession
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,6 +20,7 @@ from .login_flow import LoginFlow
 from .services import Services
 from .sessions import Session, SessionManager, User
 from .settings import Settings
+from .step_up import StepUpService
 
 
 def get_services(request: Request) -> Services:
@@ -49,11 +51,16 @@ def get_login_flow(services: ServicesDep) -> LoginFlow:
     return services.login
 
 
+def get_step_up(services: ServicesDep) -> StepUpService:
+    return services.step_up
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 FusionAuthDep = Annotated[FusionAuthClient, Depends(get_fusionauth)]
 SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
 LoginFlowDep = Annotated[LoginFlow, Depends(get_login_flow)]
+StepUpDep = Annotated[StepUpService, Depends(get_step_up)]
 
 
 def csrf_guard(request: Request, settings: SettingsDep) -> None:
@@ -87,3 +94,27 @@ def get_current_user(session: CurrentSession) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_step_up(max_age: int | None = None) -> Callable[..., Awaitable[Session]]:
+    """A guard for any route: a second factor completed in the last `max_age` seconds (default
+    `step_up.max_age`), else 401 insufficient_user_authentication (RFC 9470). For example:
+
+        FreshSession = Annotated[Session, Depends(require_step_up(max_age=60))]
+    """
+
+    async def guard(session: CurrentSession, step_up: StepUpDep, settings: SettingsDep) -> Session:
+        await step_up.authorize(session, max_age or settings.step_up.max_age)
+        return session
+
+    return guard
+
+
+SteppedUpSession = Annotated[Session, Depends(require_step_up())]
+
+
+def get_stepped_up_user(session: SteppedUpSession) -> User:
+    return session.user
+
+
+SteppedUpUser = Annotated[User, Depends(get_stepped_up_user)]

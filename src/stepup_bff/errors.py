@@ -9,11 +9,22 @@
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── LoginFailed (400, browser navigations only; carries the redirect code)
+    ├── StepUpError: the step-up API's own answers
+    │   ├── InvalidCode (400 invalid_code, attempts_remaining)
+    │   ├── InvalidMethod (400 invalid_method)
+    │   ├── StepUpRejected (403 account_locked / account_expired / login_prevented / step_up_rejected)
+    │   ├── NoChallenge (409 no_challenge)
+    │   ├── NoSecondFactor (409 no_second_factor)
+    │   ├── StepUpInProgress (409 step_up_in_progress)
+    │   ├── ChallengeExpired (410 challenge_expired)
+    │   ├── ResendTooSoon (429 resend_too_soon, retry_after)
+    │   ├── TooManySends (429 too_many_sends)
+    │   └── StepUpBlocked (429 step_up_blocked, retry_after)
     └── FusionAuthError (502 fusionauth_error)
         ├── FusionAuthUnavailable (503 fusionauth_unavailable)
         └── FusionAuthTimeout (504 fusionauth_timeout)
 
-Step-up adds its own subclasses in `step_up/errors.py`. JSON bodies are
+JSON bodies are
 `{"error": "<code>", "error_description": "...", **extra}`; browser navigations (GET /auth/*) get a redirect to
 `/?error=<code>` instead, because a person, not a script, is looking at the answer.
 """
@@ -123,6 +134,95 @@ class LoginFailed(AppError):
     @property
     def error_code(self) -> str:
         return self.reason
+
+
+class StepUpError(AppError):
+    status_code = 400
+    code = "step_up_error"
+
+
+class InvalidCode(StepUpError):
+    status_code = 400
+    code = "invalid_code"
+    description = "That code is not right."
+
+    def __init__(self, *, attempts_remaining: int) -> None:
+        description = (
+            "That code is not right." if attempts_remaining else "Too many wrong codes. Start the step-up again."
+        )
+        super().__init__(description, attempts_remaining=attempts_remaining)
+
+
+class InvalidMethod(StepUpError):
+    status_code = 400
+    code = "invalid_method"
+    description = "Choose one of the email or text-message methods offered; authenticator codes are not sent."
+
+
+class StepUpRejected(StepUpError):
+    """FusionAuth verified nothing because of the account's state (locked, expired, login prevented)."""
+
+    status_code = 403
+    code = "step_up_rejected"
+    description = "The sign-in service refused the step-up."
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(description)
+        self.reason = reason
+
+    @property
+    def error_code(self) -> str:
+        return self.reason
+
+
+class NoChallenge(StepUpError):
+    status_code = 409
+    code = "no_challenge"
+    description = "There is no step-up in progress. Start one first."
+
+
+class NoSecondFactor(StepUpError):
+    status_code = 409
+    code = "no_second_factor"
+    description = (
+        "Your account has no second factor yet. Set up an authenticator app (or email codes) in your FusionAuth "
+        "account first, then try again."
+    )
+
+
+class StepUpInProgress(StepUpError):
+    status_code = 409
+    code = "step_up_in_progress"
+    description = "This code is already being checked."
+
+
+class ChallengeExpired(StepUpError):
+    status_code = 410
+    code = "challenge_expired"
+    description = "This challenge expired. Start again."
+
+
+class _RetryLater(StepUpError):
+    status_code = 429
+
+    def __init__(self, *, retry_after: int, description: str | None = None) -> None:
+        super().__init__(description, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+
+
+class ResendTooSoon(_RetryLater):
+    code = "resend_too_soon"
+    description = "A code was sent a moment ago. Wait before asking for another."
+
+
+class TooManySends(StepUpError):
+    status_code = 429
+    code = "too_many_sends"
+    description = "No more codes can be sent for this challenge. Start again."
+
+
+class StepUpBlocked(_RetryLater):
+    code = "step_up_blocked"
+    description = "Too many wrong codes. Step-up is blocked for a while."
 
 
 class FusionAuthError(AppError):

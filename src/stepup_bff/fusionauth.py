@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .clock import Clock
 from .errors import FusionAuthError, FusionAuthTimeout, FusionAuthUnavailable
+from .logs import protect_http_client_logs
 from .settings import FusionAuthSettings
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,43 @@ class TokenExchangeRejected(Exception):
         self.body = body
 
 
+class TwoFactorMethod(_Lenient):
+    id: str
+    method: str
+    name: str | None = None
+    lastUsed: bool = False  # FusionAuth's spelling
+    email: str | None = None
+    mobilePhone: str | None = None
+
+
+class TwoFactorStart(_Lenient):
+    """The answer of /api/two-factor/start. Its `code` is deliberately not modelled: it is a live one-time code
+    that completes the login on its own (contract section 2), so it is dropped on parsing and never held."""
+
+    twoFactorId: str
+    methods: list[TwoFactorMethod] = []
+
+
+class TwoFactorUser(_Lenient):
+    id: str
+
+
+class TwoFactorLogin(_Lenient):
+    """What we keep of a successful /api/two-factor/login: who, and the state we sent. Tokens are not modelled."""
+
+    user: TwoFactorUser
+    state: dict[str, Any] | None = None
+
+
+class TwoFactorFailed(Exception):
+    """FusionAuth refused a two-factor call; `status` is its HTTP status (404 expired, 421 bad code, ...)."""
+
+    def __init__(self, status: int, error_codes: list[str] | None = None) -> None:
+        super().__init__(f"FusionAuth answered {status}")
+        self.status = status
+        self.error_codes = error_codes or []
+
+
 @dataclass(frozen=True)
 class FusionAuthResponse:
     status_code: int
@@ -88,6 +126,7 @@ def _no_cookie_jar() -> CookieJar:
 
 
 def build_http_client(settings: FusionAuthSettings) -> httpx.AsyncClient:
+    protect_http_client_logs()
     return httpx.AsyncClient(
         base_url=settings.url,
         timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
@@ -239,6 +278,61 @@ class FusionAuthClient:
         if answer.status_code not in (200, 404):
             raise FusionAuthError(f"Revoking the refresh token failed (HTTP {answer.status_code}).")
 
+    # -- two-factor (step-up) ---------------------------------------------------------------------------------------
+
+    async def start_two_factor(self, *, user_id: str, state: Mapping[str, Any]) -> TwoFactorStart:
+        """POST /api/two-factor/start with the API key (contract section 2). 404: the user no longer exists."""
+        answer = await self.request(
+            "POST",
+            "/api/two-factor/start",
+            api_key=True,
+            json_body={"userId": user_id, "applicationId": str(self._settings.application_id), "state": state},
+        )
+        if answer.status_code == 200:
+            return self.parse(TwoFactorStart, answer.payload)
+        if answer.status_code == 401:
+            # Our API key is wrong or lacks this endpoint: an operator's problem, not the user's.
+            logger.error("FusionAuth refused the API key for /api/two-factor/start (401); check fusionauth.api_key")
+            raise FusionAuthError("The sign-in service refused our credentials.")
+        raise TwoFactorFailed(answer.status_code, _error_codes(answer.payload))
+
+    async def send_two_factor_code(self, *, two_factor_id: str, method_id: str) -> None:
+        """POST /api/two-factor/send/{twoFactorId}: anonymous, no API key (contract section 3)."""
+        answer = await self.request(
+            "POST", f"/api/two-factor/send/{_segment(two_factor_id)}", json_body={"methodId": method_id}
+        )
+        if answer.status_code != 200:
+            raise TwoFactorFailed(answer.status_code, _error_codes(answer.payload))
+
+    async def complete_two_factor(self, *, two_factor_id: str, code: str, ip_address: str | None) -> TwoFactorLogin:
+        """POST /api/two-factor/login: anonymous (contract section 4). 421 bad code, 404 expired, 409/410/423."""
+        body: dict[str, Any] = {
+            "twoFactorId": two_factor_id,
+            "code": code,
+            "applicationId": str(self._settings.application_id),
+            # We only need the verdict: ask FusionAuth not to mint tokens (and cookies) that we would discard.
+            "noJWT": True,
+        }
+        if ip_address:
+            body["ipAddress"] = ip_address
+        answer = await self.request("POST", "/api/two-factor/login", json_body=body)
+        # 212/213: the factor was verified but an email/registration is unverified; irrelevant to freshness.
+        if answer.status_code in (200, 212, 213):
+            return self.parse(TwoFactorLogin, answer.payload)
+        raise TwoFactorFailed(answer.status_code, _error_codes(answer.payload))
+
+
+def _error_codes(payload: Any) -> list[str]:
+    """The `code`s of a FusionAuth Errors body (contract section 1), for logs; never user input."""
+    if not isinstance(payload, dict):
+        return []
+    codes = [error.get("code") for error in payload.get("generalErrors") or [] if isinstance(error, dict)]
+    field_errors = payload.get("fieldErrors")
+    if isinstance(field_errors, dict):
+        for errors in field_errors.values():
+            codes.extend(error.get("code") for error in errors or [] if isinstance(error, dict))
+    return [str(code) for code in codes if code][:10]
+
 
 def _form(value: str) -> str:
     return urlencode({"": value})[1:]
@@ -257,7 +351,7 @@ def _path_of(url: str) -> str:
 
 
 def _path_template(path: str) -> str:
-    for prefix in ("/api/two-factor/send/", "/api/jwt/refresh/"):
+    for prefix in ("/api/two-factor/send/", "/api/jwt/refresh/"):  # these ids are secrets or personal
         if path.startswith(prefix):
             return prefix + "{id}"
     return path

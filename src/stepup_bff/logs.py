@@ -20,6 +20,27 @@ class RedactCallbackQuery(logging.Filter):
         return True
 
 
+# FusionAuth ids that are secrets travel in URL paths: /api/two-factor/send/{twoFactorId}, /api/jwt/refresh/{id}.
+_SECRET_PATH = re.compile(r"(/api/two-factor/send/|/api/jwt/refresh/)[^/?\s\"]+")
+
+
+class RedactSecretPaths(logging.Filter):
+    """httpx logs every request's full URL at INFO; replace the secret path segments before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args: Any = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(_SECRET_PATH.sub(r"\1[redacted]", str(a)) if "/api/" in str(a) else a for a in args)
+        return True
+
+
+def protect_http_client_logs() -> None:
+    """Attach the redaction to httpx's logger once; whoever configures logging later cannot undo it by accident."""
+    httpx_logger = logging.getLogger("httpx")
+    if not any(isinstance(existing, RedactSecretPaths) for existing in httpx_logger.filters):
+        httpx_logger.addFilter(RedactSecretPaths())
+
+
 def configure_logging(level: str) -> dict[str, Any]:
     """A logging config for uvicorn's `log_config=`, so its loggers and ours share one format."""
     return {
@@ -44,5 +65,8 @@ def configure_logging(level: str) -> dict[str, Any]:
             "uvicorn.access": {"handlers": ["access"], "level": level.upper(), "propagate": False},
             "stepup_bff": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "fusionauth_dev": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            # One line per outgoing request is noise at info; our own fusionauth logger says what matters.
+            "httpx": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+            "httpcore": {"handlers": ["default"], "level": "WARNING", "propagate": False},
         },
     }

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
 def iso(timestamp: float) -> str:
@@ -34,3 +35,57 @@ class SessionOut(BaseModel):
 
 class LogoutOut(BaseModel):
     redirect: str
+
+
+class _Input(BaseModel):
+    # Unknown fields are an error: a typo in a client should fail loudly, not be ignored.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class StepUpMethodOut(BaseModel):
+    id: str
+    method: str
+    hint: str
+    last_used: bool
+
+
+class StepUpStartOut(BaseModel):
+    methods: list[StepUpMethodOut]
+    expires_at: str
+
+
+class StepUpSendIn(_Input):
+    method_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class StepUpSendOut(BaseModel):
+    sent_to: str
+    retry_after: int
+    sends_remaining: int
+
+
+class StepUpFinishIn(_Input):
+    # Six-digit codes, and FusionAuth's longer recovery codes; never echoed back in errors.
+    code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+    method_id: Annotated[str | None, Field(max_length=64)] = None
+
+
+class StepUpFinishOut(BaseModel):
+    step_up: StepUpStatus
+
+
+class TelegramIn(_Input):
+    recipient: Annotated[str, Field(min_length=1, max_length=100)]
+    message: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class TelegramOut(BaseModel):
+    id: str
+    recipient: str
+    message: str
+    created_at: str
+    status: str
+
+
+class TelegramListOut(BaseModel):
+    telegrams: list[TelegramOut]

@@ -9,6 +9,7 @@ from .fusionauth import FusionAuthClient
 from .login_flow import LoginFlow
 from .sessions import SessionManager
 from .settings import Settings
+from .step_up import StepUpService
 from .store import Store, TelegramStore
 from .tokens import TokenVerifier
 
@@ -23,3 +24,4 @@ class Services:
     tokens: TokenVerifier
     sessions: SessionManager
     login: LoginFlow
+    step_up: StepUpService

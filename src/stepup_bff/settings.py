@@ -138,6 +138,8 @@ class StepUpSettings(_Section):
     failure_window: Seconds = 900  # seconds (15 min)
     resend_cooldown: Seconds = 30  # seconds between sends of a code
     max_sends: Seconds = 3  # sends per challenge
+    # How long a challenge lives: FusionAuth's twoFactorIdTimeToLiveInSeconds (tenant setting, default 300).
+    challenge_ttl: Seconds = 300
 
 
 class StorageSettings(_Section):

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..deps import ClockDep, OptionalSession
+from ..deps import OptionalSession, StepUpDep
 from ..models import SessionOut, StepUpStatus, UserOut, iso
 
 router = APIRouter(prefix="/api", tags=["session"])
 
 
 @router.get("/session")
-async def read_session(session: OptionalSession, clock: ClockDep) -> SessionOut:
+async def read_session(session: OptionalSession, step_up: StepUpDep) -> SessionOut:
     if session is None:
         return SessionOut(authenticated=False)
-    step_up = session.step_up
-    if step_up is not None and step_up.until > clock.now():
-        step_up_status = StepUpStatus(active=True, expires_at=iso(step_up.until), method=step_up.method)
+    fresh = await step_up.status(session)
+    if fresh is not None:
+        step_up_status = StepUpStatus(active=True, expires_at=iso(fresh.until), method=fresh.method)
     else:
         step_up_status = StepUpStatus(active=False)
     return SessionOut(

@@ -1,0 +1,61 @@
+"""The step-up API the SPA drives after a 401 insufficient_user_authentication: start, send, finish, cancel."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from ..cookies import queue_cookie
+from ..deps import CurrentSession, SessionsDep, StepUpDep
+from ..models import (
+    StepUpFinishIn,
+    StepUpFinishOut,
+    StepUpMethodOut,
+    StepUpSendIn,
+    StepUpSendOut,
+    StepUpStartOut,
+    StepUpStatus,
+    iso,
+)
+
+router = APIRouter(prefix="/api/step-up", tags=["step-up"])
+
+
+@router.post("/start")
+async def start(session: CurrentSession, step_up: StepUpDep) -> StepUpStartOut:
+    """Begin a challenge for the signed-in user; lists their methods with masked destinations."""
+    challenge = await step_up.start(session)
+    return StepUpStartOut(
+        methods=[
+            StepUpMethodOut(id=m.id, method=m.method, hint=m.hint, last_used=m.last_used) for m in challenge.methods
+        ],
+        expires_at=iso(challenge.expires_at),
+    )
+
+
+@router.post("/send")
+async def send(body: StepUpSendIn, session: CurrentSession, step_up: StepUpDep) -> StepUpSendOut:
+    """Have FusionAuth send a code by email or SMS."""
+    method, retry_after, remaining = await step_up.send(session, body.method_id)
+    return StepUpSendOut(sent_to=method.hint, retry_after=retry_after, sends_remaining=remaining)
+
+
+@router.post("/finish")
+async def finish(
+    request: Request, body: StepUpFinishIn, session: CurrentSession, step_up: StepUpDep, sessions: SessionsDep
+) -> StepUpFinishOut:
+    """Check the code; on success the session gets a new id and a short-lived stepped-up flag."""
+    # request.client is the browser's address when uvicorn trusts the proxy (server.forwarded_allow_ips).
+    ip = request.client.host if request.client else None
+    stepped_up = await step_up.finish(session, body.code, ip, body.method_id)
+    queue_cookie(request, sessions.set_cookie_header(stepped_up))
+    assert stepped_up.step_up is not None  # noqa: S101 - finish() always returns a stepped-up session
+    return StepUpFinishOut(
+        step_up=StepUpStatus(active=True, expires_at=iso(stepped_up.step_up.until), method=stepped_up.step_up.method)
+    )
+
+
+@router.post("/cancel", status_code=204)
+async def cancel(session: CurrentSession, step_up: StepUpDep) -> Response:
+    """Discard the challenge in progress."""
+    await step_up.cancel(session)
+    return Response(status_code=204)

@@ -1,0 +1,58 @@
+"""The privileged action: sending a singing telegram needs a fresh second factor; listing them does not."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+
+from ..deps import ClockDep, CurrentUser, ServicesDep, SteppedUpUser
+from ..errors import InvalidRequest
+from ..models import TelegramIn, TelegramListOut, TelegramOut, iso
+from ..store import Telegram
+
+router = APIRouter(prefix="/api/telegrams", tags=["telegrams"])
+
+LIST_LIMIT = 100
+
+
+def _out(telegram: Telegram) -> TelegramOut:
+    return TelegramOut(
+        id=telegram.id,
+        recipient=telegram.recipient,
+        message=telegram.message,
+        created_at=iso(telegram.created_at),
+        status=telegram.status,
+    )
+
+
+@router.post("", status_code=201)
+async def send_telegram(
+    body: TelegramIn,
+    user: SteppedUpUser,
+    services: ServicesDep,
+    clock: ClockDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> TelegramOut:
+    """Queue a singing telegram. The same Idempotency-Key from the same user returns the original (200)."""
+    if idempotency_key is not None and not idempotency_key.isprintable():
+        raise InvalidRequest("Idempotency-Key must be printable text.")
+    telegram = Telegram(
+        id="tg_" + secrets.token_urlsafe(12),
+        user_id=user.id,
+        recipient=body.recipient,
+        message=body.message,
+        created_at=clock.now(),
+    )
+    stored, created = await services.telegrams.create_telegram(telegram, idempotency_key)
+    if not created:
+        response.status_code = 200
+    return _out(stored)
+
+
+@router.get("")
+async def list_telegrams(user: CurrentUser, services: ServicesDep) -> TelegramListOut:
+    """The user's telegrams, newest first."""
+    return TelegramListOut(telegrams=[_out(t) for t in await services.telegrams.list_telegrams(user.id, LIST_LIMIT)])
