@@ -93,3 +93,9 @@ def test_unexpected_exception_is_a_json_500_without_traceback(
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error", "error_description": "Something went wrong on our side."}
     assert "secret internals" not in response.text
+
+
+def test_healthz(client: TestClient, fusionauth: respx.MockRouter) -> None:
+    fusionauth["discovery"].mock(side_effect=AssertionError("liveness must not call FusionAuth"))
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}

@@ -18,7 +18,7 @@ from .deps import csrf_guard
 from .errors import install_error_handlers
 from .fusionauth import FusionAuthClient, build_http_client
 from .login_flow import LoginFlow
-from .routes import auth, session, step_up, telegrams
+from .routes import auth, health, session, step_up, telegrams
 from .security_headers import SecurityHeadersMiddleware
 from .services import Services
 from .sessions import SessionManager
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         openapi_url="/api/openapi.json",
     )
     install_error_handlers(app)
+    app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(session.router)
     app.include_router(step_up.router)
