@@ -34,6 +34,31 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .doctor import run_doctor
+
+    settings = load_settings(args.config)
+    return asyncio.run(run_doctor(settings, out=sys.stdout, err=sys.stderr, wait=args.wait))
+
+
+def _dev(args: argparse.Namespace) -> int:
+    # Imported here so that `serve` never loads the dev server.
+    from .dev import DevError, run
+
+    try:
+        return run(
+            bff_port=args.port,
+            fusionauth_port=args.fusionauth_port,
+            kickstart=args.kickstart,
+            data_dir=args.data_dir,
+        )
+    except DevError as exc:
+        sys.stderr.write(f"stepup-bff dev: {exc}\n")
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stepup-bff", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +68,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default: server.host)")
     serve.add_argument("--port", type=int, help="port (default: server.port)")
     serve.set_defaults(run=_serve)
+
+    dev = commands.add_parser(
+        "dev", help="run the BFF with an embedded FusionAuth look-alike seeded from kickstart/ (development only)"
+    )
+    dev.add_argument("--port", type=int, default=9000, help="the BFF's port (default 9000)")
+    dev.add_argument("--fusionauth-port", type=int, default=9011, help="the dev FusionAuth's port (default 9011)")
+    dev.add_argument(
+        "--kickstart", type=Path, action="append", help="kickstart file(s) (default: kickstart/*.json of this clone)"
+    )
+    dev.add_argument("--data-dir", type=Path, default=Path("data"), help="where the dev store lives (default ./data)")
+    dev.set_defaults(run=_dev)
+
+    doctor = commands.add_parser("doctor", help="check the configuration against a running FusionAuth")
+    doctor.add_argument("--config", type=Path, help="TOML config file (default: $STEPUP_CONFIG or ./config.toml)")
+    doctor.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="repeat the checks until all pass or SECONDS have passed (e.g. while FusionAuth runs its kickstart)",
+    )
+    doctor.set_defaults(run=_doctor)
     return parser
 
 

@@ -1,0 +1,97 @@
+"""Refresh tokens and SSO sessions: creation and revocation."""
+
+from __future__ import annotations
+
+from fusionauth_dev import identifiers, tokens
+from fusionauth_dev.directory import Application, Directory, RefreshToken, SsoSession, Tenant, User
+
+
+def issue_refresh_token(
+    directory: Directory,
+    *,
+    user: User,
+    tenant: Tenant,
+    application: Application | None,
+    scopes: tuple[str, ...],
+    auth_time: int,
+    authentication_type: str,
+    origin: str,
+    used_pkce: bool = False,
+    sso_session_id: str | None = None,
+    grant_types: tuple[str, ...] = (),
+) -> RefreshToken:
+    now = directory.now()
+    refresh = RefreshToken(
+        id=identifiers.new_uuid(),
+        token=identifiers.opaque_token(),
+        user_id=user.id,
+        tenant_id=tenant.id,
+        application_id=None if application is None else application.id,
+        scopes=scopes,
+        auth_time=auth_time,
+        authentication_type=authentication_type,
+        start_instant=now,
+        expires_at=now + tokens.refresh_token_ttl_seconds(tenant, application),
+        origin=origin,
+        used_pkce=used_pkce,
+        sso_session_id=sso_session_id,
+        grant_types=grant_types,
+    )
+    directory.refresh_tokens[refresh.id] = refresh
+    return refresh
+
+
+def rotate_refresh_token(directory: Directory, refresh: RefreshToken) -> RefreshToken:
+    """OneTimeUse policy: the presented token is spent and a new one (same id lineage data) replaces it."""
+    del directory.refresh_tokens[refresh.id]
+    rotated = RefreshToken(
+        id=identifiers.new_uuid(),
+        token=identifiers.opaque_token(),
+        user_id=refresh.user_id,
+        tenant_id=refresh.tenant_id,
+        application_id=refresh.application_id,
+        scopes=refresh.scopes,
+        auth_time=refresh.auth_time,
+        authentication_type=refresh.authentication_type,
+        start_instant=refresh.start_instant,
+        expires_at=refresh.expires_at,
+        origin=refresh.origin,
+        used_pkce=refresh.used_pkce,
+        sso_session_id=refresh.sso_session_id,
+        grant_types=refresh.grant_types,
+    )
+    directory.refresh_tokens[rotated.id] = rotated
+    return rotated
+
+
+def revoke_refresh_tokens(
+    directory: Directory, *, user_id: str | None = None, application_id: str | None = None
+) -> int:
+    doomed = [
+        refresh.id
+        for refresh in directory.refresh_tokens.values()
+        if (user_id is None or refresh.user_id == user_id)
+        and (application_id is None or refresh.application_id == application_id)
+    ]
+    for refresh_id in doomed:
+        del directory.refresh_tokens[refresh_id]
+    return len(doomed)
+
+
+def start_sso_session(directory: Directory, *, user: User, tenant: Tenant, authentication_type: str) -> SsoSession:
+    now = directory.now()
+    session = SsoSession(
+        id=identifiers.new_uuid(),
+        user_id=user.id,
+        tenant_id=tenant.id,
+        auth_time=int(now),
+        authentication_type=authentication_type,
+        expires_at=now + tenant.session_ttl,
+    )
+    directory.sso_sessions[session.id] = session
+    return session
+
+
+def touch_sso_session(directory: Directory, session: SsoSession) -> None:
+    # The SSO session is an inactivity timeout (tenant.httpSessionMaxInactiveInterval).
+    session.expires_at = directory.now() + directory.tenant_of(session.tenant_id).session_ttl

@@ -1,0 +1,267 @@
+"""Login, JWT and management APIs; API-key rules and endpoint permissions (contract §1, §5, §7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from fusionauth_dev import ManualClock, totp
+
+from .conftest import ADMIN_KEY, APPLICATION_ID, BFF_KEY, PASSWORD, TENANT_ID
+
+ALICE_SECRET = "KnCWSYwMi0S4pr92R7iRpUyfDow="
+
+
+def login(
+    client: TestClient, login_id: str, password: str = PASSWORD, key: str | None = ADMIN_KEY, **extra: Any
+) -> Any:
+    headers = {"Authorization": key} if key else {}
+    body = {"loginId": login_id, "password": password, "applicationId": APPLICATION_ID, **extra}
+    return client.post("/api/login", json=body, headers=headers)
+
+
+def patch_tenant(client: TestClient, tenant: dict[str, Any]) -> None:
+    response = client.patch(f"/api/tenant/{TENANT_ID}", json={"tenant": tenant}, headers={"Authorization": ADMIN_KEY})
+    assert response.status_code == 200, response.text
+
+
+def enable_jwt_refresh(client: TestClient) -> None:
+    patch = {"application": {"loginConfiguration": {"generateRefreshTokens": True, "allowTokenRefresh": True}}}
+    response = client.patch(f"/api/application/{APPLICATION_ID}", json=patch, headers={"Authorization": ADMIN_KEY})
+    assert response.status_code == 200
+
+
+def test_login_succeeds_with_password_only_under_the_kickstart_policy(client: TestClient) -> None:
+    response = login(client, "alice@example.com")  # loginPolicy Disabled: no second factor at sign-in
+    assert response.status_code == 200
+    assert response.json()["user"]["email"] == "alice@example.com"
+    assert response.json()["token"]
+
+
+def test_login_with_bad_credentials_is_404(client: TestClient) -> None:
+    assert login(client, "alice@example.com", "wrong-password").status_code == 404
+    missing = login(client, "nobody@example.com")
+    assert missing.status_code == 404 and missing.content == b""
+
+
+def test_login_needs_an_api_key_when_an_application_is_named(client: TestClient) -> None:
+    assert login(client, "dave@example.com", key=None).status_code == 401
+    assert login(client, "dave@example.com", key="wrong").status_code == 401
+    # The BFF's key is not allowed /api/login.
+    assert login(client, "dave@example.com", key=BFF_KEY).status_code == 401
+    patch = {"application": {"loginConfiguration": {"requireAuthentication": False}}}
+    client.patch(f"/api/application/{APPLICATION_ID}", json=patch, headers={"Authorization": ADMIN_KEY})
+    assert login(client, "dave@example.com", key=None).status_code == 200
+
+
+def test_login_returns_242_when_the_tenant_policy_asks_for_the_second_factor(
+    client: TestClient, clock: ManualClock
+) -> None:
+    patch_tenant(client, {"multiFactorConfiguration": {"loginPolicy": "Enabled"}})
+    response = login(client, "alice@example.com")
+    assert response.status_code == 242
+    body = response.json()
+    assert set(body) == {"twoFactorId", "methods"}
+    assert body["methods"][0]["method"] == "authenticator"
+    done = client.post(
+        "/api/two-factor/login",
+        json={"twoFactorId": body["twoFactorId"], "code": totp.code_at(ALICE_SECRET, clock.now())},
+    )
+    assert done.status_code == 200
+    assert done.json()["user"]["id"] == "a11ce000-0000-4000-8000-000000000001"
+    # A user without a second factor signs straight in.
+    assert login(client, "dave@example.com").status_code == 200
+
+
+def test_trusted_computer_skips_the_second_factor(client: TestClient, clock: ManualClock) -> None:
+    patch_tenant(client, {"multiFactorConfiguration": {"loginPolicy": "Enabled"}})
+    challenge = login(client, "alice@example.com").json()
+    trusted = client.post(
+        "/api/two-factor/login",
+        json={
+            "twoFactorId": challenge["twoFactorId"],
+            "code": totp.code_at(ALICE_SECRET, clock.now()),
+            "trustComputer": True,
+        },
+    ).json()["twoFactorTrustId"]
+    client.cookies.clear()
+    assert login(client, "alice@example.com", twoFactorTrustId=trusted).status_code == 200
+
+
+def test_wrong_passwords_lock_the_user_for_the_action_duration(client: TestClient, clock: ManualClock) -> None:
+    for _ in range(5):
+        assert login(client, "dave@example.com", "wrong-password").status_code == 404
+    locked = login(client, "dave@example.com")
+    assert locked.status_code == 409
+    assert locked.json()["actions"][0]["actionId"] == "10c0a471-6c2d-4e3f-8a9b-000000000001"
+    clock.advance(181)
+    assert login(client, "dave@example.com").status_code == 200
+
+
+def test_jwt_refresh_api(client: TestClient) -> None:
+    enable_jwt_refresh(client)
+    logged_in = login(client, "dave@example.com").json()
+    client.cookies.clear()  # the body's refreshToken, not the cookie
+    response = client.post("/api/jwt/refresh", json={"refreshToken": logged_in["refreshToken"]})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"token", "refreshToken", "refreshTokenId"}
+    assert body["refreshToken"] == logged_in["refreshToken"]  # Reusable policy
+    assert body["refreshTokenId"] == logged_in["refreshTokenId"]
+    client.cookies.clear()
+    unknown = client.post("/api/jwt/refresh", json={"refreshToken": "nope"})
+    assert unknown.status_code == 400
+    assert unknown.json()["fieldErrors"]["refreshToken"][0]["code"] == "[invalid]refreshToken"
+
+
+def test_jwt_refresh_needs_allow_token_refresh_for_login_api_tokens(client: TestClient) -> None:
+    patch = {"application": {"loginConfiguration": {"generateRefreshTokens": True}}}
+    client.patch(f"/api/application/{APPLICATION_ID}", json=patch, headers={"Authorization": ADMIN_KEY})
+    logged_in = login(client, "dave@example.com").json()
+    client.cookies.clear()
+    assert client.post("/api/jwt/refresh", json={"refreshToken": logged_in["refreshToken"]}).status_code == 400
+
+
+def test_revoke_refresh_token_by_id_with_api_key_or_owner_jwt(client: TestClient) -> None:
+    enable_jwt_refresh(client)
+    dave = login(client, "dave@example.com").json()
+    alice = login(client, "alice@example.com").json()
+    client.cookies.clear()
+    other = client.delete(
+        f"/api/jwt/refresh/{dave['refreshTokenId']}", headers={"Authorization": f"Bearer {alice['token']}"}
+    )
+    assert other.status_code == 401
+    own = client.delete(
+        f"/api/jwt/refresh/{dave['refreshTokenId']}", headers={"Authorization": f"Bearer {dave['token']}"}
+    )
+    assert own.status_code == 200 and own.content == b""
+    again = client.delete(f"/api/jwt/refresh/{dave['refreshTokenId']}", headers={"Authorization": BFF_KEY})
+    assert again.status_code == 404
+    assert client.delete(f"/api/jwt/refresh/{alice['refreshTokenId']}").status_code == 401
+    assert (
+        client.delete(f"/api/jwt/refresh/{alice['refreshTokenId']}", headers={"Authorization": BFF_KEY}).status_code
+        == 200
+    )
+    assert client.post("/api/jwt/refresh", json={"refreshToken": alice["refreshToken"]}).status_code == 400
+
+
+def test_revoke_all_refresh_tokens_of_a_user(client: TestClient) -> None:
+    enable_jwt_refresh(client)
+    dave = login(client, "dave@example.com").json()
+    client.cookies.clear()
+    user_id = dave["user"]["id"]
+    assert (
+        client.delete("/api/jwt/refresh", params={"userId": user_id}, headers={"Authorization": BFF_KEY}).status_code
+        == 200
+    )
+    assert client.post("/api/jwt/refresh", json={"refreshToken": dave["refreshToken"]}).status_code == 400
+
+
+def test_validate_jwt(client: TestClient, clock: ManualClock) -> None:
+    token = login(client, "dave@example.com").json()["token"]
+    client.cookies.clear()
+    response = client.get("/api/jwt/validate", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.json()["jwt"]["sub"] == "da7e0000-0000-4000-8000-000000000004"
+    assert client.get("/api/jwt/validate", headers={"Authorization": "Bearer x.y.z"}).status_code == 401
+    clock.advance(301)  # the kickstart application's timeToLiveInSeconds is 300
+    assert client.get("/api/jwt/validate", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_status(client: TestClient) -> None:
+    response = client.get("/api/status")
+    assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+def test_retrieve_application_returns_the_stored_json(client: TestClient) -> None:
+    response = client.get(f"/api/application/{APPLICATION_ID}", headers={"Authorization": BFF_KEY})
+    assert response.status_code == 200
+    application = response.json()["application"]
+    assert application["id"] == APPLICATION_ID and application["name"] == "Step-up BFF"
+    oauth = application["oauthConfiguration"]
+    assert oauth["clientId"] == APPLICATION_ID
+    assert oauth["authorizedRedirectURLs"] == ["http://localhost:9000/auth/callback", "http://localhost:9000/"]
+    assert oauth["proofKeyForCodeExchangePolicy"] == "Required"
+    assert application["tenantId"] == TENANT_ID
+    assert client.get(f"/api/application/{APPLICATION_ID}").status_code == 401
+    missing = client.get("/api/application/00000000-0000-4000-8000-000000000000", headers={"Authorization": BFF_KEY})
+    assert missing.status_code == 404
+
+
+def test_endpoint_permissions_are_enforced_per_endpoint_and_method(client: TestClient) -> None:
+    bff = {"Authorization": BFF_KEY}
+    assert client.get("/api/user/da7e0000-0000-4000-8000-000000000004", headers=bff).status_code == 401
+    assert client.patch(f"/api/application/{APPLICATION_ID}", json={"application": {}}, headers=bff).status_code == 401
+    assert client.get(f"/api/tenant/{TENANT_ID}", headers=bff).status_code == 401
+    assert (
+        client.get("/api/user/da7e0000-0000-4000-8000-000000000004", headers={"Authorization": ADMIN_KEY}).status_code
+        == 200
+    )
+
+
+def test_only_a_key_manager_key_manages_api_keys(client: TestClient) -> None:
+    body = {"apiKey": {"key": "another-key-value", "permissions": {"endpoints": {"/api/two-factor/start": ["POST"]}}}}
+    assert client.post("/api/api-key", json=body, headers={"Authorization": BFF_KEY}).status_code == 401
+    created = client.post("/api/api-key", json=body, headers={"Authorization": ADMIN_KEY})
+    assert created.status_code == 200
+    assert created.json()["apiKey"]["permissions"] == {"endpoints": {"/api/two-factor/start": ["POST"]}}
+    assert (
+        client.post(
+            "/api/two-factor/start",
+            json={"loginId": "dave@example.com"},
+            headers={"Authorization": "another-key-value"},
+        ).status_code
+        == 200
+    )
+    assert (
+        client.get(f"/api/application/{APPLICATION_ID}", headers={"Authorization": "another-key-value"}).status_code
+        == 401
+    )
+
+
+def test_live_api_creates_users_like_kickstart_does(client: TestClient) -> None:
+    admin = {"Authorization": ADMIN_KEY}
+    body = {
+        "user": {
+            "email": "erin@example.com",
+            "password": "long-enough",
+            "twoFactor": {"methods": [{"method": "authenticator", "secret": ALICE_SECRET}]},
+        },
+        "registration": {"applicationId": APPLICATION_ID},
+    }
+    response = client.post("/api/user/registration", json=body, headers=admin)
+    assert response.status_code == 200, response.text
+    user = response.json()["user"]
+    assert user["registrations"][0]["roles"] == ["user"]  # the application's default role
+    assert "secret" not in user["twoFactor"]["methods"][0]
+    duplicate = client.post("/api/user/registration", json=body, headers=admin)
+    assert duplicate.status_code == 400
+    assert duplicate.json()["fieldErrors"]["user.email"][0]["code"] == "[duplicate]user.email"
+    short = client.post("/api/user", json={"user": {"email": "x@example.com", "password": "short"}}, headers=admin)
+    assert short.json()["fieldErrors"]["user.password"][0]["code"] == "[tooShort]user.password"
+    assert login(client, "erin@example.com", "long-enough").status_code == 200
+
+
+def test_patch_appends_methods_and_merge_patch_replaces(client: TestClient) -> None:
+    admin = {"Authorization": ADMIN_KEY}
+    user_url = "/api/user/da7e0000-0000-4000-8000-000000000004"
+    patch = {"user": {"twoFactor": {"methods": [{"method": "email", "email": "dave@example.com"}]}}}
+    assert client.patch(user_url, json=patch, headers=admin).status_code == 200
+    assert client.patch(user_url, json=patch, headers=admin).status_code == 200
+    assert len(client.get(user_url, headers=admin).json()["user"]["twoFactor"]["methods"]) == 2
+    headers = {**admin, "Content-Type": "application/merge-patch+json"}
+    assert (
+        client.patch(user_url, content=b'{"user": {"twoFactor": {"methods": []}}}', headers=headers).status_code == 200
+    )
+    assert client.get(user_url, headers=admin).json()["user"]["twoFactor"]["methods"] == []
+
+
+def test_invalid_json_is_a_400_with_errors(client: TestClient) -> None:
+    response = client.post(
+        "/api/two-factor/start",
+        content=b"{not json",
+        headers={"Authorization": BFF_KEY, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["generalErrors"][0]["code"] == "[invalidJSON]"

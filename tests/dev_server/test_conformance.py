@@ -1,0 +1,225 @@
+"""The dev server held to FusionAuth's official Python client, over real HTTP (the client uses ``requests``).
+
+Status codes and fields are the ones the contract documents; ``response.status`` / ``success_response`` /
+``error_response`` are what the client exposes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fusionauth.fusionauth_client import FusionAuthClient
+from jose import jwt
+
+from fusionauth_dev import DevServer, create_dev_server, totp
+from support.live_server import LiveServer, free_port, serve
+
+from .conftest import (
+    ADMIN_KEY,
+    APPLICATION_ID,
+    BFF_KEY,
+    CLIENT_SECRET,
+    EMAIL_OVERLAY,
+    ENV,
+    KICKSTART,
+    PASSWORD,
+    REDIRECT_URI,
+    TENANT_ID,
+    authorize_params,
+    new_pkce,
+    query_of,
+)
+
+pytestmark = pytest.mark.live
+
+ALICE = "a11ce000-0000-4000-8000-000000000001"
+BOB = "b0b00000-0000-4000-8000-000000000002"
+ALICE_SECRET = "KnCWSYwMi0S4pr92R7iRpUyfDow="
+
+
+@dataclass(frozen=True)
+class Live:
+    http: LiveServer
+    dev: DevServer
+
+    def client(self, api_key: str = BFF_KEY) -> FusionAuthClient:
+        return FusionAuthClient(api_key, self.http.url)
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    dev = create_dev_server([KICKSTART, EMAIL_OVERLAY], env=ENV)
+    with serve(dev.app) as http:
+        yield Live(http, dev)
+
+
+def test_start_send_and_complete_a_step_up(live: Live) -> None:
+    client = live.client()
+    state = {"action": "change-email", "session": "s-1"}
+    started = client.start_two_factor_login(
+        {"userId": BOB, "applicationId": APPLICATION_ID, "state": state, "trustChallenge": "tc"}
+    )
+    assert started.status == 200
+    body: dict[str, Any] = started.success_response
+    assert set(body) == {"code", "twoFactorId", "methods"}
+    [email] = body["methods"]
+    assert (email["method"], email["email"]) == ("email", "bob@example.com")
+    sent = client.send_two_factor_code_for_login_using_method(body["twoFactorId"], {"methodId": email["id"]})
+    assert sent.status == 200
+    assert sent.success_response is None  # no body
+    code = live.dev.outbox.last_code_for("bob@example.com")
+    done = client.two_factor_login({"twoFactorId": body["twoFactorId"], "code": code, "applicationId": APPLICATION_ID})
+    assert done.status == 200
+    result: dict[str, Any] = done.success_response
+    assert result["user"]["id"] == BOB
+    assert result["state"] == state
+    assert result["token"] and result["trustToken"]
+    assert "access_token" in done.response.cookies  # what a BFF must not relay
+
+
+def test_two_factor_login_421_and_404(live: Live) -> None:
+    client = live.client()
+    started = client.start_two_factor_login({"userId": ALICE}).success_response
+    wrong = "000000" if started["code"] != "000000" else "111111"
+    response = client.two_factor_login({"twoFactorId": started["twoFactorId"], "code": wrong})
+    assert response.status == 421
+    assert response.response.content == b""
+    assert client.two_factor_login({"twoFactorId": "unknown", "code": "123456"}).status == 404
+    totp_code = totp.code_at(ALICE_SECRET, live.dev.clock.now())
+    assert client.two_factor_login({"twoFactorId": started["twoFactorId"], "code": totp_code}).status == 200
+
+
+def test_start_with_a_wrong_key_is_401_and_unknown_user_404(live: Live) -> None:
+    assert live.client("wrong-key").start_two_factor_login({"userId": ALICE}).status == 401
+    missing = live.client().start_two_factor_login({"userId": "00000000-0000-4000-8000-000000000000"})
+    assert missing.status == 404
+
+
+def test_send_with_a_blank_method_is_400_errors_json(live: Live) -> None:
+    client = live.client()
+    started = client.start_two_factor_login({"userId": BOB}).success_response
+    response = client.send_two_factor_code_for_login_using_method(started["twoFactorId"], {})
+    assert response.status == 400
+    assert response.error_response["fieldErrors"]["methodId"][0]["code"] == "[blank]methodId"
+
+
+def test_login_returns_242_with_the_tenant_policy_enabled(live: Live) -> None:
+    admin = live.client(ADMIN_KEY)
+    enabled = admin.patch_tenant(TENANT_ID, {"tenant": {"multiFactorConfiguration": {"loginPolicy": "Enabled"}}})
+    assert enabled.status == 200
+    try:
+        response = admin.login({"loginId": "alice@example.com", "password": PASSWORD, "applicationId": APPLICATION_ID})
+        assert response.status == 242
+        body = response.success_response
+        assert body["twoFactorId"] and body["methods"][0]["method"] == "authenticator"
+        done = admin.two_factor_login(
+            {"twoFactorId": body["twoFactorId"], "code": totp.code_at(ALICE_SECRET, live.dev.clock.now())}
+        )
+        assert done.status == 200
+        assert (
+            admin.login({"loginId": "alice@example.com", "password": "nope", "applicationId": APPLICATION_ID}).status
+            == 404
+        )
+    finally:
+        admin.patch_tenant(TENANT_ID, {"tenant": {"multiFactorConfiguration": {"loginPolicy": "Disabled"}}})
+    assert (
+        admin.login({"loginId": "alice@example.com", "password": PASSWORD, "applicationId": APPLICATION_ID}).status
+        == 200
+    )
+
+
+def _authorization_code(live: Live, verifier_challenge: Any) -> str:
+    form = {**authorize_params(verifier_challenge), "loginId": "alice@example.com", "password": PASSWORD}
+    response = httpx.post(f"{live.http.url}/oauth2/authorize", data=form, follow_redirects=False)
+    assert response.status_code == 302
+    return query_of(response.headers["location"])["code"]
+
+
+def _verify(live: Live, token: str) -> dict[str, Any]:
+    keys = live.client().retrieve_json_web_key_set().success_response["keys"]
+    kid = jwt.get_unverified_header(token)["kid"]
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        next(key for key in keys if key["kid"] == kid),
+        algorithms=["RS256"],
+        audience=APPLICATION_ID,
+        issuer="http://localhost:9011",
+        options={"verify_at_hash": False},
+    )
+    return claims
+
+
+def test_code_exchange_refresh_and_revocation(live: Live) -> None:
+    anonymous = live.client("")
+    pkce = new_pkce()
+    exchanged = anonymous.exchange_o_auth_code_for_access_token_using_pkce(
+        _authorization_code(live, pkce), REDIRECT_URI, pkce.verifier, APPLICATION_ID, CLIENT_SECRET
+    )
+    assert exchanged.status == 200
+    tokens = exchanged.success_response
+    assert {"access_token", "expires_in", "id_token", "refresh_token", "refresh_token_id", "scope", "userId"} <= set(
+        tokens
+    )
+    assert tokens["token_type"] == "Bearer" and tokens["userId"] == ALICE
+    assert _verify(live, tokens["access_token"])["sub"] == ALICE
+    assert _verify(live, tokens["id_token"])["nonce"] == "nonce-456"
+    refreshed = anonymous.exchange_refresh_token_for_access_token(
+        tokens["refresh_token"], APPLICATION_ID, CLIENT_SECRET
+    )
+    assert refreshed.status == 200
+    assert _verify(live, refreshed.success_response["access_token"])["authenticationType"] == "REFRESH_TOKEN"
+    validated = anonymous.validate_jwt(refreshed.success_response["access_token"])
+    assert validated.status == 200 and validated.success_response["jwt"]["sub"] == ALICE
+    revoked = live.client().revoke_refresh_token_by_id(tokens["refresh_token_id"])
+    assert revoked.status == 200
+    assert live.client().revoke_refresh_token_by_id(tokens["refresh_token_id"]).status == 404
+    after = anonymous.exchange_refresh_token_for_access_token(tokens["refresh_token"], APPLICATION_ID, CLIENT_SECRET)
+    assert after.status == 400
+    assert after.error_response["error"] == "invalid_grant"
+
+
+def test_code_exchange_with_a_wrong_secret_is_401(live: Live) -> None:
+    pkce = new_pkce()
+    response = live.client("").exchange_o_auth_code_for_access_token_using_pkce(
+        _authorization_code(live, pkce), REDIRECT_URI, pkce.verifier, APPLICATION_ID, "wrong"
+    )
+    assert response.status == 401
+
+
+def test_discovery_jwks_and_application(live: Live) -> None:
+    anonymous = live.client("")
+    config = anonymous.retrieve_open_id_configuration()
+    assert config.status == 200
+    assert config.success_response["issuer"] == "http://localhost:9011"
+    assert config.success_response["token_endpoint"] == f"{live.http.url}/oauth2/token"
+    jwks = anonymous.retrieve_json_web_key_set()
+    assert jwks.status == 200
+    assert all(key["kty"] == "RSA" and key["kid"] for key in jwks.success_response["keys"])
+    application = live.client().retrieve_application(APPLICATION_ID)
+    assert application.status == 200
+    assert application.success_response["application"]["oauthConfiguration"]["clientSecret"] == CLIENT_SECRET
+    assert live.client().retrieve_user(ALICE).status == 401  # not among the BFF key's endpoints
+
+
+def test_live_server_serves_any_asgi_app() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    with serve(app) as first:
+        assert httpx.get(first.url).text == "hello"
+    port = free_port()
+    with serve(app, port=port) as second:
+        assert second.port == port and httpx.get(f"{second.url}/x").text == "hello"

@@ -1,0 +1,117 @@
+"""The BFF against the dev FusionAuth over real HTTP: sign in through the form, step up, send a telegram."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from html import unescape
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stepup_bff.cli import main
+from support.dev_stack import RunningStack, running_stack
+
+pytestmark = pytest.mark.live
+CSRF = {"X-CSRF": "1"}
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[RunningStack]:
+    with running_stack(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def browsers() -> Iterator[list[httpx.Client]]:
+    opened: list[httpx.Client] = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+def sign_in(live: RunningStack, login_id: str, browsers: list[httpx.Client]) -> httpx.Client:
+    """A person's browser: follow the redirects, fill in FusionAuth's form, come back signed in."""
+    browser = httpx.Client(timeout=10)
+    browsers.append(browser)
+    to_fusionauth = browser.get(f"{live.bff_url}/auth/login", params={"return_to": "/"})
+    assert to_fusionauth.status_code == 302
+    form_page = browser.get(to_fusionauth.headers["location"])
+    assert form_page.status_code == 200 and "<form" in form_page.text
+    fields = {
+        unescape(name): unescape(value)
+        for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form_page.text)
+    }
+    submitted = browser.post(
+        f"{live.fusionauth_url}/oauth2/authorize", data={**fields, "loginId": login_id, "password": live.password}
+    )
+    assert submitted.status_code == 302, submitted.text
+    callback = browser.get(submitted.headers["location"])
+    assert callback.status_code == 303 and callback.headers["location"] == "/", callback.headers
+    return browser
+
+
+def test_sign_in_step_up_with_totp_and_send_a_telegram(live: RunningStack, browsers: list[httpx.Client]) -> None:
+    browser = sign_in(live, "alice@example.com", browsers)
+    session = browser.get(f"{live.bff_url}/api/session").json()
+    assert session["authenticated"] is True and session["user"]["email"] == "alice@example.com"
+
+    telegram = {"recipient": "Bob", "message": "Happy birthday"}
+    challenge = browser.post(f"{live.bff_url}/api/telegrams", json=telegram, headers=CSRF)
+    assert challenge.status_code == 401 and challenge.json()["error"] == "insufficient_user_authentication"
+
+    start = browser.post(f"{live.bff_url}/api/step-up/start", json={}, headers=CSRF)
+    assert start.status_code == 200, start.text
+    assert [m["method"] for m in start.json()["methods"]] == ["authenticator"]
+    finish = browser.post(
+        f"{live.bff_url}/api/step-up/finish", json={"code": live.totp_code("alice@example.com")}, headers=CSRF
+    )
+    assert finish.status_code == 200, finish.text
+    assert finish.json()["step_up"]["method"] == "authenticator"
+
+    sent = browser.post(f"{live.bff_url}/api/telegrams", json=telegram, headers={**CSRF, "Idempotency-Key": "e2e"})
+    assert sent.status_code == 201, sent.text
+    assert browser.get(f"{live.bff_url}/api/telegrams").json()["telegrams"][0]["recipient"] == "Bob"
+
+    logout = browser.post(f"{live.bff_url}/auth/logout", headers=CSRF)
+    assert logout.status_code == 200
+    assert logout.json()["redirect"].startswith(f"{live.fusionauth_url}/oauth2/logout?")
+    assert browser.get(f"{live.bff_url}/api/session").json()["authenticated"] is False
+
+
+def test_step_up_with_an_emailed_code(live: RunningStack, browsers: list[httpx.Client]) -> None:
+    browser = sign_in(live, "bob@example.com", browsers)
+    start = browser.post(f"{live.bff_url}/api/step-up/start", json={}, headers=CSRF).json()
+    email = next(method for method in start["methods"] if method["method"] == "email")
+    assert email["hint"] == "b•••@example.com"
+
+    sent = browser.post(f"{live.bff_url}/api/step-up/send", json={"method_id": email["id"]}, headers=CSRF)
+    assert sent.status_code == 200, sent.text
+    wrong = browser.post(f"{live.bff_url}/api/step-up/finish", json={"code": "000000"}, headers=CSRF)
+    assert wrong.status_code == 400 and wrong.json()["attempts_remaining"] == 4
+    code = live.emailed_code("bob@example.com")
+    finish = browser.post(f"{live.bff_url}/api/step-up/finish", json={"code": code}, headers=CSRF)
+    assert finish.status_code == 200, finish.text
+    assert finish.json()["step_up"]["method"] == "email"
+    telegram = browser.post(f"{live.bff_url}/api/telegrams", json={"recipient": "Ann", "message": "Hi"}, headers=CSRF)
+    assert telegram.status_code == 201
+
+
+def test_user_without_a_second_factor_is_told(live: RunningStack, browsers: list[httpx.Client]) -> None:
+    browser = sign_in(live, "dave@example.com", browsers)
+    start = browser.post(f"{live.bff_url}/api/step-up/start", json={}, headers=CSRF)
+    assert start.status_code == 409 and start.json()["error"] == "no_second_factor"
+
+
+def test_dev_command_reports_a_port_in_use(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["dev", "--port", str(port), "--fusionauth-port", "0", "--data-dir", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"port {port} (stepup-bff) is in use" in err
+    assert "Traceback" not in err
