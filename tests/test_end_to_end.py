@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import socket
 from collections.abc import Iterator
-from html import unescape
 from pathlib import Path
 
 import httpx
@@ -33,24 +31,8 @@ def browsers() -> Iterator[list[httpx.Client]]:
 
 
 def sign_in(live: RunningStack, login_id: str, browsers: list[httpx.Client]) -> httpx.Client:
-    """A person's browser: follow the redirects, fill in FusionAuth's form, come back signed in."""
-    browser = httpx.Client(timeout=10)
-    browsers.append(browser)
-    to_fusionauth = browser.get(f"{live.bff_url}/auth/login", params={"return_to": "/"})
-    assert to_fusionauth.status_code == 302
-    form_page = browser.get(to_fusionauth.headers["location"])
-    assert form_page.status_code == 200 and "<form" in form_page.text
-    fields = {
-        unescape(name): unescape(value)
-        for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form_page.text)
-    }
-    submitted = browser.post(
-        f"{live.fusionauth_url}/oauth2/authorize", data={**fields, "loginId": login_id, "password": live.password}
-    )
-    assert submitted.status_code == 302, submitted.text
-    callback = browser.get(submitted.headers["location"])
-    assert callback.status_code == 303 and callback.headers["location"] == "/", callback.headers
-    return browser
+    browsers.append(live.sign_in(login_id))
+    return browsers[-1]
 
 
 def test_sign_in_step_up_with_totp_and_send_a_telegram(live: RunningStack, browsers: list[httpx.Client]) -> None:

@@ -134,7 +134,9 @@ def describe(stack: DevStack) -> str:
 
 
 def bind(port: int, what: str, host: str = "127.0.0.1") -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when the listening socket
+    # says TCP, and without it Nagle + delayed ACK add ~40 ms to every response written in two parts.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +51,34 @@ class RunningStack:
         messages: list[dict[str, Any]] = response.json()
         return messages
 
+    def sign_in(self, login_id: str) -> httpx.Client:
+        return sign_in_through_form(self.bff_url, self.fusionauth_url, login_id, self.password)
+
     def emailed_code(self, address: str) -> str:
         codes = [message["code"] for message in self.messages() if message["to"] == address]
         assert codes, f"no code was sent to {address}"
         return str(codes[-1])
+
+
+def sign_in_through_form(bff_url: str, fusionauth_url: str, login_id: str, password: str) -> httpx.Client:
+    """A person's browser, as an httpx client: follow the redirects, fill in FusionAuth's sign-in form, come back
+    signed in. The caller closes the client."""
+    browser = httpx.Client(timeout=10)
+    to_fusionauth = browser.get(f"{bff_url}/auth/login", params={"return_to": "/"})
+    assert to_fusionauth.status_code == 302
+    form_page = browser.get(to_fusionauth.headers["location"])
+    assert form_page.status_code == 200 and "<form" in form_page.text
+    fields = {
+        unescape(name): unescape(value)
+        for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form_page.text)
+    }
+    submitted = browser.post(
+        f"{fusionauth_url}/oauth2/authorize", data={**fields, "loginId": login_id, "password": password}
+    )
+    assert submitted.status_code == 302, submitted.text
+    callback = browser.get(submitted.headers["location"])
+    assert callback.status_code == 303 and callback.headers["location"] == "/", callback.headers
+    return browser
 
 
 @contextlib.contextmanager
