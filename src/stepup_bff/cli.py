@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -14,23 +16,39 @@ from .settings import ConfigError, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from uvicorn.supervisors import Multiprocess
+
     from .app import create_app
+    from .listen import PortInUse, bind_tcp
     from .logs import configure_logging
 
     settings = load_settings(args.config)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=configure_logging(settings.log_level),
-        # Behind a load balancer the client address and scheme come from X-Forwarded-*, believed only from
-        # the addresses listed here.
-        proxy_headers=True,
-        forwarded_allow_ips=settings.server.forwarded_allow_ips,
-        server_header=False,
-    )
+    workers = args.workers or settings.server.workers
+    options: dict[str, Any] = {
+        "log_config": configure_logging(settings.log_level),
+        # Behind a load balancer the client address and scheme come from X-Forwarded-*, believed only from the
+        # addresses listed here.
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.server.forwarded_allow_ips,
+        "server_header": False,
+        "ws": "none",
+    }
+    try:
+        sock = bind_tcp(host, port)
+    except PortInUse as exc:
+        sys.stderr.write(f"stepup-bff serve: {exc}\n")
+        return 1
+    if workers == 1:
+        config = uvicorn.Config(create_app(settings), **options)
+        uvicorn.Server(config).run(sockets=[sock])
+        return 0
+    # Each worker process builds its own app (and store connection, HTTP client) from the same configuration.
+    if args.config is not None:
+        os.environ["STEPUP_CONFIG"] = str(args.config.resolve())
+    config = uvicorn.Config("stepup_bff.app:create_app", factory=True, workers=workers, **options)
+    Multiprocess(config, sockets=[sock]).run()
     return 0
 
 
@@ -67,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML config file (default: $STEPUP_CONFIG or ./config.toml)")
     serve.add_argument("--host", help="bind address (default: server.host)")
     serve.add_argument("--port", type=int, help="port (default: server.port)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: server.workers)")
     serve.set_defaults(run=_serve)
 
     dev = commands.add_parser(

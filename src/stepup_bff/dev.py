@@ -29,6 +29,7 @@ from pydantic import SecretStr
 from fusionauth_dev import DevServer, Seed, create_dev_server, fill_missing
 
 from .app import create_app
+from .listen import PortInUse, bind_tcp
 from .logs import configure_logging
 from .settings import FusionAuthSettings, SessionSettings, Settings, StepUpSettings, StorageSettings
 
@@ -134,16 +135,10 @@ def describe(stack: DevStack) -> str:
 
 
 def bind(port: int, what: str, host: str = "127.0.0.1") -> socket.socket:
-    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when the listening socket
-    # says TCP, and without it Nagle + delayed ACK add ~40 ms to every response written in two parts.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
+        return bind_tcp(host, port)
+    except PortInUse as exc:
         raise DevError(f"port {port} ({what}) is in use: stop whatever is using it, or pass another port") from exc
-    return sock
 
 
 class _SharedSignals(uvicorn.Server):

@@ -157,6 +157,8 @@ class StorageSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 9000
+    # Worker processes of `serve`; each has its own event loop, all share the store (SQLite is multi-process safe).
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
     # Proxies whose X-Forwarded-For/-Proto we believe (uvicorn's forwarded_allow_ips): the load balancer's address.
     forwarded_allow_ips: str = "127.0.0.1"
 
