@@ -1,7 +1,186 @@
-// Placeholder until the single-page app lands: shows who is signed in.
+// Wiring and state: which view is showing, the elevated badge, sending telegrams, signing in and out.
+
+import { api, newIdempotencyKey, onStepUpChallenge } from "./api.js";
+import { createStepUpDialog } from "./dialog.js";
+import { countdown, formatClock, secondsUntil } from "./dom.js";
+import { errorMessage, SESSION_ENDED_MESSAGE, signInErrorMessage } from "./messages.js";
+import { renderLoading, renderProblem, renderSignedIn, renderSignedOut } from "./views.js";
+
 const main = document.getElementById("app");
-const response = await fetch("/api/session", { credentials: "same-origin" });
-const session = await response.json();
-const line = document.createElement("p");
-line.textContent = session.authenticated ? `Signed in as ${session.user.name}` : "Signed out";
-main.replaceChildren(main.firstElementChild, line);
+const account = document.getElementById("account");
+
+let view = null; // the signed-in view's controller, or null when signed out
+let stopBadge = () => {};
+let recheckTimer = 0;
+
+// The Idempotency-Key of the telegram being sent. It belongs to the *content* of the form, not to a click: if a
+// send fails in a way where we can't know whether it got through (the network dropped after the request left),
+// pressing Send again with the same text reuses the key, and the BFF answers with the telegram it already made
+// instead of creating a second one. New text, or a confirmed success, gets a new key.
+let pendingSend = null; // { key, recipient, message }
+
+// ---- step-up ---------------------------------------------------------------------------------------------------
+const dialog = createStepUpDialog({ api });
+
+// Any request the BFF answers with the RFC 9470 challenge lands here (see api.js): we ask for a second factor,
+// and api.js retries the original request once if we return true.
+onStepUpChallenge(async (challenge) => {
+  const stepUp = await dialog.open(challenge); // rejects with login_required if the session is gone
+  if (!stepUp) return false;
+  showElevated(stepUp);
+  return true;
+});
+
+/** The "Elevated, m:ss left" badge, counting down to step_up.expires_at; at zero, ask the BFF what is true now. */
+function showElevated(stepUp) {
+  stopBadge();
+  clearTimeout(recheckTimer);
+  if (!view) return;
+  const left = stepUp?.active && stepUp.expires_at ? secondsUntil(stepUp.expires_at) : 0;
+  if (left <= 0) {
+    view.setBadge(null);
+    return;
+  }
+  stopBadge = countdown(
+    left,
+    (seconds) => view?.setBadge(`Elevated, ${formatClock(seconds)} left`),
+    () => {
+      view?.setBadge(null);
+      recheckSession();
+    },
+  );
+}
+
+/** Ask the BFF for the session again (at the end of the elevated window, or when the tab comes back). */
+async function recheckSession(attempt = 0) {
+  if (!view) return;
+  try {
+    const session = await api.session();
+    if (!session.authenticated) return sessionEnded();
+    const stepUp = session.step_up;
+    if (stepUp?.active && secondsUntil(stepUp.expires_at) <= 0 && attempt < 3) {
+      // The server still counts it as active while our clock says it's over: expires_at comes in whole seconds,
+      // and clocks differ a little. Ask again shortly rather than show a badge with no time on it.
+      recheckTimer = setTimeout(() => recheckSession(attempt + 1), 1000);
+      return;
+    }
+    showElevated(stepUp);
+  } catch {
+    // A failed check changes nothing visible; the next request will tell.
+  }
+}
+
+// ---- views -----------------------------------------------------------------------------------------------------
+function showSignedOut(notice) {
+  stopBadge();
+  clearTimeout(recheckTimer);
+  view = null;
+  pendingSend = null;
+  renderSignedOut(main, account, { notice, onSignIn: () => api.signIn("/") });
+}
+
+function sessionEnded() {
+  showSignedOut(SESSION_ENDED_MESSAGE);
+}
+
+function showSignedIn(session, notice) {
+  view = renderSignedIn(main, account, { session, notice, onSubmit: sendTelegram, onSignOut: signOut });
+  showElevated(session.step_up);
+  loadTelegrams();
+}
+
+async function loadTelegrams() {
+  const current = view;
+  try {
+    const result = await api.telegrams();
+    if (view === current) view.setTelegrams(Array.isArray(result?.telegrams) ? result.telegrams : []);
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    if (view === current) view.setTelegramsError(`Couldn't load your telegrams. ${errorMessage(error)}`, loadTelegrams);
+  }
+}
+
+// ---- actions ---------------------------------------------------------------------------------------------------
+async function sendTelegram() {
+  const current = view;
+  if (!current || current.busy) return;
+  current.setFormError(null);
+  current.setFormStatus(null);
+  const invalid = current.validate();
+  if (invalid) {
+    current.setFormError(invalid);
+    return;
+  }
+  const telegram = current.values();
+  if (!pendingSend || pendingSend.recipient !== telegram.recipient || pendingSend.message !== telegram.message) {
+    pendingSend = { key: newIdempotencyKey(), ...telegram };
+  }
+  current.setBusy(true);
+  try {
+    // If this needs a fresh second factor, api.js opens the dialog and retries with the same key; from here it
+    // looks like one request that took a little longer.
+    const created = await api.sendTelegram(telegram, pendingSend.key);
+    pendingSend = null;
+    if (view !== current) return;
+    current.clearForm();
+    current.prependTelegram(created);
+    current.setFormStatus(`Sent! Your telegram to ${created?.recipient ?? telegram.recipient} is on its way.`);
+    // If the server makes each step-up good for one action only (step_up.single_use), the badge must go now.
+    recheckSession();
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    if (view !== current) return;
+    // Whatever went wrong, what they typed stays in the form.
+    current.setFormError(errorMessage(error));
+    if (error.code === "insufficient_user_authentication") recheckSession();
+  } finally {
+    current.setBusy(false);
+  }
+}
+
+async function signOut() {
+  const current = view;
+  if (!current || current.signingOut) return;
+  current.setSigningOut(true);
+  current.setNotice(null);
+  try {
+    const result = await api.signOut();
+    // FusionAuth ends its own SSO session too, then sends the browser back to "/". Only ever navigate to a web URL.
+    const target = new URL(result?.redirect ?? "/", window.location.href);
+    window.location.assign(target.protocol === "https:" || target.protocol === "http:" ? target.href : "/");
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    current.setSigningOut(false);
+    current.setNotice(errorMessage(error));
+  }
+}
+
+// ---- start-up --------------------------------------------------------------------------------------------------
+/** A failed sign-in comes back as /?error=<code>: turn it into a sentence and take it out of the address bar. */
+function takeSignInError() {
+  const url = new URL(window.location.href);
+  const code = url.searchParams.get("error");
+  if (code === null) return null;
+  url.searchParams.delete("error");
+  url.searchParams.delete("error_description");
+  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  return signInErrorMessage(code);
+}
+
+async function boot(notice) {
+  renderLoading(main, account);
+  try {
+    const session = await api.session();
+    if (session?.authenticated) showSignedIn(session, notice);
+    else showSignedOut(notice);
+  } catch (error) {
+    renderProblem(main, account, { message: errorMessage(error), onRetry: () => boot(notice) });
+  }
+}
+
+// Coming back to the tab after a while: the elevated window or the session itself may have ended meanwhile.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && view) recheckSession();
+});
+
+boot(takeSignInError());

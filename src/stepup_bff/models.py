@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    # Milliseconds, not seconds: a countdown in the browser must not end before the server's window does.
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class UserOut(BaseModel):

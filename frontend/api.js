@@ -1,0 +1,165 @@
+// The only module that talks to the network.
+//
+// The browser holds no tokens: the session is an HttpOnly cookie that fetch sends by itself (same-origin).
+// Every state-changing request carries `X-CSRF: 1`, which a cross-site page cannot add without a CORS preflight
+// the BFF never grants. Every error answer becomes an ApiError.
+//
+// Step-up is handled here, generically. Any request may come back with the RFC 9470 challenge
+// (401 `insufficient_user_authentication`, also in WWW-Authenticate); the page does not need to know in advance
+// which actions are privileged. When that happens, `request()` asks the registered challenge handler (the
+// step-up dialog) to get a fresh second factor and then sends the *same* request again, once.
+
+/** An error answer from the BFF, or a network failure (code "network_error", status 0). */
+export class ApiError extends Error {
+  constructor({ status = 0, code = "unknown_error", description = "", body = {}, cause } = {}) {
+    super(description || code, cause ? { cause } : undefined);
+    this.name = "ApiError";
+    this.status = status; // HTTP status, 0 when no answer arrived
+    this.code = code; // the body's `error` field
+    this.description = description; // the body's `error_description` (English, for logs; messages.js has ours)
+    this.body = body; // the whole body: attempts_remaining, retry_after, max_age, ...
+  }
+}
+
+const CHALLENGE = "insufficient_user_authentication";
+
+let challengeHandler = null;
+let challengeInFlight = null;
+
+/**
+ * Register the function that answers a step-up challenge: `async ({ maxAge, description }) => boolean`.
+ * It resolves true once the user has stepped up, false if they gave up; it may throw an ApiError
+ * (for instance login_required when the session ended meanwhile).
+ */
+export function onStepUpChallenge(handler) {
+  challengeHandler = handler;
+}
+
+function isChallenge(response, body) {
+  if (response.status !== 401) return false;
+  // RFC 9470 puts the challenge in WWW-Authenticate; our BFF also puts it in the JSON body. Either will do.
+  const header = response.headers.get("WWW-Authenticate") ?? "";
+  return body?.error === CHALLENGE || header.includes(`error="${CHALLENGE}"`);
+}
+
+function maxAgeOf(response, body) {
+  if (Number.isFinite(body?.max_age)) return body.max_age;
+  const match = /max_age="?(\d+)/.exec(response.headers.get("WWW-Authenticate") ?? "");
+  return match ? Number(match[1]) : null;
+}
+
+async function readBody(response) {
+  if (response.status === 204) return null;
+  const text = await response.text().catch(() => "");
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null; // e.g. an HTML error page from a proxy in front of the BFF
+  }
+}
+
+/** One fetch. A rejected fetch (offline, server gone, connection reset) becomes ApiError("network_error"). */
+async function send(path, init) {
+  try {
+    return await fetch(path, init);
+  } catch (cause) {
+    throw new ApiError({ code: "network_error", description: "The server could not be reached.", cause });
+  }
+}
+
+function toError(response, body) {
+  const code =
+    typeof body?.error === "string" ? body.error : response.status >= 500 ? "server_error" : `http_${response.status}`;
+  return new ApiError({
+    status: response.status,
+    code,
+    description: typeof body?.error_description === "string" ? body.error_description : "",
+    body: body && typeof body === "object" ? body : {},
+  });
+}
+
+/**
+ * Send a request and return the parsed JSON body (null for an empty answer); throw ApiError otherwise.
+ * `challenge: false` turns off step-up handling (the step-up endpoints themselves use it).
+ */
+export async function request(method, path, { body, headers = {}, challenge = true } = {}) {
+  // Build the request once. If a step-up challenge interrupts it, the retry below reuses this very object:
+  // same body, same headers, and in particular the same Idempotency-Key. The retry is the same action as the
+  // original, not a new one. The BFF remembers each action under its key, so whatever copies of it arrive (a
+  // retry whose answer got lost on the way back and is then sent again, a request duplicated by a proxy, a
+  // double click), at most one telegram is created and every copy gets that same telegram back.
+  const init = {
+    method,
+    credentials: "same-origin",
+    cache: "no-store",
+    headers: { Accept: "application/json", ...headers },
+  };
+  if (method !== "GET" && method !== "HEAD") {
+    init.headers["X-CSRF"] = "1";
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+  }
+
+  let response = await send(path, init);
+  let data = await readBody(response);
+
+  if (challenge && challengeHandler && isChallenge(response, data)) {
+    // Several requests may be challenged at once; they share one dialog rather than opening one each.
+    challengeInFlight ??= Promise.resolve()
+      .then(() => challengeHandler({ maxAge: maxAgeOf(response, data), description: data?.error_description }))
+      .finally(() => {
+        challengeInFlight = null;
+      });
+    const steppedUp = await challengeInFlight;
+    if (!steppedUp) {
+      throw new ApiError({
+        status: 401,
+        code: "step_up_cancelled",
+        description: "The second factor was not completed.",
+        body: data ?? {},
+      });
+    }
+    // Retry exactly once. A second challenge (say the window closed between the dialog and this retry) is
+    // reported as an error, never answered with another dialog, so a misbehaving server cannot loop us.
+    response = await send(path, init);
+    data = await readBody(response);
+  }
+
+  if (!response.ok) throw toError(response, data);
+  return data;
+}
+
+const post = (path, body = {}, options = {}) => request("POST", path, { ...options, body });
+
+/** A random UUID for Idempotency-Key (crypto.randomUUID needs a secure context; localhost and https are). */
+export function newIdempotencyKey() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+export const api = {
+  session: () => request("GET", "/api/session"),
+  /** Full-page navigation to FusionAuth's sign-in page; it comes back to `returnTo`. */
+  signIn(returnTo = "/") {
+    window.location.href = `/auth/login?return_to=${encodeURIComponent(returnTo)}`;
+  },
+  /** Ends the session here; the answer names FusionAuth's logout URL, which the caller navigates to. */
+  signOut: () => post("/auth/logout"),
+  telegrams: () => request("GET", "/api/telegrams"),
+  sendTelegram: ({ recipient, message }, idempotencyKey) =>
+    post("/api/telegrams", { recipient, message }, { headers: { "Idempotency-Key": idempotencyKey } }),
+  stepUp: {
+    start: () => post("/api/step-up/start", {}, { challenge: false }),
+    send: (methodId) => post("/api/step-up/send", { method_id: methodId }, { challenge: false }),
+    finish: (code, methodId) =>
+      post("/api/step-up/finish", methodId ? { code, method_id: methodId } : { code }, { challenge: false }),
+    cancel: () => post("/api/step-up/cancel", {}, { challenge: false }),
+  },
+};

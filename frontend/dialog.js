@@ -1,0 +1,499 @@
+// The step-up dialog: asks for a fresh second factor when the BFF answers a request with the RFC 9470 challenge.
+//
+// `open()` resolves with the new step-up status ({ active, expires_at, method }) once the user has confirmed,
+// or with null when they cancel; it rejects with the ApiError when the session is gone (login_required), so the
+// page can show the signed-out view. A native <dialog> opened with showModal() gives us the focus trap, Escape to
+// cancel and an inert page behind it for free; we only put focus back where it was when it closes.
+
+import { countdown, formatDuration, formatWait, h, show } from "./dom.js";
+import { errorMessage, NETWORK_MESSAGE } from "./messages.js";
+
+const METHOD_NAMES = { authenticator: "Authenticator app", email: "Email", sms: "Text message" };
+// Answers where the account itself cannot step up; "Start again" would not help.
+const REFUSALS = {
+  account_locked: "Your account is locked at the sign-in service. Try again later, or contact support.",
+  account_expired: "Your account has expired at the sign-in service. Please contact support.",
+  login_prevented: "Your account is locked or suspended at the sign-in service. Please contact support.",
+  account_not_found: "Your account no longer exists at the sign-in service. Please contact support.",
+};
+const CODE_HINTS = {
+  authenticator: "Enter the 6-digit code your authenticator app shows now.",
+  email: "Enter the code from the email we sent you.",
+  sms: "Enter the code from the text message we sent you.",
+};
+
+export function createStepUpDialog({ api }) {
+  // ---- the markup, built once -------------------------------------------------------------------------------
+  const title = h("h2", { id: "step-up-title", class: "dialog-title" }, "Confirm it's you");
+  const intro = h("p", { id: "step-up-intro", class: "dialog-intro" });
+  const loading = h("p", { class: "loading", "data-testid": "step-up-loading" }, "Getting your sign-in options…");
+
+  const methodList = h("div", { class: "method-list" });
+  const methods = h(
+    "fieldset",
+    { class: "methods", "data-testid": "step-up-methods" },
+    h("legend", {}, "Get a code from"),
+    methodList,
+  );
+
+  const sendButton = h("button", { type: "button", class: "button secondary", "data-testid": "step-up-send" });
+  const sentNotice = h("p", { class: "sent-notice", role: "status", "data-testid": "step-up-sent" });
+  const sendRow = h("div", { class: "send-row" }, sendButton, sentNotice);
+
+  const codeInput = h("input", {
+    id: "step-up-code",
+    name: "code",
+    type: "text",
+    class: "code-input",
+    autocomplete: "one-time-code",
+    inputmode: "numeric",
+    pattern: "[0-9]*",
+    maxlength: 10,
+    spellcheck: "false",
+    "aria-describedby": "step-up-code-hint",
+    "data-testid": "step-up-code",
+  });
+  const codeHint = h("p", { id: "step-up-code-hint", class: "field-hint" });
+  const codeRow = h(
+    "div",
+    { class: "field code-row" },
+    h("label", { for: "step-up-code" }, "Verification code"),
+    codeHint,
+    codeInput,
+  );
+
+  // Errors and state changes are announced: role="alert" for problems. Countdowns are NOT inside live regions
+  // (a screen reader would read every second); `announcer` says once when a wait is over.
+  const alert = h("p", { class: "dialog-alert", role: "alert", "data-testid": "step-up-error" });
+  const announcer = h("p", { class: "visually-hidden", "aria-live": "polite" });
+
+  const waitText = h("p", { class: "wait", "data-testid": "step-up-wait" });
+  const restartButton = h(
+    "button",
+    { type: "button", class: "button secondary", "data-testid": "step-up-restart" },
+    "Start again",
+  );
+  const panel = h("div", { class: "dialog-panel" }, waitText, restartButton);
+
+  const cancelButton = h(
+    "button",
+    { type: "button", class: "button ghost", "data-testid": "step-up-cancel" },
+    "Cancel",
+  );
+  const verifyButton = h(
+    "button",
+    { type: "submit", class: "button primary", "data-testid": "step-up-verify" },
+    "Verify",
+  );
+
+  const form = h(
+    "form",
+    { class: "dialog-form", novalidate: true },
+    h("div", { class: "dialog-heading" }, h("span", { class: "dialog-icon", "aria-hidden": "true" }), title),
+    intro,
+    loading,
+    methods,
+    sendRow,
+    codeRow,
+    alert,
+    panel,
+    announcer,
+    h("div", { class: "dialog-actions" }, cancelButton, verifyButton),
+  );
+  const dialog = h(
+    "dialog",
+    {
+      class: "step-up-dialog",
+      "aria-labelledby": "step-up-title",
+      "aria-describedby": "step-up-intro",
+      "data-testid": "step-up-dialog",
+    },
+    form,
+  );
+  document.body.append(dialog);
+
+  // ---- state ------------------------------------------------------------------------------------------------
+  // phase: "loading"
+  //      | "ready"    choose a method, (send and) enter a code
+  //      | "restart"  the challenge is gone (expired, too many wrong codes) or could not start: offer to start again
+  //      | "blocked"  too many wrong codes recently: wait for the countdown
+  //      | "dead-end" no second factor, or the account itself is refused: only Close
+  let phase = "loading";
+  let options = []; // [{ id, method, hint, last_used }]
+  let selectedId = null;
+  let sentTo = new Set(); // method ids a code was sent to during this challenge
+  let resendLeft = 0; // seconds until another send is allowed
+  let sendsExhausted = false;
+  let busy = false;
+  let started = false; // a challenge exists on the server (so Cancel discards it)
+  let pending = null; // { resolve, reject } of the open() in progress
+  let trigger = null; // where focus was before the dialog opened
+  let stopResend = () => {};
+  let stopWait = () => {};
+  // Bumped by every start() and close(): an answer that arrives for an older round (the person cancelled or
+  // started again while it was on its way) must not touch the dialog.
+  let generation = 0;
+
+  const selected = () => options.find((option) => option.id === selectedId) ?? null;
+  const needsSend = (option) => option && option.method !== "authenticator";
+
+  function render() {
+    const option = selected();
+    const ready = phase === "ready";
+    const codeVisible = ready && option && (!needsSend(option) || sentTo.has(option.id));
+    show(loading, phase === "loading");
+    show(methods, ready && options.length > 0);
+    show(sendRow, ready && needsSend(option));
+    show(codeRow, codeVisible);
+    show(panel, phase === "restart" || phase === "blocked");
+    show(verifyButton, phase === "ready" || phase === "loading");
+    verifyButton.disabled = busy || !codeVisible;
+    form.setAttribute("aria-busy", String(busy || phase === "loading"));
+    cancelButton.textContent = phase === "dead-end" ? "Close" : "Cancel";
+
+    if (option) {
+      codeHint.textContent = CODE_HINTS[option.method] ?? "Enter the code you received.";
+      if (resendLeft > 0) sendButton.textContent = `Resend in ${resendLeft} s`;
+      else sendButton.textContent = sentTo.has(option.id) ? "Resend code" : "Send code";
+      sendButton.disabled = busy || resendLeft > 0 || sendsExhausted;
+    }
+  }
+
+  /** Put a message in the alert region (announced); `tone` only changes its colour. */
+  function say(message, tone = "error") {
+    alert.textContent = message;
+    alert.dataset.tone = tone;
+  }
+
+  function setBusy(value) {
+    busy = value;
+    render();
+  }
+
+  // ---- starting a challenge ---------------------------------------------------------------------------------
+  async function start() {
+    const round = ++generation;
+    stopResend();
+    stopWait();
+    phase = "loading";
+    options = [];
+    selectedId = null;
+    sentTo = new Set();
+    resendLeft = 0;
+    sendsExhausted = false;
+    codeInput.value = "";
+    sentNotice.textContent = "";
+    say("");
+    render();
+    try {
+      const result = await api.stepUp.start();
+      if (round !== generation) {
+        // Closed while starting: this challenge now exists on the server with nobody to finish it.
+        if (!pending) api.stepUp.cancel().catch(() => {});
+        return;
+      }
+      started = true;
+      options = Array.isArray(result?.methods) ? result.methods : [];
+      if (options.length === 0) {
+        noFactor();
+        return;
+      }
+      selectedId = (options.find((option) => option.last_used) ?? options[0]).id;
+      renderMethods();
+      phase = "ready";
+      render();
+      focusNext();
+    } catch (error) {
+      if (round === generation) handleError(error, { during: "start" });
+    }
+  }
+
+  function renderMethods() {
+    methodList.replaceChildren(
+      ...options.map((option) => {
+        const name = METHOD_NAMES[option.method] ?? option.method;
+        const radio = h("input", {
+          type: "radio",
+          name: "method",
+          value: option.id,
+          "data-testid": `step-up-method-${option.method}`,
+          onchange: () => {
+            selectedId = option.id;
+            say("");
+            render();
+          },
+        });
+        radio.checked = option.id === selectedId;
+        const hint = option.hint && option.hint !== name ? option.hint : null;
+        return h(
+          "label",
+          { class: "method" },
+          radio,
+          h(
+            "span",
+            { class: "method-text" },
+            h("span", { class: "method-name" }, name),
+            hint && h("span", { class: "method-hint" }, hint),
+          ),
+          option.last_used ? h("span", { class: "method-tag" }, "last used") : null,
+        );
+      }),
+    );
+  }
+
+  /** Put focus on the next thing to do: the code field, or the Send code button. */
+  function focusNext() {
+    const option = selected();
+    if (!option) return;
+    if (!needsSend(option) || sentTo.has(option.id)) codeInput.focus();
+    else sendButton.focus();
+  }
+
+  function noFactor() {
+    phase = "dead-end";
+    say(
+      "Your account doesn't have a second factor yet. Set one up in FusionAuth first (an authenticator app, " +
+        "email or text message codes), then try again.",
+      "info",
+    );
+    render();
+    cancelButton.focus();
+  }
+
+  // ---- sending a code (email / SMS) -------------------------------------------------------------------------
+  function startResendCooldown(seconds) {
+    stopResend();
+    if (!(seconds > 0)) {
+      resendLeft = 0;
+      render();
+      return;
+    }
+    stopResend = countdown(
+      seconds,
+      (left) => {
+        resendLeft = left;
+        render();
+      },
+      () => {
+        resendLeft = 0;
+        render();
+        if (phase === "ready" && !sendsExhausted) announcer.textContent = "You can ask for a new code now.";
+      },
+    );
+  }
+
+  async function sendCode() {
+    const option = selected();
+    if (!option || busy || resendLeft > 0) return;
+    say("");
+    announcer.textContent = "";
+    const round = generation;
+    setBusy(true);
+    try {
+      const result = await api.stepUp.send(option.id);
+      if (round !== generation) return;
+      sentTo.add(option.id);
+      sentNotice.textContent = `We sent a code to ${result?.sent_to ?? option.hint ?? "you"}.`;
+      if (result?.sends_remaining === 0) sendsExhausted = true;
+      setBusy(false);
+      startResendCooldown(result?.retry_after ?? 0);
+      codeInput.focus();
+    } catch (error) {
+      setBusy(false);
+      if (round === generation) handleError(error, { during: "send" });
+    }
+  }
+
+  // ---- finishing ----------------------------------------------------------------------------------------------
+  async function verify(event) {
+    event.preventDefault();
+    if (busy || phase !== "ready") return;
+    const code = codeInput.value.replace(/\s+/g, "");
+    if (!code) {
+      say("Enter the code first.");
+      codeInput.focus();
+      return;
+    }
+    // Six digits normally; FusionAuth's recovery codes also have letters (the BFF accepts [A-Za-z0-9-]).
+    if (!/^[A-Za-z0-9-]+$/.test(code)) {
+      say("The code has only digits (or letters, for a recovery code). Check it and try again.");
+      codeInput.focus();
+      return;
+    }
+    say("");
+    const round = generation;
+    setBusy(true);
+    try {
+      // method_id only labels the result ("confirmed with email"); FusionAuth accepts any valid code of the user.
+      const result = await api.stepUp.finish(code, selected()?.id);
+      setBusy(false);
+      if (round !== generation) return; // cancelled meanwhile; the next privileged request will see the step-up
+      finish(result?.step_up ?? { active: true, expires_at: null, method: selected()?.method ?? null });
+    } catch (error) {
+      setBusy(false);
+      if (round === generation) handleError(error, { during: "finish" });
+    }
+  }
+
+  // ---- errors -------------------------------------------------------------------------------------------------
+  function restartWith(message, buttonLabel = "Start again", tone = "warning") {
+    stopResend();
+    phase = "restart";
+    started = false; // the server has discarded the challenge already
+    waitText.textContent = "";
+    restartButton.textContent = buttonLabel;
+    show(restartButton, true);
+    say(message, tone);
+    render();
+    restartButton.focus();
+  }
+
+  function blocked(retryAfter) {
+    stopResend();
+    stopWait();
+    phase = "blocked";
+    started = false;
+    say("Too many wrong codes recently. For your safety, confirming is paused for a while.", "warning");
+    show(restartButton, false);
+    restartButton.textContent = "Try again";
+    render();
+    cancelButton.focus();
+    stopWait = countdown(
+      Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 60,
+      (left) => {
+        waitText.textContent = `You can try again in ${formatWait(left)}.`;
+      },
+      () => {
+        waitText.textContent = "";
+        show(restartButton, true);
+        announcer.textContent = "You can try again now.";
+      },
+    );
+  }
+
+  function handleError(error, { during }) {
+    const code = error?.code;
+    const body = error?.body ?? {};
+    if (code === "login_required") {
+      // The session is gone: nothing to confirm any more. The page takes over (signed-out view).
+      close({ error });
+      return;
+    }
+    if (code === "no_second_factor") return noFactor();
+    if (code === "step_up_blocked") return blocked(body.retry_after);
+    if (code === "challenge_expired") return restartWith("This challenge expired — start again.");
+    if (code === "no_challenge") return restartWith("This challenge is no longer active — start again.");
+    if (code === "invalid_code") {
+      const left = body.attempts_remaining;
+      if (left === 0) return restartWith("Too many wrong codes — start again to get a new challenge.");
+      say(
+        Number.isFinite(left)
+          ? `That code didn't work. ${left} ${left === 1 ? "attempt" : "attempts"} left.`
+          : "That code didn't work. Check it and try again.",
+      );
+      codeInput.select();
+      codeInput.focus();
+      return;
+    }
+    if (code === "resend_too_soon") {
+      say("Please wait a moment before asking for another code.", "warning");
+      startResendCooldown(body.retry_after);
+      return;
+    }
+    if (code === "too_many_sends") {
+      sendsExhausted = true;
+      render();
+      say(
+        "No more codes can be sent for this attempt. Use the last code you received, or cancel and try later.",
+        "warning",
+      );
+      return;
+    }
+    if (code === "invalid_method") {
+      say("That method can't be used right now. Choose another one.");
+      return;
+    }
+    if (code === "step_up_in_progress") {
+      say("We're still checking the code you sent. Give it a moment.", "info");
+      return;
+    }
+    if (Object.hasOwn(REFUSALS, code)) {
+      // The account itself can't step up (locked, expired, ...): starting again won't help, so no button.
+      stopResend();
+      phase = "dead-end";
+      started = false;
+      say(REFUSALS[code]);
+      render();
+      cancelButton.focus();
+      return;
+    }
+    if (code === "step_up_rejected") {
+      return restartWith("The sign-in service didn't accept that. Start again, or try another method.");
+    }
+    const message = code === "network_error" ? NETWORK_MESSAGE : errorMessage(error);
+    if (during === "start") {
+      // Nothing to work with yet: say what happened and offer to try again.
+      restartWith(message, "Try again", "error");
+    } else {
+      say(message);
+      focusNext();
+    }
+  }
+
+  // ---- opening and closing ------------------------------------------------------------------------------------
+  function close({ result = null, error = null } = {}) {
+    if (!pending) return;
+    const { resolve, reject } = pending;
+    pending = null;
+    generation += 1;
+    stopResend();
+    stopWait();
+    if (started && !result) {
+      // Discard the half-done challenge. Fire and forget: a failure here changes nothing for the person.
+      api.stepUp.cancel().catch(() => {});
+    }
+    started = false;
+    if (dialog.open) dialog.close();
+    // Put focus back where it was (the Send button, typically), whatever closed the dialog.
+    if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
+    trigger = null;
+    if (error) reject(error);
+    else resolve(result);
+  }
+
+  function finish(stepUp) {
+    close({ result: stepUp });
+  }
+
+  form.addEventListener("submit", verify);
+  sendButton.addEventListener("click", sendCode);
+  restartButton.addEventListener("click", () => start());
+  cancelButton.addEventListener("click", () => close());
+  // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished step-up counts as cancelled.
+  dialog.addEventListener("close", () => close());
+
+  return {
+    element: dialog,
+    /** Ask for a fresh second factor. `maxAge` (seconds) only shapes the explanation. */
+    open({ maxAge } = {}) {
+      if (pending) return pending.promise;
+      trigger = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+      let resolve;
+      let reject;
+      const promise = new Promise((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      pending = { resolve, reject, promise };
+      // max_age is how fresh the second factor must be (RFC 9470); whether one confirmation covers one action or
+      // every action for that long is the server's business (step_up.single_use), so don't promise either.
+      intro.textContent =
+        Number.isFinite(maxAge) && maxAge > 0
+          ? `This action needs a second factor confirmed in the last ${formatDuration(maxAge)}.`
+          : "This action needs a fresh second factor.";
+      dialog.showModal();
+      start();
+      return promise;
+    },
+  };
+}

@@ -1,0 +1,318 @@
+// Rendering. Every view is built with createElement/textContent (see dom.js); nothing here calls the network.
+// The signed-in view is built once per sign-in and then updated in place through the controller it returns, so
+// what a person is typing survives every update (a list refresh, the badge ticking, an error).
+
+import { formatFull, formatWhen, h, show } from "./dom.js";
+
+export const RECIPIENT_MAX = 100;
+export const MESSAGE_MAX = 500;
+
+/** "Loading…" in the main area, and nothing in the account slot. */
+export function renderLoading(main, account) {
+  account.replaceChildren();
+  main.replaceChildren(h("p", { class: "loading page-loading", role: "status" }, "Loading…"));
+}
+
+/** Something prevented the page from starting at all (the BFF is unreachable, say), with a way to try again. */
+export function renderProblem(main, account, { message, onRetry }) {
+  account.replaceChildren();
+  main.replaceChildren(
+    h(
+      "section",
+      { class: "card hero", "aria-labelledby": "problem-title" },
+      h("h1", { id: "problem-title" }, "Singing Telegrams"),
+      h("p", { class: "notice error", role: "alert", "data-testid": "page-error" }, message),
+      h("button", { type: "button", class: "button primary", onclick: onRetry }, "Try again"),
+    ),
+  );
+}
+
+/** The signed-out page: what this is, what step-up means, and a Sign in button. */
+export function renderSignedOut(main, account, { notice, onSignIn }) {
+  account.replaceChildren();
+  const signIn = h(
+    "button",
+    { type: "button", class: "button primary large", "data-testid": "sign-in", onclick: onSignIn },
+    "Sign in",
+  );
+  main.replaceChildren(
+    h(
+      "section",
+      { class: "card hero", "aria-labelledby": "hero-title", "data-testid": "signed-out" },
+      h("span", { class: "hero-art", "aria-hidden": "true" }),
+      h("h1", { id: "hero-title" }, "Singing Telegrams"),
+      h("p", { class: "lead" }, "Send someone a message they'll hear: a telegram, delivered in song."),
+      notice ? h("p", { class: "notice error", role: "alert", "data-testid": "page-error" }, notice) : null,
+      h(
+        "p",
+        { class: "explainer", "data-testid": "step-up-explainer" },
+        "Signing in lets you look around; sending a telegram is a privileged action, so we also ask for a fresh " +
+          "second factor, such as a code from your authenticator app, right before it. That's step-up " +
+          "authentication.",
+      ),
+      signIn,
+    ),
+  );
+  signIn.focus({ preventScroll: true });
+}
+
+/**
+ * The signed-in page. Returns a controller:
+ *   values(), clearForm(), setBusy(bool), setFormError(text), setFormStatus(text), focusFirstInvalid(),
+ *   setTelegrams(list), prependTelegram(telegram), setTelegramsError(text, onRetry), setBadge(text | null),
+ *   setNotice(text | null), setSigningOut(bool)
+ */
+export function renderSignedIn(main, account, { session, notice, onSubmit, onSignOut }) {
+  const user = session.user ?? {};
+  const displayName = user.name || user.email || "there";
+
+  // ---- account slot in the header ------------------------------------------------------------------------------
+  const signOut = h(
+    "button",
+    { type: "button", class: "button ghost small", "data-testid": "sign-out", onclick: onSignOut },
+    "Sign out",
+  );
+  account.replaceChildren(
+    h("span", { class: "account-name", "data-testid": "account-name" }, user.email || user.name || ""),
+    signOut,
+  );
+
+  // ---- greeting ------------------------------------------------------------------------------------------------
+  const badge = h("span", {
+    class: "badge elevated",
+    "data-testid": "elevated-badge",
+    title: "You confirmed it's you recently, so privileged actions won't ask again until this runs out.",
+    hidden: true,
+  });
+  const sessionLine = h("p", { class: "muted session-line" });
+  if (user.email) sessionLine.append(h("span", { "data-testid": "user-email" }, user.email), " · ");
+  if (session.expires_at) {
+    sessionLine.append(
+      "Your session ends ",
+      h(
+        "time",
+        { datetime: session.expires_at, title: formatFull(session.expires_at), "data-testid": "session-ends" },
+        formatWhen(session.expires_at),
+      ),
+      ".",
+    );
+  }
+  const noticeBox = h("p", { class: "notice error", role: "alert", "data-testid": "page-error", hidden: true });
+
+  // ---- the compose form ----------------------------------------------------------------------------------------
+  const recipient = h("input", {
+    id: "recipient",
+    name: "recipient",
+    type: "text",
+    maxlength: RECIPIENT_MAX,
+    autocomplete: "off",
+    required: true,
+    placeholder: "Who is it for?",
+    "data-testid": "recipient",
+  });
+  const message = h("textarea", {
+    id: "message",
+    name: "message",
+    rows: 5,
+    maxlength: MESSAGE_MAX,
+    required: true,
+    placeholder: "Happy birthday to you…",
+    "aria-describedby": "message-count",
+    "data-testid": "message",
+  });
+  const counter = h("p", { id: "message-count", class: "counter", "data-testid": "message-count" });
+  const updateCounter = () => {
+    const used = message.value.length;
+    counter.textContent = `${used} / ${MESSAGE_MAX} characters`;
+    counter.classList.toggle("near-limit", used > MESSAGE_MAX - 50);
+  };
+  message.addEventListener("input", updateCounter);
+  updateCounter();
+
+  const formError = h("p", { class: "form-error", role: "alert", "data-testid": "form-error" });
+  const formStatus = h("p", { class: "form-status", role: "status", "data-testid": "form-status" });
+  const sendButton = h(
+    "button",
+    { type: "submit", class: "button primary", "data-testid": "send-telegram" },
+    "Send telegram",
+  );
+  const form = h(
+    "form",
+    { class: "compose-form", novalidate: true, "data-testid": "telegram-form", "aria-labelledby": "compose-title" },
+    h("div", { class: "field" }, h("label", { for: "recipient" }, "To"), recipient),
+    h("div", { class: "field" }, h("label", { for: "message" }, "Message"), message, counter),
+    formError,
+    h(
+      "div",
+      { class: "form-actions" },
+      sendButton,
+      h("span", { class: "muted small-print" }, "We may ask you to confirm it's you first."),
+    ),
+    formStatus,
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    onSubmit();
+  });
+
+  // ---- the list ------------------------------------------------------------------------------------------------
+  const list = h("ol", { class: "telegrams", "data-testid": "telegram-list", "aria-labelledby": "sent-title" });
+  const empty = h(
+    "p",
+    { class: "empty muted", "data-testid": "telegrams-empty", hidden: true },
+    "No telegrams yet. Your first one is just a form away.",
+  );
+  const listStatus = h(
+    "p",
+    { class: "loading muted", role: "status", "data-testid": "telegrams-loading" },
+    "Loading your telegrams…",
+  );
+  const listError = h("div", { class: "notice error", role: "alert", hidden: true });
+
+  main.replaceChildren(
+    h(
+      "section",
+      { class: "welcome", "data-testid": "signed-in" },
+      h(
+        "div",
+        { class: "welcome-text" },
+        h("h1", { "data-testid": "greeting" }, `Hello, ${displayName}`),
+        sessionLine,
+      ),
+      badge,
+    ),
+    noticeBox,
+    h(
+      "div",
+      { class: "columns" },
+      h(
+        "section",
+        { class: "card compose", "aria-labelledby": "compose-title" },
+        h("h2", { id: "compose-title" }, "Send a singing telegram"),
+        form,
+      ),
+      h(
+        "section",
+        { class: "card sent", "aria-labelledby": "sent-title" },
+        h("h2", { id: "sent-title" }, "Sent telegrams"),
+        listStatus,
+        listError,
+        empty,
+        list,
+      ),
+    ),
+  );
+
+  let busy = false;
+  let statusTimer = 0;
+
+  const controller = {
+    form,
+    sendButton,
+    values: () => ({ recipient: recipient.value.trim(), message: message.value.trim() }),
+    clearForm() {
+      form.reset();
+      updateCounter();
+    },
+    /** Busy, but the button stays focusable (aria-disabled, not disabled): the dialog gives focus back to it. */
+    setBusy(value) {
+      busy = value;
+      sendButton.setAttribute("aria-disabled", String(value));
+      sendButton.textContent = value ? "Sending…" : "Send telegram";
+      form.setAttribute("aria-busy", String(value));
+    },
+    get busy() {
+      return busy;
+    },
+    setFormError(text) {
+      formError.textContent = text ?? "";
+      if (text) controller.setFormStatus(null);
+    },
+    setFormStatus(text) {
+      clearTimeout(statusTimer);
+      formStatus.textContent = text ?? "";
+      // A confirmation is news for a moment, not forever.
+      if (text) statusTimer = setTimeout(() => (formStatus.textContent = ""), 10_000);
+    },
+    /** Check the form on the client; returns an error sentence or null, and marks the field. */
+    validate() {
+      const { recipient: to, message: text } = controller.values();
+      recipient.removeAttribute("aria-invalid");
+      message.removeAttribute("aria-invalid");
+      if (!to) {
+        recipient.setAttribute("aria-invalid", "true");
+        recipient.focus();
+        return "Enter who the telegram is for.";
+      }
+      if (!text) {
+        message.setAttribute("aria-invalid", "true");
+        message.focus();
+        return "Write a message to sing.";
+      }
+      return null;
+    },
+    setTelegrams(telegrams) {
+      show(listStatus, false);
+      show(listError, false);
+      list.replaceChildren(...telegrams.map(telegramItem));
+      show(empty, telegrams.length === 0);
+    },
+    prependTelegram(telegram) {
+      show(listStatus, false);
+      show(empty, false);
+      // An idempotent replay returns a telegram we may already show: never list it twice.
+      for (const item of list.children) if (item.dataset.id === String(telegram.id)) item.remove();
+      const item = telegramItem(telegram);
+      item.classList.add("fresh");
+      list.prepend(item);
+    },
+    setTelegramsError(text, onRetry) {
+      show(listStatus, false);
+      listError.replaceChildren(
+        h("span", {}, text),
+        " ",
+        h("button", { type: "button", class: "button link", onclick: onRetry }, "Try again"),
+      );
+      show(listError, true);
+    },
+    setBadge(text) {
+      badge.textContent = text ?? "";
+      show(badge, Boolean(text));
+    },
+    setNotice(text) {
+      noticeBox.textContent = text ?? "";
+      show(noticeBox, Boolean(text));
+    },
+    setSigningOut(value) {
+      signOut.setAttribute("aria-disabled", String(value));
+      signOut.textContent = value ? "Signing out…" : "Sign out";
+    },
+    get signingOut() {
+      return signOut.getAttribute("aria-disabled") === "true";
+    },
+  };
+  controller.setNotice(notice);
+  return controller;
+}
+
+function telegramItem(telegram) {
+  const status = String(telegram.status ?? "queued");
+  const created = typeof telegram.created_at === "number" ? new Date(telegram.created_at * 1000) : telegram.created_at;
+  const iso = created instanceof Date ? created.toISOString() : String(created ?? "");
+  return h(
+    "li",
+    { class: "telegram", "data-testid": "telegram", "data-id": telegram.id },
+    h(
+      "div",
+      { class: "telegram-head" },
+      h("span", { class: "telegram-recipient", "data-testid": "telegram-recipient" }, telegram.recipient),
+      h(
+        "span",
+        { class: `status status-${status.replace(/[^a-z_-]/gi, "")}`, "data-testid": "telegram-status" },
+        status.charAt(0).toUpperCase() + status.slice(1),
+      ),
+    ),
+    h("p", { class: "telegram-message", "data-testid": "telegram-message" }, telegram.message),
+    iso ? h("time", { class: "telegram-time muted", datetime: iso, title: formatFull(iso) }, formatWhen(iso)) : null,
+  );
+}
