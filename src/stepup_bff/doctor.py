@@ -25,6 +25,7 @@ from typing import Any, Literal, TextIO
 from urllib.parse import urlencode, urlsplit
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -64,7 +65,8 @@ def _display_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url
-    netloc = parts.hostname or ""
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
     if parts.port is not None:
         netloc += f":{parts.port}"
     return parts._replace(netloc=netloc).geturl()
@@ -101,7 +103,7 @@ def _rsa_public_key(pem: str) -> rsa.RSAPublicKey | None | Literal[False]:
     try:
         data = pem.encode()
         key = x509.load_pem_x509_certificate(data).public_key() if "CERTIFICATE" in pem else load_pem_public_key(data)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         return False
     return key if isinstance(key, rsa.RSAPublicKey) else None
 
@@ -330,9 +332,10 @@ class _Diagnosis:
             return None
         if answer.status_code == 401:
             self.fail(
-                f"FusionAuth refused the API key for GET /api/application/{application_id} (401)",
-                f"allow the key GET /api/application as well ({API_KEY_ENDPOINTS}); a tenant-scoped key must belong "
-                "to the application's tenant",
+                f"FusionAuth refused the API key for GET /api/application/{application_id} (401): the key is wrong "
+                "or lacks this endpoint",
+                f"set fusionauth.api_key (STEPUP_FUSIONAUTH__API_KEY) to a key allowed {API_KEY_ENDPOINTS} "
+                "(Settings → API Keys); a tenant-scoped key must belong to the application's tenant",
             )
             return None
         if answer.status_code == 404:
