@@ -10,7 +10,8 @@ from ..models import SessionOut, StepUpStatus, UserOut, iso
 router = APIRouter(prefix="/api", tags=["session"])
 
 
-@router.get("/session")
+# None fields are left out, so the SPA sees {"authenticated": false} and "step_up": {"active": false}.
+@router.get("/session", response_model_exclude_none=True)
 async def read_session(session: OptionalSession, step_up: StepUpDep) -> SessionOut:
     if session is None:
         return SessionOut(authenticated=False)
