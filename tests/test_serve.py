@@ -92,3 +92,52 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
         process.wait(timeout=20)
         if process.stderr:
             process.stderr.close()
+
+
+def test_serve_never_loads_the_dev_server() -> None:
+    probe = (
+        "import sys, stepup_bff.cli, stepup_bff.app; "
+        "stepup_bff.app.create_app; "
+        "sys.exit(1 if any(name.startswith('fusionauth_dev') for name in sys.modules) else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0  # noqa: S603
+
+
+@pytest.mark.live
+def test_dev_command_runs_both_servers_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    bff_port, fusionauth_port = free_port(), free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own command
+        [
+            sys.executable, "-m", "stepup_bff", "dev",
+            "--port", str(bff_port), "--fusionauth-port", str(fusionauth_port), "--data-dir", str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                bff = httpx.get(f"http://localhost:{bff_port}/healthz", timeout=1)
+                fusionauth = httpx.get(f"http://localhost:{fusionauth_port}/api/status", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, "stepup-bff dev exited while starting"
+                assert time.monotonic() < deadline, "stepup-bff dev did not start"
+                time.sleep(0.1)
+        assert bff.status_code == 200 and fusionauth.status_code == 200
+        # On a port other than 9000, the dev FusionAuth was told the BFF's callback: sign-in starts cleanly.
+        login = httpx.get(f"http://localhost:{bff_port}/auth/login", timeout=5)
+        form = httpx.get(login.headers["location"], timeout=5)
+        assert form.status_code == 200 and "<form" in form.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert f"running at http://localhost:{bff_port}" in out
+    assert "NOT FusionAuth" in out
+    for user in ("alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"):
+        assert user in out
+    assert f"http://localhost:{fusionauth_port}/_dev" in out
+    assert out.rstrip().endswith("stepup-bff dev: stopped")
