@@ -625,3 +625,13 @@ def test_single_use_grant_is_consumed_once_under_concurrency(single_use: TestCli
     for thread in threads:
         thread.join()
     assert sorted(results) == [201, 401, 401, 401, 401, 401]
+
+
+def test_single_use_grant_survives_a_request_refused_for_its_input(single_use: TestClient) -> None:
+    step_up(single_use)
+    # FastAPI runs the guard before it rejects the body; the route never ran, so the grant is given back.
+    invalid = post(single_use, "/api/telegrams", {"recipient": "", "message": "x"})
+    assert invalid.status_code == 400 and invalid.json()["error"] == "invalid_request"
+    assert single_use.get("/api/session").json()["step_up"]["active"] is True
+    assert post(single_use, "/api/telegrams", TELEGRAM).status_code == 201
+    assert post(single_use, "/api/telegrams", TELEGRAM).status_code == 401

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from . import csrf
 from .clock import Clock
 from .cookies import queue_cookie
-from .errors import LoginRequired
+from .errors import LoginRequired, on_invalid_input
 from .fusionauth import FusionAuthClient
 from .login_flow import LoginFlow
 from .services import Services
@@ -103,8 +103,10 @@ def require_step_up(max_age: int | None = None) -> Callable[..., Awaitable[Sessi
         FreshSession = Annotated[Session, Depends(require_step_up(max_age=60))]
     """
 
-    async def guard(session: CurrentSession, step_up: StepUpDep, settings: SettingsDep) -> Session:
-        await step_up.authorize(session, max_age or settings.step_up.max_age)
+    async def guard(request: Request, session: CurrentSession, step_up: StepUpDep, settings: SettingsDep) -> Session:
+        restore = await step_up.authorize(session, max_age or settings.step_up.max_age)
+        if restore is not None:
+            on_invalid_input(request, restore)
         return session
 
     return guard

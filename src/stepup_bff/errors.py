@@ -32,7 +32,7 @@ JSON bodies are
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -243,6 +243,15 @@ class FusionAuthTimeout(FusionAuthError):
     description = "The sign-in service did not answer in time. Try again in a moment."
 
 
+_UNDO_KEY = "undo_on_invalid_input"
+
+
+def on_invalid_input(request: Request, undo: Callable[[], Awaitable[None]]) -> None:
+    """Have `undo` run if this request is then refused for its input (RequestValidationError): a guard that
+    consumed something (a single-use step-up grant) gives it back, since the route never ran."""
+    request.scope.setdefault("state", {}).setdefault(_UNDO_KEY, []).append(undo)
+
+
 def _is_browser_navigation(request: Request) -> bool:
     return request.method == "GET" and request.url.path.startswith("/auth/")
 
@@ -263,6 +272,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        for undo in request.scope.get("state", {}).get(_UNDO_KEY, []):
+            await undo()
         # Only where and what, never the rejected input: it may be a one-time code or a token.
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc'] if part != 'body') or 'body'}: {error['msg']}"

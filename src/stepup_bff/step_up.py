@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
 from .clock import Clock
@@ -259,16 +260,29 @@ class StepUpService:
             return None
         return step_up
 
-    async def authorize(self, session: Session, max_age: int) -> None:
-        """Let a privileged request through, or raise the RFC 9470 challenge."""
+    async def authorize(self, session: Session, max_age: int) -> Callable[[], Awaitable[None]] | None:
+        """Let a privileged request through, or raise the RFC 9470 challenge.
+
+        In single-use mode the grant is consumed here, and the returned callable puts it back: FastAPI runs
+        dependencies before it reports invalid input, and a request refused for its input did nothing, so it
+        must not cost the person their step-up."""
         step_up = session.step_up
         if step_up is None or not self.is_fresh(step_up, max_age):
             raise InsufficientUserAuthentication(max_age=max_age)
-        if self._settings.single_use:
-            # Consumed atomically: of two requests riding one grant, exactly one gets through.
-            owner = await self._store.pop(self._grant_key(step_up.grant)) if step_up.grant else None
-            if owner != session.user.id:
-                raise InsufficientUserAuthentication(max_age=max_age)
+        if not self._settings.single_use:
+            return None
+        # Consumed atomically: of two requests riding one grant, exactly one gets through.
+        key = self._grant_key(step_up.grant) if step_up.grant else None
+        owner = await self._store.pop(key) if key else None
+        if key is None or owner != session.user.id:
+            raise InsufficientUserAuthentication(max_age=max_age)
+
+        async def restore() -> None:
+            remaining = step_up.until - self._clock.now()
+            if remaining > 0:
+                await self._store.add(key, owner, ttl=remaining)
+
+        return restore
 
     # -- helpers ---------------------------------------------------------------------------------------------------
 
