@@ -17,9 +17,11 @@ from fusionauth_dev.access import (
     optional_api_key,
     require_api_key,
 )
+from fusionauth_dev.authentication import Authentication
 from fusionauth_dev.deps import DirectoryDep
 from fusionauth_dev.directory import Application, Directory, TrustToken, User
 from fusionauth_dev.errors import InvalidCode, NotFound, Unauthorized, ValidationFailed
+from fusionauth_dev.keys import SigningKey
 from fusionauth_dev.management import read_json_object
 
 router = APIRouter()
@@ -232,13 +234,9 @@ async def refresh_jwt(request: Request, directory: DirectoryDep) -> Response:
         refresh = grants.rotate_refresh_token(directory, refresh)
     issued = tokens.issue_access_token(
         directory,
-        user=user,
-        tenant=tenant,
-        application=application,
-        scopes=refresh.scopes,
-        auth_time=refresh.auth_time,
-        authentication_type="REFRESH_TOKEN",
+        Authentication.refreshed(directory, refresh),
         refresh_token_id=refresh.id,
+        # A Login API token has no grant chain, so its refreshes carry no `gty` either.
         grant_types=(*refresh.grant_types, "refresh_token") if refresh.grant_types else (),
     )
     result = login.LoginResult(
@@ -305,6 +303,42 @@ async def revoke_refresh_tokens(request: Request, directory: DirectoryDep) -> Re
         raise ValidationFailed.general("[missing]", "Send token, userId or applicationId.")
     grants.revoke_refresh_tokens(directory, user_id=user_id, application_id=application_id)
     return Response(status_code=200)
+
+
+def _application_signing_key(directory: Directory, application_id: str) -> SigningKey:
+    """The key the application itself names for its access tokens; 404 for an unknown application, or one that
+    signs with its tenant's keys: the docs say no key may be available for an application "configured to use the
+    global JWT configuration" (Retrieve Public Keys API)."""
+    application = directory.applications.get(application_id)
+    if application is None or not application.jwt.get("enabled"):
+        raise NotFound()
+    key = directory.keys.get(str(application.jwt.get("accessTokenKeyId") or ""))
+    if key is None:
+        raise NotFound()
+    return key
+
+
+@router.get("/api/jwt/public-key")
+async def retrieve_public_keys(request: Request, directory: DirectoryDep) -> Response:
+    """FusionAuth's Retrieve Public Keys API (contract §7 lists it; the docs' ``apis/jwt/retrieve-public-keys``).
+
+    Anonymous. ``?applicationId=`` answers the application's access-token key as ``publicKey``; ``?kid=`` (what the
+    docs and the official clients send; the OpenAPI spec names it ``keyId``) the key with that kid; no parameter,
+    every public key as ``publicKeys`` keyed by kid. 404 for an unknown application or kid. FusionAuth also answers
+    404 for an HMAC key (it has no public half, contract §6.5); every dev server key is RSA (keys.py), so here every
+    key has one and the listing holds the same keys as the JWKS.
+    """
+    params = request.query_params
+    application_id = params.get("applicationId")
+    kid = params.get("kid", params.get("keyId"))
+    if application_id is not None:
+        return JSONResponse({"publicKey": _application_signing_key(directory, application_id).public_pem()})
+    if kid is not None:
+        key = directory.key_by_kid(kid)
+        if key is None:
+            raise NotFound()
+        return JSONResponse({"publicKey": key.public_pem()})
+    return JSONResponse({"publicKeys": {key.kid: key.public_pem() for key in directory.keys.values()}})
 
 
 @router.get("/api/jwt/validate")

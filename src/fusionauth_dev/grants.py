@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from fusionauth_dev import identifiers, tokens
-from fusionauth_dev.directory import Application, Directory, RefreshToken, SsoSession, Tenant, User
+from fusionauth_dev.authentication import Authentication
+from fusionauth_dev.directory import Directory, RefreshToken, SsoSession, Tenant, User
 
 
 def issue_refresh_token(
     directory: Directory,
+    authentication: Authentication,
     *,
-    user: User,
-    tenant: Tenant,
-    application: Application | None,
-    scopes: tuple[str, ...],
-    auth_time: int,
-    authentication_type: str,
     origin: str,
     used_pkce: bool = False,
     sso_session_id: str | None = None,
     grant_types: tuple[str, ...] = (),
 ) -> RefreshToken:
     now = directory.now()
+    application = authentication.application
     refresh = RefreshToken(
         id=identifiers.new_uuid(),
         token=identifiers.opaque_token(),
-        user_id=user.id,
-        tenant_id=tenant.id,
+        user_id=authentication.user.id,
+        tenant_id=authentication.tenant.id,
         application_id=None if application is None else application.id,
-        scopes=scopes,
-        auth_time=auth_time,
-        authentication_type=authentication_type,
+        scopes=authentication.scopes,
+        auth_time=authentication.auth_time,
+        authentication_type=authentication.authentication_type,
         start_instant=now,
-        expires_at=now + tokens.refresh_token_ttl_seconds(tenant, application),
+        expires_at=now + tokens.refresh_token_ttl_seconds(authentication.tenant, application),
         origin=origin,
         used_pkce=used_pkce,
         sso_session_id=sso_session_id,
@@ -44,22 +43,7 @@ def issue_refresh_token(
 def rotate_refresh_token(directory: Directory, refresh: RefreshToken) -> RefreshToken:
     """OneTimeUse policy: the presented token is spent and a new one (same id lineage data) replaces it."""
     del directory.refresh_tokens[refresh.id]
-    rotated = RefreshToken(
-        id=identifiers.new_uuid(),
-        token=identifiers.opaque_token(),
-        user_id=refresh.user_id,
-        tenant_id=refresh.tenant_id,
-        application_id=refresh.application_id,
-        scopes=refresh.scopes,
-        auth_time=refresh.auth_time,
-        authentication_type=refresh.authentication_type,
-        start_instant=refresh.start_instant,
-        expires_at=refresh.expires_at,
-        origin=refresh.origin,
-        used_pkce=refresh.used_pkce,
-        sso_session_id=refresh.sso_session_id,
-        grant_types=refresh.grant_types,
-    )
+    rotated = dataclasses.replace(refresh, id=identifiers.new_uuid(), token=identifiers.opaque_token())
     directory.refresh_tokens[rotated.id] = rotated
     return rotated
 

@@ -12,26 +12,22 @@ Substitution: ``#{name}`` (a variable defined earlier), ``#{ENV.NAME}`` (from ``
 string (the file's text) and ``&{file.json}`` as a whole value (the file's JSON). A backslash escapes a marker:
 ``\\#{x}`` stays ``#{x}``.
 
-Run as ``python -m fusionauth_dev.kickstart apply --url URL --api-key KEY FILE...`` to send an overlay's requests to
-a real FusionAuth (e.g. ``kickstart/email-mfa.json`` on a licensed instance).
+To send an overlay's requests to a running FusionAuth, see ``fusionauth_dev.remote_kickstart``
+(``python -m fusionauth_dev apply``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import re
 import secrets
-import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from fusionauth_dev import management
 from fusionauth_dev.directory import ADMIN_APPLICATION_ID, ApiKey, Directory
@@ -323,65 +319,7 @@ def fill_missing(env: Mapping[str, str], names: Sequence[str] = KICKSTART_SECRET
     return filled, generated
 
 
-# -- applying an overlay to a real FusionAuth ---------------------------------------------------------------------
-
-
-def apply_remote(plan: KickstartPlan, *, url: str, api_key: str, timeout: float = 10.0) -> int:
-    """Send each request of ``plan`` to a running FusionAuth with ``api_key``; stop at the first failure."""
-    with httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client:
-        for entry in plan.api_keys:
-            body = {"apiKey": {k: v for k, v in entry.spec.items() if k != "description"}}
-            response = client.post("/api/api-key", json=body, headers={"Authorization": api_key})
-            if not _report(response, "POST /api/api-key", entry.source):
-                return 1
-        for request in plan.requests:
-            headers = {"Authorization": api_key, "Content-Type": request.content_type or "application/json"}
-            if request.tenant_id:
-                headers["X-FusionAuth-TenantId"] = request.tenant_id
-            response = client.request(
-                request.method, request.url, content=json.dumps(request.body or {}), headers=headers
-            )
-            if not _report(response, f"{request.method} {request.url}", request.source):
-                return 1
-    return 0
-
-
-def _report(response: httpx.Response, what: str, source: str) -> bool:
-    ok = 200 <= int(response.status_code) < 300
-    sys.stdout.write(f"{response.status_code} {what} ({source})\n")
-    if not ok:
-        sys.stderr.write(f"failed: {response.text or '(empty body)'}\n")
-    return ok
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m fusionauth_dev.kickstart",
-        description="Apply kickstart-format files (e.g. an overlay) to a running FusionAuth.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    apply_parser = commands.add_parser("apply", help="send every request of the files, in order, with an API key")
-    apply_parser.add_argument("--url", required=True, help="FusionAuth's base URL, e.g. http://localhost:9011")
-    apply_parser.add_argument(
-        "--api-key", default=os.environ.get("FUSIONAUTH_ADMIN_API_KEY"), help="default: $FUSIONAUTH_ADMIN_API_KEY"
-    )
-    apply_parser.add_argument("--tenant-id", help="value of #{FUSIONAUTH_TENANT_ID} (default: defaultTenantId)")
-    apply_parser.add_argument("files", nargs="+", help="kickstart-format files, applied in order")
-    args = parser.parse_args(argv)
-    if not args.api_key:
-        parser.error("an API key is required (--api-key or FUSIONAUTH_ADMIN_API_KEY)")
-    builtins = {"FUSIONAUTH_TENANT_ID": args.tenant_id} if args.tenant_id else None
-    # Only FusionAuth knows these ids; an overlay that names one fails loudly instead of sending a made-up id.
-    unavailable = ["FUSIONAUTH_DEFAULT_SIGNING_KEY_ID"]
-    if not args.tenant_id:
-        unavailable.append("FUSIONAUTH_TENANT_ID")
-    try:
-        plan = load_kickstart(args.files, builtins=builtins, unavailable=unavailable)
-    except KickstartError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 2
-    return apply_remote(plan, url=args.url, api_key=args.api_key)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # The command moved to ``python -m fusionauth_dev apply``: run as a script, this module (already imported by the
+    # package) makes runpy warn. Say where it went rather than do nothing.
+    raise SystemExit("use: python -m fusionauth_dev apply --url URL FILE...")

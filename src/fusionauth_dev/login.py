@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusionauth_dev import grants, identifiers, tokens
+from fusionauth_dev.authentication import Authentication
 from fusionauth_dev.directory import ActiveAction, Application, Directory, Tenant, TwoFactorTrust, User
 from fusionauth_dev.errors import LoginPrevented
 
@@ -144,32 +145,22 @@ def complete_login(
     result = LoginResult(status=200 if registered else 202, body={"user": user.to_json()})
     if no_jwt:
         return result
-    refresh_id: str | None = None
-    if application is not None and registered and application.login_generates_refresh_tokens:
-        refresh = grants.issue_refresh_token(
-            directory,
-            user=user,
-            tenant=tenant,
-            application=application,
-            scopes=(),
-            auth_time=int(directory.now()),
-            authentication_type=authentication_type,
-            origin="login",
-        )
-        refresh_id = refresh.id
-        result.body["refreshToken"] = refresh.token
-        result.body["refreshTokenId"] = refresh.id
-        result.cookies.append(Cookie("refresh_token", refresh.token, int(refresh.expires_at - directory.now())))
-    issued = tokens.issue_access_token(
-        directory,
+    authentication = Authentication(
         user=user,
         tenant=tenant,
         application=application,
         scopes=(),
         auth_time=int(directory.now()),
         authentication_type=authentication_type,
-        refresh_token_id=refresh_id,
     )
+    refresh_id: str | None = None
+    if application is not None and registered and application.login_generates_refresh_tokens:
+        refresh = grants.issue_refresh_token(directory, authentication, origin="login")
+        refresh_id = refresh.id
+        result.body["refreshToken"] = refresh.token
+        result.body["refreshTokenId"] = refresh.id
+        result.cookies.append(Cookie("refresh_token", refresh.token, int(refresh.expires_at - directory.now())))
+    issued = tokens.issue_access_token(directory, authentication, refresh_token_id=refresh_id)
     result.body["token"] = issued.token
     result.body["tokenExpirationInstant"] = issued.expires_at * 1000
     # FusionAuth also sets these as HttpOnly cookies (access_token a session cookie, refresh_token persistent); a

@@ -12,7 +12,7 @@ import copy
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,14 @@ def _new_id(call: Call, field: str) -> str:
     return _require_uuid(call.object_id, field) if call.object_id else identifiers.new_uuid()
 
 
+def _unused_id(call: Call, store: Mapping[str, Any], field: str, noun: str) -> str:
+    """The id of an object being created (the URL's, or a new one); 400 when another object has it."""
+    object_id = _new_id(call, field)
+    if object_id in store:
+        raise ValidationFailed.field(field, "duplicate", f"{noun} with the id [{object_id}] already exists.")
+    return object_id
+
+
 def _stamp(data: dict[str, Any], directory: Directory, *, created: bool) -> None:
     now = directory.now_millis()
     if created or "insertInstant" not in data:
@@ -116,6 +124,29 @@ def _patched(call: Call, current: dict[str, Any], patch: dict[str, Any]) -> dict
     if call.content_type.startswith(MERGE_PATCH):
         return merge_patch(current, patch)
     return legacy_merge(current, patch)
+
+
+def _written(
+    call: Call,
+    given: dict[str, Any],
+    defaults: dict[str, Any],
+    current: dict[str, Any] | None,
+    check: Callable[[Directory, dict[str, Any]], None],
+) -> dict[str, Any]:
+    """The JSON a write asks for (``current`` is None when creating), checked by ``check`` and stamped.
+
+    PATCH merges ``given`` into ``current``; POST and PUT send the whole object, its unset fields taking FusionAuth's
+    defaults. The ids in ``defaults`` (``id``, an application's ``tenantId``) win over the body's: a write never moves
+    an object.
+    """
+    if call.method == "PATCH" and current is not None:
+        data = _patched(call, current, given)
+    else:
+        data = deep_defaults(defaults, given)
+    data.update({name: defaults[name] for name in ("id", "tenantId") if name in defaults})
+    check(call.directory, data)
+    _stamp(data, call.directory, created=current is None)
+    return data
 
 
 def _existing(store: dict[str, Any], object_id: str | None) -> Any:
@@ -145,9 +176,7 @@ def _check_key_ids(directory: Directory, jwt_settings: dict[str, Any], prefix: s
 
 def generate_key(call: Call) -> tuple[int, dict[str, Any] | None]:
     spec = _object(call.body, "key")
-    key_id = _new_id(call, "key.id")
-    if key_id in call.directory.keys:
-        raise ValidationFailed.field("key.id", "duplicate", f"A key with the id [{key_id}] already exists.")
+    key_id = _unused_id(call, call.directory.keys, "key.id", "A key")
     algorithm = str(spec.get("algorithm") or "")
     if not algorithm:
         raise ValidationFailed.field("key.algorithm", "blank", "You must specify the key algorithm.")
@@ -209,9 +238,7 @@ def api_key_json(directory: Directory, key_id: str, spec: dict[str, Any]) -> dic
 
 def create_api_key(call: Call) -> tuple[int, dict[str, Any] | None]:
     spec = _object(call.body, "apiKey")
-    key_id = _new_id(call, "apiKey.id")
-    if key_id in call.directory.api_keys:
-        raise ValidationFailed.field("apiKey.id", "duplicate", f"An API key with the id [{key_id}] already exists.")
+    key_id = _unused_id(call, call.directory.api_keys, "apiKey.id", "An API key")
     data = api_key_json(call.directory, key_id, spec)
     new_key = ApiKey(id=key_id, key=data["key"], data=data)
     # "An API key can only be created with equal or lesser authority" (API Key API docs).
@@ -264,33 +291,24 @@ def _validate_tenant(directory: Directory, data: dict[str, Any]) -> None:
         )
 
 
+def _tenant_defaults(directory: Directory, tenant_id: str) -> dict[str, Any]:
+    return default_tenant_json(tenant_id, directory.default_signing_key_id)
+
+
 def create_tenant(call: Call) -> tuple[int, dict[str, Any] | None]:
-    tenant_id = _new_id(call, "tenant.id")
-    if tenant_id in call.directory.tenants:
-        raise ValidationFailed.field("tenant.id", "duplicate", f"A tenant with the id [{tenant_id}] already exists.")
-    data = deep_defaults(
-        default_tenant_json(tenant_id, call.directory.default_signing_key_id), _object(call.body, "tenant")
-    )
-    data["id"] = tenant_id
-    _validate_tenant(call.directory, data)
-    _stamp(data, call.directory, created=True)
-    call.directory.tenants[tenant_id] = Tenant(tenant_id, data)
-    return 200, {"tenant": copy.deepcopy(data)}
+    tenant_id = _unused_id(call, call.directory.tenants, "tenant.id", "A tenant")
+    defaults = _tenant_defaults(call.directory, tenant_id)
+    tenant = Tenant(tenant_id, _written(call, _object(call.body, "tenant"), defaults, None, _validate_tenant))
+    call.directory.tenants[tenant_id] = tenant
+    return 200, {"tenant": copy.deepcopy(tenant.data)}
 
 
 def update_tenant(call: Call) -> tuple[int, dict[str, Any] | None]:
     tenant: Tenant = _existing(call.directory.tenants, call.object_id)
     check_key_tenant(call.api_key, tenant.id)
-    given = _object(call.body, "tenant")
-    if call.method == "PATCH":
-        data = _patched(call, tenant.data, given)
-    else:
-        data = deep_defaults(default_tenant_json(tenant.id, call.directory.default_signing_key_id), given)
-    data["id"] = tenant.id
-    _validate_tenant(call.directory, data)
-    _stamp(data, call.directory, created=False)
-    tenant.data = data
-    return 200, {"tenant": copy.deepcopy(data)}
+    defaults = _tenant_defaults(call.directory, tenant.id)
+    tenant.data = _written(call, _object(call.body, "tenant"), defaults, tenant.data, _validate_tenant)
+    return 200, {"tenant": copy.deepcopy(tenant.data)}
 
 
 def retrieve_tenant(call: Call) -> tuple[int, dict[str, Any] | None]:
@@ -302,7 +320,7 @@ def retrieve_tenant(call: Call) -> tuple[int, dict[str, Any] | None]:
 # -- applications -------------------------------------------------------------------------------------------------
 
 
-def _normalize_application(directory: Directory, data: dict[str, Any]) -> dict[str, Any]:
+def _normalize_application(directory: Directory, data: dict[str, Any]) -> None:
     if not str(data.get("name") or ""):
         raise ValidationFailed.field("application.name", "blank", "You must specify a name for the application.")
     oauth = data.setdefault("oauthConfiguration", {})
@@ -333,40 +351,25 @@ def _normalize_application(directory: Directory, data: dict[str, Any]) -> dict[s
         roles.append({"isDefault": False, "isSuperRole": False, **role, "id": role.get("id") or identifiers.new_uuid()})
     data["roles"] = roles
     _check_key_ids(directory, data.get("jwtConfiguration") or {}, "application.jwtConfiguration")
-    return data
 
 
 def create_application(call: Call) -> tuple[int, dict[str, Any] | None]:
-    application_id = _new_id(call, "application.id")
-    if application_id in call.directory.applications:
-        raise ValidationFailed.field(
-            "application.id", "duplicate", f"An application with the id [{application_id}] already exists."
-        )
+    application_id = _unused_id(call, call.directory.applications, "application.id", "An application")
     given = _object(call.body, "application")
     tenant = _tenant_for_write(call, given.get("tenantId"))
-    data = deep_defaults(default_application_json(application_id, tenant.id), given)
-    data["id"] = application_id
-    data["tenantId"] = tenant.id
-    data = _normalize_application(call.directory, data)
-    _stamp(data, call.directory, created=True)
-    call.directory.applications[application_id] = Application(application_id, data)
-    return 200, {"application": copy.deepcopy(data)}
+    defaults = default_application_json(application_id, tenant.id)
+    application = Application(application_id, _written(call, given, defaults, None, _normalize_application))
+    call.directory.applications[application_id] = application
+    return 200, {"application": copy.deepcopy(application.data)}
 
 
 def update_application(call: Call) -> tuple[int, dict[str, Any] | None]:
     application: Application = _existing(call.directory.applications, call.object_id)
     check_key_tenant(call.api_key, application.tenant_id)
     given = _object(call.body, "application")
-    if call.method == "PATCH":
-        data = _patched(call, application.data, given)
-    else:
-        data = deep_defaults(default_application_json(application.id, application.tenant_id), given)
-    data["id"] = application.id
-    data["tenantId"] = application.tenant_id
-    data = _normalize_application(call.directory, data)
-    _stamp(data, call.directory, created=False)
-    application.data = data
-    return 200, {"application": copy.deepcopy(data)}
+    defaults = default_application_json(application.id, application.tenant_id)
+    application.data = _written(call, given, defaults, application.data, _normalize_application)
+    return 200, {"application": copy.deepcopy(application.data)}
 
 
 def retrieve_application(call: Call) -> tuple[int, dict[str, Any] | None]:

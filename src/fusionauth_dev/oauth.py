@@ -23,8 +23,17 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from fusionauth_dev import grants, identifiers, login, pages, tokens, two_factor
 from fusionauth_dev.access import bearer_token
+from fusionauth_dev.authentication import Authentication
 from fusionauth_dev.deps import DirectoryDep, SettingsDep
-from fusionauth_dev.directory import Application, AuthorizationCode, Directory, SsoSession, Tenant, User
+from fusionauth_dev.directory import (
+    Application,
+    AuthorizationCode,
+    Directory,
+    RefreshToken,
+    SsoSession,
+    Tenant,
+    User,
+)
 from fusionauth_dev.errors import FusionAuthError, LoginPrevented, OAuthError
 
 router = APIRouter()
@@ -498,16 +507,52 @@ def _pkce_matches(verifier: str, challenge: str) -> bool:
     return hmac.compare_digest(computed, challenge)
 
 
-def _token_response(body: dict[str, Any]) -> JSONResponse:
+def _required_parameter(form: Mapping[str, str], name: str) -> str:
+    value = form.get(name)
+    if not value:
+        raise OAuthError("invalid_request", f"missing_{name}", f"The {name} parameter is required.")
+    return value
+
+
+def _ensure_login_allowed(directory: Directory, user: User) -> None:
+    # A user action that makes the Login API answer 409 (contract §5) stops the token endpoint too.
+    try:
+        login.ensure_login_allowed(directory, user)
+    except LoginPrevented as exc:
+        raise OAuthError("invalid_grant", "login_prevented", "The user is prevented from logging in.") from exc
+
+
+def _token_response(
+    directory: Directory,
+    authentication: Authentication,
+    refresh: RefreshToken | None,
+    *,
+    return_refresh: bool,
+    grant_types: tuple[str, ...],
+    nonce: str | None,
+    sso_session_id: str | None,
+) -> JSONResponse:
+    """The token endpoint's 200: an access token tied to ``refresh`` (``sid``), ``refresh`` itself when
+    ``return_refresh``, and an id token for the openid scope (contract §6.2)."""
+    issued = tokens.issue_access_token(
+        directory, authentication, refresh_token_id=None if refresh is None else refresh.id, grant_types=grant_types
+    )
+    body: dict[str, Any] = {"access_token": issued.token, "expires_in": issued.expires_in}
+    if refresh is not None and return_refresh:
+        body["refresh_token"] = refresh.token
+        body["refresh_token_id"] = refresh.id
+    if "openid" in authentication.scopes:
+        body["id_token"] = tokens.issue_id_token(
+            directory, authentication, nonce=nonce, sso_session_id=sso_session_id, access_token=issued.token
+        )
+    body.update({"scope": " ".join(authentication.scopes), "token_type": "Bearer", "userId": authentication.user.id})
     return JSONResponse(body, headers=_NO_STORE)
 
 
 def _authorization_code_grant(
     directory: Directory, application: Application, authenticated: bool, form: Mapping[str, str]
 ) -> JSONResponse:
-    value = form.get("code")
-    if not value:
-        raise OAuthError("invalid_request", "missing_code", "The code parameter is required.")
+    value = _required_parameter(form, "code")
     verifier = form.get("code_verifier") or None
     policy = application.client_authentication_policy
     if not authenticated and (policy == "Required" or (policy == "NotRequiredWhenUsingPKCE" and verifier is None)):
@@ -537,14 +582,17 @@ def _authorization_code_grant(
     user = directory.users.get(code.user_id)
     if user is None:
         raise OAuthError("invalid_grant", "auth_code_not_found", "The user no longer exists.")
-    try:
-        login.ensure_login_allowed(directory, user)
-    except LoginPrevented as exc:
-        raise OAuthError("invalid_grant", "login_prevented", "The user is prevented from logging in.") from exc
-    tenant = directory.tenant_of(code.tenant_id)
+    _ensure_login_allowed(directory, user)
+    authentication = Authentication(
+        user=user,
+        tenant=directory.tenant_of(code.tenant_id),
+        application=application,
+        scopes=code.scopes,
+        auth_time=code.auth_time,
+        authentication_type=code.authentication_type,
+    )
     grant_types = ("authorization_code",)
-    body: dict[str, Any] = {}
-    refresh_id: str | None = None
+    refresh: RefreshToken | None = None
     if (
         "offline_access" in code.scopes
         and application.oauth_generates_refresh_tokens
@@ -552,55 +600,27 @@ def _authorization_code_grant(
     ):
         refresh = grants.issue_refresh_token(
             directory,
-            user=user,
-            tenant=tenant,
-            application=application,
-            scopes=code.scopes,
-            auth_time=code.auth_time,
-            authentication_type=code.authentication_type,
+            authentication,
             origin="oauth",
             used_pkce=code.code_challenge is not None,
             sso_session_id=code.sso_session_id,
             grant_types=grant_types,
         )
-        refresh_id = refresh.id
-        body["refresh_token"] = refresh.token
-        body["refresh_token_id"] = refresh.id
-    issued = tokens.issue_access_token(
+    return _token_response(
         directory,
-        user=user,
-        tenant=tenant,
-        application=application,
-        scopes=code.scopes,
-        auth_time=code.auth_time,
-        authentication_type=code.authentication_type,
-        refresh_token_id=refresh_id,
+        authentication,
+        refresh,
+        return_refresh=True,
         grant_types=grant_types,
+        nonce=code.nonce,
+        sso_session_id=code.sso_session_id,
     )
-    body = {"access_token": issued.token, "expires_in": issued.expires_in, **body}
-    if "openid" in code.scopes:
-        body["id_token"] = tokens.issue_id_token(
-            directory,
-            user=user,
-            tenant=tenant,
-            application=application,
-            scopes=code.scopes,
-            nonce=code.nonce,
-            auth_time=code.auth_time,
-            authentication_type=code.authentication_type,
-            sso_session_id=code.sso_session_id,
-            access_token=issued.token,
-        )
-    body.update({"scope": " ".join(code.scopes), "token_type": "Bearer", "userId": user.id})
-    return _token_response(body)
 
 
 def _refresh_token_grant(
     directory: Directory, application: Application, authenticated: bool, form: Mapping[str, str]
 ) -> JSONResponse:
-    value = form.get("refresh_token")
-    if not value:
-        raise OAuthError("invalid_request", "missing_refresh_token", "The refresh_token parameter is required.")
+    value = _required_parameter(form, "refresh_token")
     refresh = directory.live_refresh_token(value)
     if refresh is None or refresh.application_id != application.id or refresh.user_id not in directory.users:
         raise OAuthError(
@@ -617,54 +637,26 @@ def _refresh_token_grant(
         if any(scope not in refresh.scopes for scope in requested):
             raise OAuthError("invalid_scope", "invalid_scope", "The scope must be a subset of the original scope.")
         scopes = requested
-    user = directory.users[refresh.user_id]
-    try:
-        login.ensure_login_allowed(directory, user)
-    except LoginPrevented as exc:
-        raise OAuthError("invalid_grant", "login_prevented", "The user is prevented from logging in.") from exc
-    tenant = directory.tenant_of(refresh.tenant_id)
-    body: dict[str, Any] = {}
-    if tokens.refresh_token_usage_policy(tenant, application) == "OneTimeUse":
-        # A new refresh token comes back only with the OneTimeUse policy (contract §6.2).
+    _ensure_login_allowed(directory, directory.users[refresh.user_id])
+    # A new refresh token comes back only with the OneTimeUse policy (contract §6.2).
+    rotate = tokens.refresh_token_usage_policy(directory.tenant_of(refresh.tenant_id), application) == "OneTimeUse"
+    if rotate:
         refresh = grants.rotate_refresh_token(directory, refresh)
-        body["refresh_token"] = refresh.token
-        body["refresh_token_id"] = refresh.id
-    grant_types = (*refresh.grant_types, "refresh_token")
-    issued = tokens.issue_access_token(
+    return _token_response(
         directory,
-        user=user,
-        tenant=tenant,
-        application=application,
-        scopes=scopes,
-        auth_time=refresh.auth_time,
-        authentication_type="REFRESH_TOKEN",
-        refresh_token_id=refresh.id,
-        grant_types=grant_types,
+        Authentication.refreshed(directory, refresh, scopes),
+        refresh,
+        return_refresh=rotate,
+        grant_types=(*refresh.grant_types, "refresh_token"),
+        nonce=None,
+        sso_session_id=refresh.sso_session_id,
     )
-    body = {"access_token": issued.token, "expires_in": issued.expires_in, **body}
-    if "openid" in scopes:
-        body["id_token"] = tokens.issue_id_token(
-            directory,
-            user=user,
-            tenant=tenant,
-            application=application,
-            scopes=scopes,
-            nonce=None,
-            auth_time=refresh.auth_time,
-            authentication_type="REFRESH_TOKEN",
-            sso_session_id=refresh.sso_session_id,
-            access_token=issued.token,
-        )
-    body.update({"scope": " ".join(scopes), "token_type": "Bearer", "userId": user.id})
-    return _token_response(body)
 
 
 @router.post("/oauth2/token")
 async def token(request: Request, directory: DirectoryDep) -> Response:
     form = await _read_form(request)
-    grant_type = form.get("grant_type")
-    if not grant_type:
-        raise OAuthError("invalid_request", "missing_grant_type", "The grant_type parameter is required.")
+    grant_type = _required_parameter(form, "grant_type")
     application, authenticated = _authenticate_client(directory, request, form)
     if grant_type not in ("authorization_code", "refresh_token"):
         raise OAuthError(

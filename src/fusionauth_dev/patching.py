@@ -18,38 +18,35 @@ MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
 
-def legacy_merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+def _merged(
+    target: dict[str, Any], patch: dict[str, Any], *, append_arrays: bool, null_removes: bool
+) -> dict[str, Any]:
+    # One recursive walk for the three policies; an object merges into an object, and into {} where there was none.
     result = copy.deepcopy(target)
     for name, value in patch.items():
         current = result.get(name)
-        if isinstance(current, dict) and isinstance(value, dict):
-            result[name] = legacy_merge(current, value)
-        elif isinstance(current, list) and isinstance(value, list):
+        if value is None and null_removes:
+            result.pop(name, None)
+        elif isinstance(value, dict):
+            base = current if isinstance(current, dict) else {}
+            result[name] = _merged(base, value, append_arrays=append_arrays, null_removes=null_removes)
+        elif append_arrays and isinstance(current, list) and isinstance(value, list):
             result[name] = current + copy.deepcopy(value)
         else:
             result[name] = copy.deepcopy(value)
     return result
 
 
+def legacy_merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """PATCH with ``application/json``: arrays are appended to (contract §8)."""
+    return _merged(target, patch, append_arrays=True, null_removes=False)
+
+
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    result = copy.deepcopy(target)
-    for name, value in patch.items():
-        if value is None:
-            result.pop(name, None)
-        elif isinstance(value, dict):
-            current = result.get(name)
-            result[name] = merge_patch(current if isinstance(current, dict) else {}, value)
-        else:
-            result[name] = copy.deepcopy(value)
-    return result
+    """RFC 7396: arrays are replaced and ``null`` removes a member."""
+    return _merged(target, patch, append_arrays=False, null_removes=True)
 
 
 def deep_defaults(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """``given`` wins; nested objects are filled from ``defaults`` (how FusionAuth fills unset configuration)."""
-    result = copy.deepcopy(defaults)
-    for name, value in given.items():
-        if isinstance(value, dict) and isinstance(result.get(name), dict):
-            result[name] = deep_defaults(result[name], value)
-        else:
-            result[name] = copy.deepcopy(value)
-    return result
+    return _merged(defaults, given, append_arrays=False, null_removes=False)

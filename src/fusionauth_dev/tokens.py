@@ -13,6 +13,7 @@ from typing import Any
 from jose import JWTError, jwt
 
 from fusionauth_dev import identifiers
+from fusionauth_dev.authentication import Authentication
 from fusionauth_dev.directory import Application, Directory, Tenant, User
 from fusionauth_dev.keys import SigningKey
 
@@ -86,45 +87,47 @@ def _scope_claims(user: User, scopes: tuple[str, ...]) -> dict[str, Any]:
     return claims
 
 
+def _claims(directory: Directory, authentication: Authentication) -> dict[str, Any]:
+    """The claims access and id tokens share (contract §6.6); both live as long as the access token."""
+    now = int(directory.now())
+    tenant = authentication.tenant
+    return {
+        "iss": tenant.issuer,
+        "sub": authentication.user.id,
+        "iat": now,
+        "exp": now + access_token_ttl(tenant, authentication.application),
+        "jti": identifiers.new_uuid(),
+        "authenticationType": authentication.authentication_type,
+        "auth_time": authentication.auth_time,
+        "tid": tenant.id,
+    }
+
+
 def issue_access_token(
     directory: Directory,
+    authentication: Authentication,
     *,
-    user: User,
-    tenant: Tenant,
-    application: Application | None,
-    scopes: tuple[str, ...],
-    auth_time: int,
-    authentication_type: str,
     refresh_token_id: str | None,
     grant_types: tuple[str, ...] = (),
 ) -> IssuedToken:
-    now = int(directory.now())
-    ttl = access_token_ttl(tenant, application)
-    claims: dict[str, Any] = {
-        "iss": tenant.issuer,
-        "sub": user.id,
-        "iat": now,
-        "exp": now + ttl,
-        "jti": identifiers.new_uuid(),
-        "authenticationType": authentication_type,
-        "auth_time": auth_time,
-        "tid": tenant.id,
-    }
+    claims = _claims(directory, authentication)
+    application = authentication.application
     if application is not None:
         claims["aud"] = application.id
-        registration = user.registration(application.id)
+        registration = authentication.user.registration(application.id)
         if registration is not None:
             # applicationId and roles are present only for a registered user (contract §6.6).
             claims["applicationId"] = application.id
             claims["roles"] = list(registration.get("roles") or [])
-    if scopes:
-        claims["scope"] = " ".join(scopes)
+    if authentication.scopes:
+        claims["scope"] = " ".join(authentication.scopes)
     if refresh_token_id is not None:
         # In the access token `sid` is the refresh token's id (contract §6.6, since 1.37).
         claims["sid"] = refresh_token_id
     headers = {"gty": list(grant_types)} if grant_types else None
-    key = _key(directory, tenant, application, "accessTokenKeyId")
-    return IssuedToken(_sign(key, claims, headers), ttl, now + ttl)
+    key = _key(directory, authentication.tenant, application, "accessTokenKeyId")
+    expires_at = int(claims["exp"])
+    return IssuedToken(_sign(key, claims, headers), expires_at - int(claims["iat"]), expires_at)
 
 
 def _half_hash(value: str) -> str:
@@ -134,33 +137,20 @@ def _half_hash(value: str) -> str:
 
 def issue_id_token(
     directory: Directory,
+    authentication: Authentication,
     *,
-    user: User,
-    tenant: Tenant,
-    application: Application,
-    scopes: tuple[str, ...],
     nonce: str | None,
-    auth_time: int,
-    authentication_type: str,
     sso_session_id: str | None,
     access_token: str,
     code: str | None = None,
 ) -> str:
-    now = int(directory.now())
-    ttl = access_token_ttl(tenant, application)
-    claims: dict[str, Any] = {
-        "iss": tenant.issuer,
-        "aud": application.id,
-        "sub": user.id,
-        "iat": now,
-        "exp": now + ttl,
-        "jti": identifiers.new_uuid(),
-        "auth_time": auth_time,
-        "authenticationType": authentication_type,
-        "at_hash": _half_hash(access_token),
-        "tid": tenant.id,
-        "scope": " ".join(scopes),
-    }
+    application = authentication.application
+    if application is None:
+        raise ValueError("an id token is issued to an application: its id is the aud claim")
+    claims = _claims(directory, authentication)
+    claims["aud"] = application.id
+    claims["at_hash"] = _half_hash(access_token)
+    claims["scope"] = " ".join(authentication.scopes)
     if nonce:
         claims["nonce"] = nonce
     if code is not None:
@@ -168,8 +158,8 @@ def issue_id_token(
     if sso_session_id is not None:
         # In the id token `sid` is the SSO session id (contract §6.6).
         claims["sid"] = sso_session_id
-    claims.update(_scope_claims(user, scopes))
-    key = _key(directory, tenant, application, "idTokenKeyId")
+    claims.update(_scope_claims(authentication.user, authentication.scopes))
+    key = _key(directory, authentication.tenant, application, "idTokenKeyId")
     return _sign(key, claims)
 
 

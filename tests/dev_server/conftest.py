@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 
 from fusionauth_dev import DevServer, ManualClock, Seed, create_dev_server
 
@@ -94,17 +95,31 @@ def sign_in(client: TestClient, pkce: Pkce, login_id: str = "dave@example.com", 
     return query_of(response.headers["location"])
 
 
+def code_grant(code: str, pkce: Pkce, **overrides: str) -> dict[str, str]:
+    """The token request form that redeems ``code``."""
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": pkce.verifier,
+    }
+    form.update(overrides)
+    return form
+
+
 def exchange(client: TestClient, code: str, pkce: Pkce) -> dict[str, object]:
-    response = client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": pkce.verifier,
-        },
-        auth=(APPLICATION_ID, CLIENT_SECRET),
-    )
+    response = client.post("/oauth2/token", data=code_grant(code, pkce), auth=(APPLICATION_ID, CLIENT_SECRET))
     assert response.status_code == 200, response.text
     body: dict[str, object] = response.json()
     return body
+
+
+def assert_dev_page(response: Response) -> str:
+    """A page the dev server renders: 200 HTML without script, kept out of search engines, saying it is not
+    FusionAuth. Returns the HTML."""
+    assert response.status_code == 200
+    html = response.text
+    assert "<script" not in html
+    assert '<meta name="robots" content="noindex">' in html
+    assert "not FusionAuth" in html
+    return html

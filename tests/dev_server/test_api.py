@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi.testclient import TestClient
+from jose import jwt
 
 from fusionauth_dev import ManualClock, totp
+from fusionauth_dev.directory import ADMIN_APPLICATION_ID
 
 from .conftest import ADMIN_KEY, APPLICATION_ID, BFF_KEY, PASSWORD, TENANT_ID
 
@@ -167,6 +172,59 @@ def test_validate_jwt(client: TestClient, clock: ManualClock) -> None:
     assert client.get("/api/jwt/validate", headers={"Authorization": "Bearer x.y.z"}).status_code == 401
     clock.advance(301)  # the kickstart application's timeToLiveInSeconds is 300
     assert client.get("/api/jwt/validate", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_public_key_of_the_application_verifies_its_tokens_anonymously(client: TestClient) -> None:
+    token = login(client, "dave@example.com").json()["token"]
+    client.cookies.clear()
+    response = client.get("/api/jwt/public-key", params={"applicationId": APPLICATION_ID})  # no API key
+    assert response.status_code == 200
+    assert set(response.json()) == {"publicKey"}
+    pem = response.json()["publicKey"]
+    assert isinstance(load_pem_public_key(pem.encode()), rsa.RSAPublicKey)
+    claims = jwt.decode(token, pem, algorithms=["RS256"], audience=APPLICATION_ID, options={"verify_exp": False})
+    assert claims["sub"] == "da7e0000-0000-4000-8000-000000000004"
+    kid = jwt.get_unverified_header(token)["kid"]
+    # The docs and the official clients send `kid`; the OpenAPI spec calls the same parameter `keyId`.
+    assert client.get("/api/jwt/public-key", params={"kid": kid}).json() == {"publicKey": pem}
+    assert client.get("/api/jwt/public-key", params={"keyId": kid}).json() == {"publicKey": pem}
+
+
+def test_public_keys_are_listed_by_kid_like_the_jwks(client: TestClient) -> None:
+    response = client.get("/api/jwt/public-key")
+    assert response.status_code == 200
+    listed = response.json()["publicKeys"]
+    jwks = client.get("/.well-known/jwks.json").json()["keys"]
+    assert set(listed) == {key["kid"] for key in jwks}
+    for kid, pem in listed.items():
+        assert client.get("/api/jwt/public-key", params={"kid": kid}).json() == {"publicKey": pem}
+        public = load_pem_public_key(pem.encode())
+        assert isinstance(public, rsa.RSAPublicKey)
+        [jwk] = [key for key in jwks if key["kid"] == kid]
+        assert public.public_numbers().n == int.from_bytes(base64.urlsafe_b64decode(jwk["n"] + "=="), "big")
+
+
+def test_public_key_is_404_for_an_unknown_key_or_an_application_without_its_own(client: TestClient) -> None:
+    unknown = client.get("/api/jwt/public-key", params={"applicationId": "00000000-0000-4000-8000-000000000000"})
+    assert (unknown.status_code, unknown.content) == (404, b"")
+    assert client.get("/api/jwt/public-key", params={"kid": "no-such-kid"}).status_code == 404
+    # FusionAuth's own application signs with its tenant's keys (jwtConfiguration.enabled is false).
+    assert client.get("/api/jwt/public-key", params={"applicationId": ADMIN_APPLICATION_ID}).status_code == 404
+
+
+def test_public_key_follows_the_application_to_a_new_key(client: TestClient) -> None:
+    admin = {"Authorization": ADMIN_KEY}
+    generated = client.post("/api/key/generate", json={"key": {"algorithm": "RS256", "name": "rotated"}}, headers=admin)
+    assert generated.status_code == 200, generated.text
+    key = generated.json()["key"]
+    patch = {"application": {"jwtConfiguration": {"accessTokenKeyId": key["id"]}}}
+    assert client.patch(f"/api/application/{APPLICATION_ID}", json=patch, headers=admin).status_code == 200
+    response = client.get("/api/jwt/public-key", params={"applicationId": APPLICATION_ID})
+    assert response.json() == {"publicKey": key["publicKey"]}
+    assert client.get("/api/jwt/public-key").json()["publicKeys"][key["kid"]] == key["publicKey"]
+    disabled = {"application": {"jwtConfiguration": {"enabled": False}}}
+    assert client.patch(f"/api/application/{APPLICATION_ID}", json=disabled, headers=admin).status_code == 200
+    assert client.get("/api/jwt/public-key", params={"applicationId": APPLICATION_ID}).status_code == 404
 
 
 def test_status(client: TestClient) -> None:

@@ -205,6 +205,23 @@ def test_discovery_jwks_and_application(live: Live) -> None:
     assert live.client().retrieve_user(ALICE).status == 401  # not among the BFF key's endpoints
 
 
+def test_public_key_api_through_the_client(live: Live) -> None:
+    anonymous = live.client("")
+    by_application = anonymous.retrieve_jwt_public_key_by_application_id(APPLICATION_ID)
+    assert by_application.status == 200
+    pem = by_application.success_response["publicKey"]
+    assert pem.startswith("-----BEGIN PUBLIC KEY-----")
+    listed = anonymous.retrieve_jwt_public_keys()
+    assert listed.status == 200
+    jwks = anonymous.retrieve_json_web_key_set().success_response["keys"]
+    assert set(listed.success_response["publicKeys"]) == {key["kid"] for key in jwks}
+    [kid] = [kid for kid, value in listed.success_response["publicKeys"].items() if value == pem]
+    by_kid = anonymous.retrieve_jwt_public_key(kid)  # the client sends ?kid=
+    assert (by_kid.status, by_kid.success_response) == (200, {"publicKey": pem})
+    assert anonymous.retrieve_jwt_public_key("no-such-kid").status == 404
+    assert anonymous.retrieve_jwt_public_key_by_application_id("00000000-0000-4000-8000-000000000000").status == 404
+
+
 def test_live_server_serves_any_asgi_app() -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":

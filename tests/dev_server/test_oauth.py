@@ -19,7 +19,9 @@ from .conftest import (
     KICKSTART,
     REDIRECT_URI,
     TENANT_ID,
+    assert_dev_page,
     authorize_params,
+    code_grant,
     exchange,
     new_pkce,
     query_of,
@@ -62,12 +64,8 @@ def test_discovery_uses_the_configured_public_url(clock: ManualClock) -> None:
 
 def test_authorize_renders_an_escaped_login_form_without_script(client: TestClient) -> None:
     response = client.get("/oauth2/authorize", params=authorize_params(new_pkce(), state='"><script>alert(1)</script>'))
-    assert response.status_code == 200
-    html = response.text
-    assert "<script" not in html
+    html = assert_dev_page(response)
     assert "&quot;&gt;&lt;script&gt;" in html
-    assert '<meta name="robots" content="noindex">' in html
-    assert "not FusionAuth" in html
     assert 'name="loginId"' in html and 'name="password"' in html
     assert f'name="client_id" value="{APPLICATION_ID}"' in html
     assert "script-src" not in response.headers["content-security-policy"]
@@ -180,7 +178,7 @@ def _token(client: TestClient, data: dict[str, str], **kwargs: Any) -> Any:
 def test_pkce_mismatch_is_invalid_grant(client: TestClient) -> None:
     pkce = new_pkce()
     code = sign_in(client, pkce)["code"]
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": "x" * 50}
+    data = code_grant(code, pkce, code_verifier="x" * 50)
     response = _token(client, data, auth=(APPLICATION_ID, CLIENT_SECRET))
     assert response.status_code == 400
     assert response.json() == {
@@ -198,12 +196,7 @@ def test_a_code_is_single_use(client: TestClient) -> None:
     pkce = new_pkce()
     code = sign_in(client, pkce)["code"]
     exchange(client, code, pkce)
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT_URI,
-        "code_verifier": pkce.verifier,
-    }
+    data = code_grant(code, pkce)
     response = _token(client, data, auth=(APPLICATION_ID, CLIENT_SECRET))
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
@@ -214,24 +207,14 @@ def test_a_code_expires_after_the_tenant_ttl(client: TestClient, clock: ManualCl
     pkce = new_pkce()
     code = sign_in(client, pkce)["code"]
     clock.advance(31)  # authorizationGrantIdTimeToLiveInSeconds defaults to 30
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT_URI,
-        "code_verifier": pkce.verifier,
-    }
+    data = code_grant(code, pkce)
     assert _token(client, data, auth=(APPLICATION_ID, CLIENT_SECRET)).json()["error"] == "invalid_grant"
 
 
 def test_redirect_uri_must_match_the_authorize_request(client: TestClient) -> None:
     pkce = new_pkce()
     code = sign_in(client, pkce)["code"]
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": "http://localhost:9000/",
-        "code_verifier": pkce.verifier,
-    }
+    data = code_grant(code, pkce, redirect_uri="http://localhost:9000/")
     response = _token(client, data, auth=(APPLICATION_ID, CLIENT_SECRET))
     assert response.status_code == 400
     assert response.json()["error_reason"] == "invalid_redirect_uri"
@@ -240,26 +223,14 @@ def test_redirect_uri_must_match_the_authorize_request(client: TestClient) -> No
 def test_client_authentication_by_form_fields(client: TestClient) -> None:
     pkce = new_pkce()
     code = sign_in(client, pkce)["code"]
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT_URI,
-        "code_verifier": pkce.verifier,
-        "client_id": APPLICATION_ID,
-        "client_secret": CLIENT_SECRET,
-    }
+    data = code_grant(code, pkce, client_id=APPLICATION_ID, client_secret=CLIENT_SECRET)
     assert _token(client, data).status_code == 200
 
 
 def test_wrong_or_missing_client_secret_is_401(client: TestClient) -> None:
     pkce = new_pkce()
     code = sign_in(client, pkce)["code"]
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT_URI,
-        "code_verifier": pkce.verifier,
-    }
+    data = code_grant(code, pkce)
     wrong = _token(client, data, auth=(APPLICATION_ID, "not-the-secret"))
     assert wrong.status_code == 401
     assert wrong.json()["error"] == "invalid_client"
@@ -279,6 +250,32 @@ def test_unsupported_grant_type(client: TestClient) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"] == "unsupported_grant_type"
+
+
+def test_missing_token_parameters_are_named(client: TestClient) -> None:
+    auth = (APPLICATION_ID, CLIENT_SECRET)
+    for data, reason in (
+        ({"code": "unused"}, "missing_grant_type"),
+        ({"grant_type": "authorization_code"}, "missing_code"),
+        ({"grant_type": "refresh_token"}, "missing_refresh_token"),
+    ):
+        response = _token(client, data, auth=auth)
+        assert response.status_code == 400
+        assert (response.json()["error"], response.json()["error_reason"]) == ("invalid_request", reason)
+
+
+def test_a_locked_user_gets_no_tokens(client: TestClient) -> None:
+    pkce = new_pkce()
+    tokens = exchange(client, sign_in(client, pkce)["code"], pkce)
+    code = sign_in(client, pkce)["code"]
+    for _ in range(5):  # the kickstart tenant locks a user after five failed attempts
+        form = {**authorize_params(pkce), "loginId": "dave@example.com", "password": "wrong-password"}
+        client.post("/oauth2/authorize", data=form)
+    auth = (APPLICATION_ID, CLIENT_SECRET)
+    refresh = {"grant_type": "refresh_token", "refresh_token": str(tokens["refresh_token"])}
+    for response in (_token(client, code_grant(code, pkce), auth=auth), _token(client, refresh, auth=auth)):
+        assert response.status_code == 400
+        assert (response.json()["error"], response.json()["error_reason"]) == ("invalid_grant", "login_prevented")
 
 
 def test_refresh_grant_and_revocation(client: TestClient) -> None:
