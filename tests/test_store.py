@@ -128,3 +128,27 @@ async def test_purge_removes_expired_rows(store: SqliteStore, clock: FakeClock) 
     await store.set("b", "1", ttl=100)
     clock.advance(2)
     assert await store.purge_expired() == 1
+
+
+def _write(path: str, key: str, value: str) -> None:
+    async def run() -> None:
+        store = SqliteStore(path, SystemClock())
+        try:
+            await store.set(key, value, ttl=600)
+        finally:
+            await store.close()
+
+    anyio.run(run)
+
+
+async def test_inline_reads_see_what_another_process_committed(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite3")
+    reader = SqliteStore(path, SystemClock())
+    assert await reader.get("session:x") is None  # the read connection has been used before the write
+    context = multiprocessing.get_context("spawn")
+    writer = context.Process(target=_write, args=(path, "session:x", "from-another-worker"))
+    writer.start()
+    writer.join(timeout=60)
+    assert writer.exitcode == 0
+    assert await reader.get("session:x") == "from-another-worker"
+    await reader.close()
