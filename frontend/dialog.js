@@ -15,6 +15,7 @@ const REFUSALS = {
   account_expired: "Your account has expired at the sign-in service. Please contact support.",
   login_prevented: "Your account is locked or suspended at the sign-in service. Please contact support.",
   account_not_found: "Your account no longer exists at the sign-in service. Please contact support.",
+  step_up_locked: "Too many wrong codes on this account. Confirming is locked; please contact support.",
 };
 const CODE_HINTS = {
   authenticator: "Enter the 6-digit code your authenticator app shows now.",
@@ -348,12 +349,15 @@ export function createStepUpDialog({ api }) {
     restartButton.focus();
   }
 
-  function blocked(retryAfter) {
+  function blocked(
+    retryAfter,
+    message = "Too many wrong codes recently. For your safety, confirming is paused for a while.",
+  ) {
     stopResend();
     stopWait();
     phase = "blocked";
     started = false;
-    say("Too many wrong codes recently. For your safety, confirming is paused for a while.", "warning");
+    say(message, "warning");
     show(restartButton, false);
     restartButton.textContent = "Try again";
     render();
@@ -381,6 +385,9 @@ export function createStepUpDialog({ api }) {
     }
     if (code === "no_second_factor") return noFactor();
     if (code === "step_up_blocked") return blocked(body.retry_after);
+    if (code === "too_many_starts") {
+      return blocked(body.retry_after, "You've started confirming many times recently. Please wait a little.");
+    }
     if (code === "challenge_expired") return restartWith("This challenge expired — start again.");
     if (code === "no_challenge") return restartWith("This challenge is no longer active — start again.");
     if (code === "invalid_code") {

@@ -103,7 +103,9 @@ def test_secure_cookie_uses_host_prefix_on_https(
     client: TestClient = app_factory(settings)  # type: ignore[operator]
     client.base_url = httpx.URL("https://app.example.com")
     login = start_login(client)
-    assert "Secure" in client.get("/auth/login").headers["set-cookie"]
+    login_cookie = client.get("/auth/login").headers["set-cookie"]
+    # __Host-: a sibling subdomain cannot plant a pending sign-in (login CSRF), which forces Path=/.
+    assert login_cookie.startswith("__Host-stepup_login_") and "Secure" in login_cookie and "Path=/;" in login_cookie
     fusionauth["token"].respond(json=tokens.token_response(nonce=login.nonce))
     response = client.get("/auth/callback", params={"code": "c", "state": login.state})
     session_cookie = next(h for h in response.headers.get_list("set-cookie") if "session" in h and "Max-Age=0" not in h)
@@ -141,7 +143,7 @@ def test_pending_logins_are_bounded(client: TestClient, clock: FakeClock) -> Non
         "javascript:alert(1)",
         "evil.example",
         "http:/evil.example",
-        "/" + "a" * 2000,
+        "/" + "a" * 600,
     ],
 )
 def test_open_redirects_in_return_to_land_on_home(

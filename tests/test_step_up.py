@@ -530,9 +530,13 @@ def test_start_with_a_rejected_api_key(signed_in: TestClient, fusionauth: respx.
 def test_idempotent_telegram_creation(signed_in: TestClient, two_factor: FakeTwoFactor) -> None:
     step_up(signed_in)
     first = post(signed_in, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k-1"})
-    again = post(signed_in, "/api/telegrams", {"recipient": "Other", "message": "Other"}, **{"Idempotency-Key": "k-1"})
+    again = post(signed_in, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k-1"})
     assert first.status_code == 201 and again.status_code == 200
     assert again.json() == first.json()
+    changed = post(
+        signed_in, "/api/telegrams", {"recipient": "Other", "message": "Other"}, **{"Idempotency-Key": "k-1"}
+    )
+    assert changed.status_code == 422 and changed.json()["error"] == "idempotency_key_reused"
     other = post(signed_in, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k-2"})
     assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
     listed = signed_in.get("/api/telegrams").json()["telegrams"]
@@ -635,3 +639,49 @@ def test_single_use_grant_survives_a_request_refused_for_its_input(single_use: T
     assert single_use.get("/api/session").json()["step_up"]["active"] is True
     assert post(single_use, "/api/telegrams", TELEGRAM).status_code == 201
     assert post(single_use, "/api/telegrams", TELEGRAM).status_code == 401
+
+
+def test_starts_are_capped_per_user(signed_in: TestClient, two_factor: FakeTwoFactor, clock: FakeClock) -> None:
+    for _ in range(10):
+        assert post(signed_in, "/api/step-up/start").status_code == 200
+    capped = post(signed_in, "/api/step-up/start")
+    assert capped.status_code == 429 and capped.json()["error"] == "too_many_starts"
+    assert 0 < capped.json()["retry_after"] <= 900
+    assert len(two_factor.issued) == 10  # the eleventh never reached FusionAuth
+    clock.advance(900)
+    assert post(signed_in, "/api/step-up/start").status_code == 200
+
+
+def test_resend_cooldown_survives_a_new_challenge(signed_in: TestClient, two_factor: FakeTwoFactor) -> None:
+    post(signed_in, "/api/step-up/start")
+    assert post(signed_in, "/api/step-up/send", {"method_id": "MAIL"}).status_code == 200
+    post(signed_in, "/api/step-up/start")
+    again = post(signed_in, "/api/step-up/send", {"method_id": "MAIL"})
+    assert again.status_code == 429 and again.json()["error"] == "resend_too_soon"
+    assert len(two_factor.sent) == 1
+
+
+def test_consecutive_failures_lock_step_up_until_a_success_resets_them(
+    tmp_path: Path, app_factory: Any, fusionauth: respx.MockRouter, tokens: TokenFactory, clock: FakeClock
+) -> None:
+    client = app_factory(
+        make_settings(tmp_path, step_up={"max_failures": 2, "failure_window": 60, "max_consecutive_failures": 4})
+    )
+    FakeTwoFactor(fusionauth)
+    sign_in(client, fusionauth, tokens)
+
+    def fail_twice() -> httpx.Response:
+        post(client, "/api/step-up/start")
+        post(client, "/api/step-up/finish", {"code": "987654"})
+        return post(client, "/api/step-up/finish", {"code": "987654"})
+
+    assert fail_twice().json()["error"] == "step_up_blocked"
+    clock.advance(60)
+    assert step_up(client).status_code == 200  # a success clears the run
+    clock.advance(60)
+    fail_twice()
+    clock.advance(60)
+    locked = fail_twice()  # four in a row since the success
+    assert (locked.status_code, locked.json()["error"]) == (403, "step_up_locked")
+    clock.advance(1700)  # far past the 60 s window: unlike the window, time does not lift it
+    assert post(client, "/api/step-up/start").json()["error"] == "step_up_locked"

@@ -152,3 +152,13 @@ async def test_inline_reads_see_what_another_process_committed(tmp_path: Path) -
     assert writer.exitcode == 0
     assert await reader.get("session:x") == "from-another-worker"
     await reader.close()
+
+
+async def test_replace_updates_only_what_exists(store: SqliteStore, clock: FakeClock) -> None:
+    assert not await store.replace("k", "v", ttl=5)
+    assert await store.get("k") is None  # never created
+    await store.set("k", "v1", ttl=5)
+    assert await store.replace("k", "v2", ttl=50)
+    assert await store.get("k") == "v2" and await store.ttl("k") == 50
+    clock.advance(50)
+    assert not await store.replace("k", "v3", ttl=5)  # expired counts as absent

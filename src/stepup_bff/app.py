@@ -27,6 +27,10 @@ from .step_up import StepUpService
 from .store import open_store
 from .tokens import TokenVerifier
 
+# Every body this API accepts is a few hundred bytes (a telegram is at most ~600). Refusing more before it is read
+# keeps an anonymous, cross-site request from making us buffer and parse megabytes (CSRF checks run later).
+MAX_BODY_SIZE = 16 * 1024
+
 
 def default_frontend_dir() -> Path:
     packaged = Path(__file__).parent / "frontend"  # a wheel install carries the SPA inside the package
@@ -54,7 +58,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     tokens=TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock),
                     sessions=sessions,
                     login=LoginFlow(settings, store, clock),
-                    step_up=StepUpService(settings.step_up, store, fusionauth, sessions, clock),
+                    step_up=StepUpService(
+                        settings.step_up,
+                        store,
+                        fusionauth,
+                        sessions,
+                        clock,
+                        # httpx applies its timeouts per phase: connect, then write, then read.
+                        lock_ttl=settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout + 5,
+                    ),
                 )
             }
 
@@ -63,6 +75,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         version=__version__,
         lifespan=lifespan,
         dependencies=[Depends(csrf_guard)],
+        max_body_size=MAX_BODY_SIZE,
         # The interactive docs load scripts from a CDN, which our CSP forbids; the OpenAPI document stays.
         docs_url=None,
         redoc_url=None,

@@ -71,7 +71,7 @@ def csrf_guard(request: Request, settings: SettingsDep) -> None:
 async def get_optional_session(request: Request, sessions: SessionsDep) -> Session | None:
     cookie = request.cookies.get(sessions.cookie_name)
     session = await sessions.load(cookie)
-    if cookie and session is None:
+    if cookie and session is None and await sessions.should_clear(cookie):
         # A cookie for a session that is over (signed out, expired, tampered): tell the browser to drop it.
         queue_cookie(request, sessions.clear_cookie_header())
     return session

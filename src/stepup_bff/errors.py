@@ -8,17 +8,20 @@
     ├── NotFound (404 not_found)
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── UnsupportedMediaType (415 unsupported_media_type)
+    ├── IdempotencyKeyReused (422 idempotency_key_reused)
     ├── LoginFailed (400, browser navigations only; carries the redirect code)
     ├── StepUpError: the step-up API's own answers
     │   ├── InvalidCode (400 invalid_code, attempts_remaining)
     │   ├── InvalidMethod (400 invalid_method)
     │   ├── StepUpRejected (403 account_locked / account_expired / login_prevented / step_up_rejected)
+    │   ├── StepUpLocked (403 step_up_locked)
     │   ├── NoChallenge (409 no_challenge)
     │   ├── NoSecondFactor (409 no_second_factor)
     │   ├── StepUpInProgress (409 step_up_in_progress)
     │   ├── ChallengeExpired (410 challenge_expired)
     │   ├── ResendTooSoon (429 resend_too_soon, retry_after)
     │   ├── TooManySends (429 too_many_sends)
+    │   ├── TooManyStarts (429 too_many_starts, retry_after)
     │   └── StepUpBlocked (429 step_up_blocked, retry_after)
     └── FusionAuthError (502 fusionauth_error)
         ├── FusionAuthUnavailable (503 fusionauth_unavailable)
@@ -120,6 +123,14 @@ class UnsupportedMediaType(AppError):
     description = "Send JSON (Content-Type: application/json)."
 
 
+class IdempotencyKeyReused(AppError):
+    """draft-ietf-httpapi-idempotency-key-header: the same key with a different request is a client error."""
+
+    status_code = 422
+    code = "idempotency_key_reused"
+    description = "This Idempotency-Key was already used for a different telegram."
+
+
 class LoginFailed(AppError):
     """A sign-in navigation failed; the browser is sent home with `?error=<reason>`."""
 
@@ -175,6 +186,14 @@ class StepUpRejected(StepUpError):
         return self.reason
 
 
+class StepUpLocked(StepUpError):
+    """NIST 800-63B 5.2.2: after max_consecutive_failures wrong codes in a row, no more guesses until reset."""
+
+    status_code = 403
+    code = "step_up_locked"
+    description = "Too many wrong codes on this account: step-up is locked. Contact support to unlock it."
+
+
 class NoChallenge(StepUpError):
     status_code = 409
     code = "no_challenge"
@@ -218,6 +237,11 @@ class TooManySends(StepUpError):
     status_code = 429
     code = "too_many_sends"
     description = "No more codes can be sent for this challenge. Start again."
+
+
+class TooManyStarts(_RetryLater):
+    code = "too_many_starts"
+    description = "Too many step-ups were started. Wait a while before starting another."
 
 
 class StepUpBlocked(_RetryLater):

@@ -1,9 +1,14 @@
 """The state of a sign-in in progress: PKCE verifier, state and nonce, bound to this browser.
 
 Each sign-in gets its own short-lived signed cookie, named after a hash of its `state`, so two tabs signing in at
-once each find their own (oauth2-proxy #817 is what a single shared cookie leads to). The cookie is scoped to
-/auth/ and expires in ten minutes; at most MAX_PENDING live at once. `state` is single use: the first callback
-records it in the store, a second one is refused even if it carries the cookie.
+once each find their own (oauth2-proxy #817 is what a single shared cookie leads to). It expires in ten minutes;
+at most MAX_PENDING live at once. On https it is a `__Host-` cookie: a sibling subdomain could otherwise plant an
+attacker's pending sign-in (its cookie and state) in a victim's browser and sign the victim in to the attacker's
+account (login CSRF). `__Host-` requires Path=/, so while someone signs in these few hundred bytes travel with
+every request; on plain-http localhost, where no sibling exists, they stay on /auth/.
+
+`state` is single use: the first callback records it in the store, a second one is refused even if it carries
+the cookie.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ logger = logging.getLogger(__name__)
 LOGIN_TTL = 600  # seconds a person has on FusionAuth's sign-in page
 MAX_PENDING = 5  # concurrent sign-ins per browser; older ones are dropped so cookies stay small (ASVS 3.3.5)
 SCOPES = "openid offline_access profile email"
-COOKIE_PATH = "/auth/"
+MAX_RETURN_TO = 512  # characters; keeps MAX_PENDING cookies under 4 KiB together (ASVS 3.3.5)
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class PendingLogin:
 
 def safe_return_to(value: str | None) -> str:
     """A same-origin relative path, or "/". Anything that could leave the site is dropped (no open redirect)."""
-    if not value or len(value) > 1024:
+    if not value or len(value) > MAX_RETURN_TO:
         return "/"
     # Browsers treat "\" like "/" and ignore tabs/newlines, so "/\evil.com" and "/\t/evil.com" would leave the site.
     if any(ch == "\\" or ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
@@ -67,8 +72,8 @@ class LoginFlow:
         self._store = store
         self._secure = settings.cookie_secure
         self._serializer = make_serializer(settings.session.secret_keys, salt="stepup-bff/login", clock=clock)
-        # __Secure- rather than __Host-: __Host- demands Path=/, and this cookie should only travel to /auth/.
-        self._prefix = "__Secure-stepup_login_" if self._secure else "stepup_login_"
+        self._prefix = "__Host-stepup_login_" if self._secure else "stepup_login_"
+        self._path = "/" if self._secure else "/auth/"
 
     def cookie_name(self, state: str) -> str:
         return self._prefix + hashlib.sha256(state.encode()).hexdigest()[:16]
@@ -87,7 +92,7 @@ class LoginFlow:
         headers = [self._expire(name) for name in self._surplus(existing_cookies)]
         headers.append(
             cookie_header(
-                self.cookie_name(pending.state), value, max_age=LOGIN_TTL, path=COOKIE_PATH, secure=self._secure
+                self.cookie_name(pending.state), value, max_age=LOGIN_TTL, path=self._path, secure=self._secure
             )
         )
         return pending, headers
@@ -130,7 +135,7 @@ class LoginFlow:
         return self._expire(self.cookie_name(state))
 
     def _expire(self, name: str) -> str:
-        return expired_cookie_header(name, path=COOKIE_PATH, secure=self._secure)
+        return expired_cookie_header(name, path=self._path, secure=self._secure)
 
     def _surplus(self, cookies: Mapping[str, str]) -> list[str]:
         """Names of pending-login cookies to drop so that, with the new one, at most MAX_PENDING remain."""

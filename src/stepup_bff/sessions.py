@@ -80,8 +80,17 @@ class SessionRecord:
         return cls(**{**data, "tokens": Tokens(**data["tokens"])})
 
 
+# How long a rotated-away session id is remembered. A request that left the browser with the old cookie just
+# before the rotation is answered after it; it must not tell the browser to delete the new cookie.
+ROTATION_GRACE = 60.0
+
+
 def _record_key(session_id: str) -> str:
     return "session:" + hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _rotated_key(session_id: str) -> str:
+    return "session-rotated:" + hashlib.sha256(session_id.encode()).hexdigest()
 
 
 class SessionManager:
@@ -162,7 +171,10 @@ class SessionManager:
             return None
         if now - record.last_seen >= TOUCH_INTERVAL:
             record = replace(record, last_seen=now)
-            await self._store.set(key, record.dumps(), ttl=self._remaining(record, now))
+            # Update, never re-create: a sign-out (or step-up rotation) that lands between the read above and this
+            # write must win, or a copy of the old cookie would come back to life.
+            if not await self._store.replace(key, record.dumps(), ttl=self._remaining(record, now)):
+                return None
         return self._session(session_id, user, record, step_up)
 
     async def end(self, session_id: str) -> SessionRecord | None:
@@ -180,7 +192,17 @@ class SessionManager:
         now = self._clock.now()
         record = replace(record, last_seen=now)
         await self._store.set(_record_key(new_id), record.dumps(), ttl=self._remaining(record, now))
+        await self._store.set(_rotated_key(session.id), "1", ttl=ROTATION_GRACE)
         return self._session(new_id, session.user, record, step_up)
+
+    async def should_clear(self, cookie: str) -> bool:
+        """Whether a cookie that named no live session should be deleted from the browser: yes, unless its session
+        was rotated a moment ago (then the browser already holds the new cookie, set by the rotating answer).
+        The old id stays refused either way."""
+        payload = self._decode(cookie)
+        if payload is None or "sid" not in payload:
+            return True
+        return await self._store.get(_rotated_key(str(payload["sid"]))) is None
 
     def _remaining(self, record: SessionRecord, now: float) -> float:
         return max(1.0, record.signed_in_at + self._settings.absolute_timeout - now)

@@ -136,8 +136,12 @@ class StepUpSettings(_Section):
     max_attempts: Seconds = 5  # wrong codes per challenge before it is discarded
     max_failures: Seconds = 10  # wrong codes per user per failure_window before step-up is blocked
     failure_window: Seconds = 900  # seconds (15 min)
+    # Wrong codes in a row, across windows, before step-up is locked for the account until support resets it
+    # (NIST 800-63B 5.2.2: at most 100 consecutive failed attempts). A success resets the count.
+    max_consecutive_failures: Seconds = 100
     resend_cooldown: Seconds = 30  # seconds between sends of a code
     max_sends: Seconds = 3  # sends per challenge
+    max_starts: Seconds = 10  # challenges a user may start per failure_window
     # How long a challenge lives: FusionAuth's twoFactorIdTimeToLiveInSeconds (tenant setting, default 300).
     challenge_ttl: Seconds = 300
 

@@ -7,7 +7,9 @@ Security properties, and the line that enforces each:
   user and echo the state that binds the challenge to this session.
 - Wrong codes are counted server-side per challenge and per user, so neither an older cookie nor a fresh
   challenge restores attempts (ASVS 6.3.1, NIST 800-63B 5.2.2; Transaction Authorization CS 2.4).
-- Of concurrent finishes of one challenge at most one talks to FusionAuth (a store lock), so at most one succeeds.
+- One finish at a time per user, across all their sessions and challenges (a store lock): the per-user failure
+  count is read before FusionAuth is asked and counted after it answers, so without the lock overlapping finishes
+  would all pass the check. It also means that of concurrent finishes of one challenge at most one succeeds.
 - Success rotates the session id (ASVS 7.2.4) and records `{at, until, method}` in the signed cookie.
 """
 
@@ -32,8 +34,10 @@ from .errors import (
     ResendTooSoon,
     StepUpBlocked,
     StepUpInProgress,
+    StepUpLocked,
     StepUpRejected,
     TooManySends,
+    TooManyStarts,
 )
 from .fusionauth import FusionAuthClient, TwoFactorFailed, TwoFactorMethod
 from .sessions import Session, SessionManager, StepUp, User
@@ -43,8 +47,10 @@ from .store import Store
 logger = logging.getLogger(__name__)
 
 SENDABLE = ("email", "sms")
-LOCK_TTL = 30.0  # seconds: longer than any FusionAuth call can take (timeouts are 5 s)
 TOMBSTONE = 600.0  # seconds a finished-by-time challenge is remembered, to say "expired" rather than "none"
+# The consecutive-failure count is kept this long after the first failure of a run (a success clears it). NIST
+# counts failures "in a row" without a time limit; a year stands in for "until someone resets it".
+CONSECUTIVE_MEMORY = 365 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -107,8 +113,12 @@ class StepUpService:
         fusionauth: FusionAuthClient,
         sessions: SessionManager,
         clock: Clock,
+        *,
+        lock_ttl: float = 30.0,
     ) -> None:
         self._settings = settings
+        # Must outlast the FusionAuth call made under the lock, or a second finish could slip in beside it.
+        self._lock_ttl = lock_ttl
         self._store = store
         self._fusionauth = fusionauth
         self._sessions = sessions
@@ -125,6 +135,10 @@ class StepUpService:
         return f"stepup:failures:{user_id}"
 
     @staticmethod
+    def _consecutive_key(user_id: str) -> str:
+        return f"stepup:consecutive-failures:{user_id}"
+
+    @staticmethod
     def _grant_key(grant: str) -> str:
         return f"stepup:grant:{grant}"
 
@@ -136,6 +150,11 @@ class StepUpService:
 
     async def start(self, session: Session) -> Challenge:
         await self._refuse_if_blocked(session.user)
+        # Each start is an API-keyed call to FusionAuth and a fresh challenge: cap them per user.
+        starts_key = f"stepup:starts:{session.user.id}"
+        if await self._store.incr(starts_key, ttl=self._settings.failure_window) > self._settings.max_starts:
+            remaining = await self._store.ttl(starts_key)
+            raise TooManyStarts(retry_after=max(1, round(remaining or 1)))
         challenge_id = secrets.token_urlsafe(16)
         state = {"challengeId": challenge_id, "session": _session_binding(session.id)}
         try:
@@ -170,7 +189,8 @@ class StepUpService:
         method = next((m for m in challenge.methods if m.id == method_id), None)
         if method is None or method.method not in SENDABLE:
             raise InvalidMethod()
-        cooldown_key = f"stepup:send-cooldown:{challenge.id}"
+        # Per user, not per challenge: starting a new challenge must not buy another email or text message.
+        cooldown_key = f"stepup:send-cooldown:{session.user.id}"
         if not await self._store.add(cooldown_key, "1", ttl=self._settings.resend_cooldown):
             remaining = await self._store.ttl(cooldown_key)
             raise ResendTooSoon(retry_after=max(1, round(remaining or 1)))
@@ -198,8 +218,8 @@ class StepUpService:
         without saying which, so it only labels the result and grants nothing."""
         await self._refuse_if_blocked(session.user)
         challenge = await self._live_challenge(session)
-        lock = f"stepup:lock:{challenge.id}"
-        if not await self._store.add(lock, "1", ttl=LOCK_TTL):
+        lock = f"stepup:finish-lock:{session.user.id}"
+        if not await self._store.add(lock, "1", ttl=self._lock_ttl):
             raise StepUpInProgress()
         try:
             return await self._finish_locked(session, challenge, code, ip_address, method_id)
@@ -209,6 +229,8 @@ class StepUpService:
     async def _finish_locked(
         self, session: Session, challenge: Challenge, code: str, ip: str | None, method_id: str | None
     ) -> Session:
+        # Under the lock, check again: a finish that held it before us may have reached the limit.
+        await self._refuse_if_blocked(session.user)
         try:
             result = await self._fusionauth.complete_two_factor(
                 two_factor_id=challenge.two_factor_id, code=code, ip_address=ip
@@ -226,6 +248,7 @@ class StepUpService:
         if await self._store.pop(self._challenge_key(session)) is None:
             raise NoChallenge()  # consumed meanwhile (cancelled or replaced): do not elevate
         await self._store.delete(self._failures_key(session.user.id))
+        await self._store.delete(self._consecutive_key(session.user.id))
         method = await self._used_method(challenge, method_id)
         now = self._clock.now()
         grant = None
@@ -299,6 +322,9 @@ class StepUpService:
         return challenge
 
     async def _refuse_if_blocked(self, user: User) -> None:
+        consecutive = await self._store.get(self._consecutive_key(user.id))
+        if consecutive is not None and int(consecutive) >= self._settings.max_consecutive_failures:
+            raise StepUpLocked()
         key = self._failures_key(user.id)
         failures = await self._store.get(key)
         if failures is not None and int(failures) >= self._settings.max_failures:
@@ -307,6 +333,7 @@ class StepUpService:
 
     async def _wrong_code(self, session: Session, challenge: Challenge) -> Exception:
         failures = await self._store.incr(self._failures_key(session.user.id), ttl=self._settings.failure_window)
+        consecutive = await self._store.incr(self._consecutive_key(session.user.id), ttl=CONSECUTIVE_MEMORY)
         attempts = await self._store.incr(
             f"stepup:attempts:{challenge.id}", ttl=self._settings.challenge_ttl + TOMBSTONE
         )
@@ -322,6 +349,10 @@ class StepUpService:
         if remaining == 0:
             # Transaction Authorization CS 2.4: after the set number of failures the whole challenge restarts.
             await self._store.delete(self._challenge_key(session))
+        if consecutive >= self._settings.max_consecutive_failures:
+            await self._store.delete(self._challenge_key(session))
+            logger.error("step-up locked: user=%s after %d wrong codes in a row", session.user.id, consecutive)
+            return StepUpLocked()
         if failures >= self._settings.max_failures:
             await self._store.delete(self._challenge_key(session))
             retry_after = await self._store.ttl(self._failures_key(session.user.id))

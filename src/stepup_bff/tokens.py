@@ -76,7 +76,17 @@ class TokenVerifier:
                 issuer=issuer,
                 access_token=access_token,
                 # Time checks below use our injectable clock instead of the library's wall clock.
-                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require_exp": True},
+                # python-jose skips the audience and issuer checks when the claim is absent: require them.
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "require_exp": True,
+                    "require_iat": True,
+                    "require_aud": True,
+                    "require_iss": True,
+                    "require_sub": True,
+                },
             )
         except JOSEError as exc:
             raise InvalidToken(f"verification failed: {exc}") from exc

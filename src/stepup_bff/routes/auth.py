@@ -7,6 +7,7 @@ and never leave a session behind.
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
@@ -22,6 +23,8 @@ from ..tokens import InvalidToken
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+
+_LOGGABLE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @router.get("/login", response_class=RedirectResponse, status_code=302)
@@ -50,8 +53,8 @@ async def callback(
         # Whatever happens next, this sign-in's cookie has done its job.
         queue_cookie(request, services.login.clear_header(state))
     if error:
-        # FusionAuth's error codes are public OAuth vocabulary; logging them leaks nothing.
-        logger.warning("sign-in failed at FusionAuth: error=%s", error[:64])
+        # Anyone can send this parameter: log a code-shaped version only, so no newline can forge a log line.
+        logger.warning("sign-in failed at FusionAuth: error=%s", _LOGGABLE.sub("?", error[:64]))
         raise LoginFailed("access_denied" if error == "access_denied" else "login_failed")
     if not code or not state:
         raise LoginFailed("invalid_request", "The sign-in answer is incomplete.")

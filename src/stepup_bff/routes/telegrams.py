@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from ..deps import ClockDep, CurrentUser, ServicesDep, SteppedUpUser
-from ..errors import InvalidRequest
+from ..errors import IdempotencyKeyReused
 from ..models import TelegramIn, TelegramListOut, TelegramOut, iso
 from ..store import Telegram
 
@@ -34,11 +34,12 @@ async def send_telegram(
     services: ServicesDep,
     clock: ClockDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    # Visible ASCII only, declared here so that a bad key is an input error (which gives a single-use step-up back).
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")] = None,
 ) -> TelegramOut:
-    """Queue a singing telegram. The same Idempotency-Key from the same user returns the original (200)."""
-    if idempotency_key is not None and not idempotency_key.isprintable():
-        raise InvalidRequest("Idempotency-Key must be printable text.")
+    """Queue a singing telegram. The same Idempotency-Key with the same body from the same user returns the original
+    (200); with a different body it is refused (422), since answering with the old telegram would hide that the new
+    one was not sent."""
     telegram = Telegram(
         id="tg_" + secrets.token_urlsafe(12),
         user_id=user.id,
@@ -48,6 +49,8 @@ async def send_telegram(
     )
     stored, created = await services.telegrams.create_telegram(telegram, idempotency_key)
     if not created:
+        if (stored.recipient, stored.message) != (telegram.recipient, telegram.message):
+            raise IdempotencyKeyReused()
         response.status_code = 200
     return _out(stored)
 

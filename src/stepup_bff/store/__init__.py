@@ -1,8 +1,8 @@
 """Server-side state: sessions, step-up challenges, attempt counters, telegrams.
 
 The `Store` protocol is small on purpose: a key/value map with expiry and the few atomic operations the callers
-need (insert-if-absent, get-and-delete, increment-with-expiry), which map one-to-one onto Redis commands
-(SET NX, GETDEL, INCR + EXPIRE). `open_store(url)` picks the implementation.
+need (insert-if-absent, update-if-present, get-and-delete, increment-with-expiry), which map one-to-one onto
+Redis commands (SET NX, SET XX, GETDEL, INCR + EXPIRE). `open_store(url)` picks the implementation.
 """
 
 from __future__ import annotations

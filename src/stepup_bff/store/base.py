@@ -19,6 +19,10 @@ class Store(Protocol):
         """Insert only if absent (or expired); True if this call inserted. Redis: SET NX EX."""
         ...
 
+    async def replace(self, key: str, value: str, ttl: float) -> bool:
+        """Update only if present (and live); True if updated. Redis: SET XX EX. Never re-creates a deleted key."""
+        ...
+
     async def pop(self, key: str) -> str | None:
         """Get and delete in one step, so of two concurrent callers only one gets the value. Redis: GETDEL."""
         ...

@@ -113,6 +113,17 @@ class SqliteStore:
 
         return await self._run(op)
 
+    async def replace(self, key: str, value: str, ttl: float) -> bool:
+        now = self._clock.now()
+
+        def op(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE kv SET value = ?, expires_at = ? WHERE key = ? AND expires_at > ?", (value, now + ttl, key, now)
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(op)
+
     async def pop(self, key: str) -> str | None:
         now = self._clock.now()
 
