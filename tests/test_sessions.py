@@ -153,3 +153,15 @@ def test_user_id_comes_from_the_verified_token(
 ) -> None:
     assert sign_in(client, fusionauth, tokens, sub=USER_ID).status_code == 303
     assert client.get("/api/session").json()["user"]["id"] == USER_ID
+
+
+def test_a_timed_out_session_has_its_refresh_token_revoked(
+    signed_in: TestClient, fusionauth: respx.MockRouter, clock: FakeClock
+) -> None:
+    issued = fusionauth["token"].calls.last.response.json()["refresh_token_id"]
+    clock.advance(1800)
+    assert not _authenticated(signed_in)
+    assert fusionauth["revoke"].call_count == 1
+    assert fusionauth["revoke"].calls.last.request.url.path == f"/api/jwt/refresh/{issued}"
+    assert not _authenticated(signed_in)  # noticed once, revoked once
+    assert fusionauth["revoke"].call_count == 1

@@ -47,7 +47,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with build_http_client(settings.fusionauth) as http, open_store(settings.storage.url, clock) as store:
             fusionauth = FusionAuthClient(settings.fusionauth, http, clock)
-            sessions = SessionManager(settings, store, clock)
+            sessions = SessionManager(
+                settings,
+                store,
+                clock,
+                on_end=lambda record: fusionauth.revoke_refresh_token_quietly(record.tokens.refresh_token_id),
+            )
             yield {
                 "services": Services(
                     settings=settings,

@@ -278,6 +278,16 @@ class FusionAuthClient:
         if answer.status_code not in (200, 404):
             raise FusionAuthError(f"Revoking the refresh token failed (HTTP {answer.status_code}).")
 
+    async def revoke_refresh_token_quietly(self, token_id: str | None) -> None:
+        """Revoke, logging rather than raising: the local session is already gone, which is what protects the
+        browser, so a FusionAuth outage must not fail a sign-out; the operator sees the warning."""
+        if token_id is None:
+            return
+        try:
+            await self.revoke_refresh_token(token_id)
+        except FusionAuthError as exc:
+            logger.warning("could not revoke refresh token at FusionAuth: %s", exc.error_code)
+
     # -- two-factor (step-up) ---------------------------------------------------------------------------------------
 
     async def start_two_factor(self, *, user_id: str, state: Mapping[str, Any]) -> TwoFactorStart:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -94,10 +95,20 @@ def _rotated_key(session_id: str) -> str:
 
 
 class SessionManager:
-    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Clock,
+        *,
+        on_end: Callable[[SessionRecord], Awaitable[None]] | None = None,
+    ) -> None:
         self._settings = settings.session
         self._store = store
         self._clock = clock
+        # Called once for every session that ends (sign-out, replacement, a timeout noticed on use): the app revokes
+        # the refresh token there, so no way of ending a session leaves a live token behind at FusionAuth.
+        self._on_end = on_end
         self._secure = settings.cookie_secure
         self._serializer = make_serializer(self._settings.secret_keys, salt="stepup-bff/session", clock=clock)
         # __Host- makes the browser refuse the cookie unless it is Secure, host-only and Path=/ (ASVS 3.3.3).
@@ -163,11 +174,12 @@ class SessionManager:
             logger.warning("session cookie names a different user than its record; refused")
             return None
         if now >= record.signed_in_at + self._settings.absolute_timeout:
-            await self._store.delete(key)
+            logger.info("session ended: absolute timeout")
+            await self.end(session_id)
             return None
         if now >= record.last_seen + self._settings.idle_timeout:
-            await self._store.delete(key)
             logger.info("session ended after %d s idle", int(now - record.last_seen))
+            await self.end(session_id)
             return None
         if now - record.last_seen >= TOUCH_INTERVAL:
             record = replace(record, last_seen=now)
@@ -177,10 +189,11 @@ class SessionManager:
                 return None
         return self._session(session_id, user, record, step_up)
 
-    async def end(self, session_id: str) -> SessionRecord | None:
-        """Delete the record (atomically, so two sign-outs revoke once) and return it for token revocation."""
+    async def end(self, session_id: str) -> None:
+        """Delete the record and run the end hook; atomic, so of two concurrent ends only one runs it."""
         raw = await self._store.pop(_record_key(session_id))
-        return None if raw is None else SessionRecord.loads(raw)
+        if raw is not None and self._on_end is not None:
+            await self._on_end(SessionRecord.loads(raw))
 
     async def rotate(self, session: Session, step_up: StepUp | None) -> Session:
         """Move the record to a fresh session id (ASVS 7.2.4: new id on re-authentication)."""

@@ -14,10 +14,10 @@ from fastapi.responses import RedirectResponse
 
 from ..cookies import queue_cookie
 from ..deps import FusionAuthDep, LoginFlowDep, OptionalSession, ServicesDep, SessionsDep, SettingsDep
-from ..errors import FusionAuthError, LoginFailed
-from ..fusionauth import FusionAuthClient, TokenExchangeRejected
+from ..errors import LoginFailed
+from ..fusionauth import TokenExchangeRejected
 from ..models import LogoutOut
-from ..sessions import SessionManager, Tokens, User
+from ..sessions import Tokens, User
 from ..tokens import InvalidToken
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ async def callback(
         raise LoginFailed("invalid_token", "The sign-in could not be verified.") from exc
     if previous is not None:
         # A new sign-in replaces whatever session this browser had (ASVS 7.2.4: new id on authentication).
-        await _end_session(services.sessions, services.fusionauth, previous.id)
+        await services.sessions.end(previous.id)
     user = User(id=claims.sub, email=claims.email, name=claims.display_name)
     session = await services.sessions.create(
         user, Tokens(tokens.access_token, tokens.refresh_token, tokens.refresh_token_id)
@@ -95,20 +95,7 @@ async def logout(
 ) -> LogoutOut:
     """End the local session, revoke the refresh token, and hand back FusionAuth's logout URL to navigate to."""
     if session is not None:
-        await _end_session(sessions, fusionauth, session.id)
+        await sessions.end(session.id)
         logger.info("signed out: user=%s", session.user.id)
     queue_cookie(request, sessions.clear_cookie_header())
     return LogoutOut(redirect=fusionauth.logout_url(f"{settings.public_url}/"))
-
-
-async def _end_session(sessions: SessionManager, fusionauth: FusionAuthClient, session_id: str) -> None:
-    record = await sessions.end(session_id)
-    token_id = record.tokens.refresh_token_id if record else None
-    if token_id is None:
-        return
-    try:
-        await fusionauth.revoke_refresh_token(token_id)
-    except FusionAuthError as exc:
-        # The local session is already gone, which is what protects this browser; a refresh token that outlives
-        # it is logged for the operator rather than failing the sign-out.
-        logger.warning("could not revoke refresh token at FusionAuth: %s", exc.error_code)
