@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -232,6 +233,8 @@ def test_callback_without_code_is_refused(client: TestClient) -> None:
         ({"nonce": "wrong-nonce"}, "nonce"),
         ({"iss": "http://evil.example"}, "issuer"),
         ({"aud": "another-client"}, "audience"),
+        ({"aud": None}, "no audience"),  # python-jose skips the check when the claim is absent
+        ({"iss": None}, "no issuer"),
     ],
 )
 def test_bad_id_token_claims_are_refused(
@@ -239,7 +242,7 @@ def test_bad_id_token_claims_are_refused(
     fusionauth: respx.MockRouter,
     tokens: TokenFactory,
     caplog: pytest.LogCaptureFixture,
-    claims: dict[str, str],
+    claims: dict[str, str | None],
     reason: str,
 ) -> None:
     login = start_login(client)
@@ -253,7 +256,7 @@ def test_bad_id_token_claims_are_refused(
         "nonce": login.nonce,
         **claims,
     }
-    response["id_token"] = tokens.sign(id_claims)
+    response["id_token"] = tokens.sign({name: value for name, value in id_claims.items() if value is not None})
     fusionauth["token"].respond(json=response)
 
     callback = client.get("/auth/callback", params={"code": "c", "state": login.state})
@@ -276,14 +279,23 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def test_alg_none_is_refused(client: TestClient, fusionauth: respx.MockRouter, tokens: TokenFactory) -> None:
+def _callback_with_forged_id_token(
+    client: TestClient, fusionauth: respx.MockRouter, tokens: TokenFactory, forge: Callable[[str, str], str]
+) -> str:
+    """Sign in with FusionAuth's answer carrying `forge(payload, nonce)` as the ID token; the error code."""
     login = start_login(client)
     response = tokens.token_response(nonce=login.nonce)
     _, payload, _ = response["id_token"].split(".")
-    none_header = _b64(b'{"alg":"none","kid":"key-1"}')
-    response["id_token"] = f"{none_header}.{payload}."
+    response["id_token"] = forge(payload, login.nonce)
     fusionauth["token"].respond(json=response)
-    assert _callback_error(client.get("/auth/callback", params={"code": "c", "state": login.state})) == "invalid_token"
+    return _callback_error(client.get("/auth/callback", params={"code": "c", "state": login.state}))
+
+
+def test_alg_none_is_refused(client: TestClient, fusionauth: respx.MockRouter, tokens: TokenFactory) -> None:
+    none_header = _b64(b'{"alg":"none","kid":"key-1"}')
+    assert _callback_with_forged_id_token(
+        client, fusionauth, tokens, lambda payload, _: f"{none_header}.{payload}."
+    ) == ("invalid_token")
 
 
 def test_hs256_signed_with_the_public_key_is_refused(
@@ -294,16 +306,15 @@ def test_hs256_signed_with_the_public_key_is_refused(
 
     from support.fake_fusionauth import signing_key
 
-    login = start_login(client)
-    response = tokens.token_response(nonce=login.nonce)
-    _, payload, _ = response["id_token"].split(".")
     # The classic confusion attack: HMAC keyed with the RSA public key, which anyone can download.
     public_jwk = json.dumps(signing_key("key-1").public_jwk).encode()
     header = _b64(b'{"alg":"HS256","kid":"key-1","typ":"JWT"}')
-    signature = hmac_module.new(public_jwk, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    response["id_token"] = f"{header}.{payload}.{_b64(signature)}"
-    fusionauth["token"].respond(json=response)
-    assert _callback_error(client.get("/auth/callback", params={"code": "c", "state": login.state})) == "invalid_token"
+
+    def forge(payload: str, _: str) -> str:
+        signature = hmac_module.new(public_jwk, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        return f"{header}.{payload}.{_b64(signature)}"
+
+    assert _callback_with_forged_id_token(client, fusionauth, tokens, forge) == "invalid_token"
 
 
 def test_token_signed_by_an_unknown_key_is_refused(
