@@ -123,11 +123,15 @@ async def test_database_file_is_private_and_uses_wal(tmp_path: Path, clock: Fake
     await store.close()
 
 
-async def test_purge_removes_expired_rows(store: SqliteStore, clock: FakeClock) -> None:
-    await store.set("a", "1", ttl=1)
-    await store.set("b", "1", ttl=100)
+async def test_expired_rows_are_purged_as_writes_go_by(tmp_path: Path, clock: FakeClock) -> None:
+    store = SqliteStore(tmp_path / "purge.sqlite3", clock)
+    await store.set("old", "1", ttl=1)
     clock.advance(2)
-    assert await store.purge_expired() == 1
+    for i in range(500):  # every 500th write sweeps out what has expired
+        await store.set(f"live-{i}", "1", ttl=100)
+    rows = sqlite3.connect(tmp_path / "purge.sqlite3").execute("SELECT key FROM kv WHERE key = 'old'").fetchall()
+    assert rows == []
+    await store.close()
 
 
 def _write(path: str, key: str, value: str) -> None:

@@ -31,8 +31,16 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .clock import SystemClock
 from .errors import FusionAuthError, FusionAuthTimeout, FusionAuthUnavailable
-from .fusionauth import Discovery, FusionAuthClient, FusionAuthResponse, TokenExchangeRejected, build_http_client
+from .fusionauth import (
+    Discovery,
+    FusionAuthClient,
+    FusionAuthResponse,
+    TokenExchangeRejected,
+    build_http_client,
+    error_codes,
+)
 from .settings import Settings, is_loopback
+from .tokens import is_rs256_signing_key
 
 OK_MARK: Literal["✓"] = "✓"
 FAIL_MARK: Literal["✗"] = "✗"
@@ -72,23 +80,6 @@ def _display_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _error_summary(payload: Any) -> str:
-    """FusionAuth's error codes from an Errors or OAuth error body (never user input, never a secret)."""
-    if not isinstance(payload, dict):
-        return ""
-    codes: list[str] = []
-    if isinstance(payload.get("error"), str):
-        codes.append(payload["error"] + (f": {payload['error_reason']}" if payload.get("error_reason") else ""))
-    for error in payload.get("generalErrors") or []:
-        if isinstance(error, dict) and error.get("code"):
-            codes.append(str(error["code"]))
-    field_errors = payload.get("fieldErrors")
-    if isinstance(field_errors, dict):
-        for errors in field_errors.values():
-            codes.extend(str(e["code"]) for e in errors or [] if isinstance(e, dict) and e.get("code"))
-    return ", ".join(codes[:5])
-
-
 def _b64url_int(value: Any) -> int | None:
     if not isinstance(value, str):
         return None
@@ -106,16 +97,6 @@ def _rsa_public_key(pem: str) -> rsa.RSAPublicKey | None | Literal[False]:
     except (ValueError, UnsupportedAlgorithm):
         return False
     return key if isinstance(key, rsa.RSAPublicKey) else None
-
-
-def _is_rs256_jwk(key: Any) -> bool:
-    # The same test the token verifier applies (tokens.py): RSA, RS256 or unspecified, for signatures.
-    return (
-        isinstance(key, dict)
-        and key.get("kty") == "RSA"
-        and key.get("alg", "RS256") == "RS256"
-        and key.get("use", "sig") == "sig"
-    )
 
 
 class _Diagnosis:
@@ -252,9 +233,7 @@ class _Diagnosis:
         return discovery
 
     async def jwks(self, discovery: Discovery) -> list[dict[str, Any]] | None:
-        # Only the path of jwks_uri, joined to the back channel, exactly as FusionAuthClient does: discovery may name a
-        # host that only browsers can reach.
-        path = urlsplit(discovery.jwks_uri).path or "/"
+        path = discovery.jwks_path  # joined to the back channel, exactly as FusionAuthClient fetches it
         answer = await self.call("JWKS", "GET", path)
         if answer is None:
             return None
@@ -265,7 +244,7 @@ class _Diagnosis:
                 "check that discovery's jwks_uri points at FusionAuth's /.well-known/jwks.json",
             )
             return None
-        usable = [key for key in keys if _is_rs256_jwk(key) and isinstance(key.get("kid"), str)]
+        usable = [key for key in keys if is_rs256_signing_key(key) and isinstance(key.get("kid"), str)]
         if not usable:
             found = ", ".join(
                 f'{key.get("alg") or key.get("kty") or "?"} "{key.get("kid", "?")}"'
@@ -317,7 +296,7 @@ class _Diagnosis:
                 "(Settings → API Keys); a tenant-scoped key must belong to the application's tenant",
             )
         else:
-            details = _error_summary(answer.payload)
+            details = ", ".join(error_codes(answer.payload)[:5])
             self.fail(
                 f"FusionAuth rejected the probe of {endpoint} with HTTP {answer.status_code}"
                 + (f" ({details})" if details else ""),
@@ -527,7 +506,7 @@ class _Diagnosis:
                 "verified",
                 "check that discovery and fusionauth.url lead to the same FusionAuth",
             )
-        elif not _is_rs256_jwk(published):
+        elif not is_rs256_signing_key(published):
             self.fail(
                 f"the application's access-token key is published as {published.get('alg')}, not RS256",
                 hmac_fix,

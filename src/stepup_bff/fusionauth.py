@@ -47,6 +47,12 @@ class Discovery(_Lenient):
     end_session_endpoint: str | None = None
     userinfo_endpoint: str | None = None
 
+    @property
+    def jwks_path(self) -> str:
+        # Only the path is used, joined to the back-channel URL: discovery may name a host that only browsers can
+        # reach (in docker-compose, FusionAuth answers as localhost:9011).
+        return _path_of(self.jwks_uri)
+
 
 class TokenResponse(_Lenient):
     access_token: str
@@ -222,10 +228,8 @@ class FusionAuthClient:
         return self._jwks.get(kid)
 
     async def _fetch_jwks(self) -> None:
-        # Only the path of jwks_uri is used, joined to the back-channel URL: discovery may name a host that only
-        # browsers can reach (in docker-compose, FusionAuth answers as localhost:9011).
         discovery = await self._current_discovery()
-        answer = await self.request("GET", _path_of(discovery.jwks_uri))
+        answer = await self.request("GET", discovery.jwks_path)
         keys = answer.payload.get("keys") if isinstance(answer.payload, dict) else None
         if answer.status_code != 200 or not isinstance(keys, list):
             raise FusionAuthError()
@@ -304,7 +308,7 @@ class FusionAuthClient:
             # Our API key is wrong or lacks this endpoint: an operator's problem, not the user's.
             logger.error("FusionAuth refused the API key for /api/two-factor/start (401); check fusionauth.api_key")
             raise FusionAuthError("The sign-in service refused our credentials.")
-        raise TwoFactorFailed(answer.status_code, _error_codes(answer.payload))
+        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
 
     async def send_two_factor_code(self, *, two_factor_id: str, method_id: str) -> None:
         """POST /api/two-factor/send/{twoFactorId}: anonymous, no API key (contract section 3)."""
@@ -312,7 +316,7 @@ class FusionAuthClient:
             "POST", f"/api/two-factor/send/{_segment(two_factor_id)}", json_body={"methodId": method_id}
         )
         if answer.status_code != 200:
-            raise TwoFactorFailed(answer.status_code, _error_codes(answer.payload))
+            raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
 
     async def complete_two_factor(self, *, two_factor_id: str, code: str, ip_address: str | None) -> TwoFactorLogin:
         """POST /api/two-factor/login: anonymous (contract section 4). 421 bad code, 404 expired, 409/410/423."""
@@ -329,14 +333,18 @@ class FusionAuthClient:
         # 212/213: the factor was verified but an email/registration is unverified; irrelevant to freshness.
         if answer.status_code in (200, 212, 213):
             return self.parse(TwoFactorLogin, answer.payload)
-        raise TwoFactorFailed(answer.status_code, _error_codes(answer.payload))
+        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
 
 
-def _error_codes(payload: Any) -> list[str]:
-    """The `code`s of a FusionAuth Errors body (contract section 1), for logs; never user input."""
+def error_codes(payload: Any) -> list[str]:
+    """The codes of a FusionAuth Errors body (contract section 1) or OAuth error body, for logs and diagnostics;
+    FusionAuth's vocabulary, never user input or a secret."""
     if not isinstance(payload, dict):
         return []
-    codes = [error.get("code") for error in payload.get("generalErrors") or [] if isinstance(error, dict)]
+    codes: list[Any] = []
+    if isinstance(payload.get("error"), str):
+        codes.append(payload["error"] + (f": {payload['error_reason']}" if payload.get("error_reason") else ""))
+    codes += [error.get("code") for error in payload.get("generalErrors") or [] if isinstance(error, dict)]
     field_errors = payload.get("fieldErrors")
     if isinstance(field_errors, dict):
         for errors in field_errors.values():

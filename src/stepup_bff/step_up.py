@@ -29,6 +29,7 @@ from .errors import (
     InsufficientUserAuthentication,
     InvalidCode,
     InvalidMethod,
+    LoginRequired,
     NoChallenge,
     NoSecondFactor,
     ResendTooSoon,
@@ -153,8 +154,7 @@ class StepUpService:
         # Each start is an API-keyed call to FusionAuth and a fresh challenge: cap them per user.
         starts_key = f"stepup:starts:{session.user.id}"
         if await self._store.incr(starts_key, ttl=self._settings.failure_window) > self._settings.max_starts:
-            remaining = await self._store.ttl(starts_key)
-            raise TooManyStarts(retry_after=max(1, round(remaining or 1)))
+            raise TooManyStarts(retry_after=await self._retry_after(starts_key))
         challenge_id = secrets.token_urlsafe(16)
         state = {"challengeId": challenge_id, "session": _session_binding(session.id)}
         try:
@@ -192,15 +192,14 @@ class StepUpService:
         # Per user, not per challenge: starting a new challenge must not buy another email or text message.
         cooldown_key = f"stepup:send-cooldown:{session.user.id}"
         if not await self._store.add(cooldown_key, "1", ttl=self._settings.resend_cooldown):
-            remaining = await self._store.ttl(cooldown_key)
-            raise ResendTooSoon(retry_after=max(1, round(remaining or 1)))
+            raise ResendTooSoon(retry_after=await self._retry_after(cooldown_key))
         sends = await self._store.incr(f"stepup:sends:{challenge.id}", ttl=self._settings.challenge_ttl + TOMBSTONE)
         if sends > self._settings.max_sends:
             raise TooManySends()
         try:
             await self._fusionauth.send_two_factor_code(two_factor_id=challenge.two_factor_id, method_id=method.id)
         except TwoFactorFailed as exc:
-            raise self._map_failure(exc, "send", session) from exc
+            raise self._map_failure(exc, "send") from exc
         except FusionAuthError:
             # Nothing was sent: let the person try again straight away.
             await self._store.delete(cooldown_key)
@@ -216,21 +215,18 @@ class StepUpService:
 
         `method_id` (optional) says which method the person used; FusionAuth accepts any valid code of the user
         without saying which, so it only labels the result and grants nothing."""
-        await self._refuse_if_blocked(session.user)
-        challenge = await self._live_challenge(session)
         lock = f"stepup:finish-lock:{session.user.id}"
         if not await self._store.add(lock, "1", ttl=self._lock_ttl):
             raise StepUpInProgress()
         try:
-            return await self._finish_locked(session, challenge, code, ip_address, method_id)
+            return await self._finish_locked(session, code, ip_address, method_id)
         finally:
             await self._store.delete(lock)
 
-    async def _finish_locked(
-        self, session: Session, challenge: Challenge, code: str, ip: str | None, method_id: str | None
-    ) -> Session:
-        # Under the lock, check again: a finish that held it before us may have reached the limit.
+    async def _finish_locked(self, session: Session, code: str, ip: str | None, method_id: str | None) -> Session:
+        # Checked under the lock: a finish that held it before us may have just reached the limit.
         await self._refuse_if_blocked(session.user)
+        challenge = await self._live_challenge(session)
         try:
             result = await self._fusionauth.complete_two_factor(
                 two_factor_id=challenge.two_factor_id, code=code, ip_address=ip
@@ -238,7 +234,7 @@ class StepUpService:
         except TwoFactorFailed as exc:
             if exc.status == 421:
                 raise await self._wrong_code(session, challenge) from exc
-            raise self._map_failure(exc, "finish", session) from exc
+            raise self._map_failure(exc, "finish") from exc
         state = result.state or {}
         if result.user.id != session.user.id or state.get("challengeId") != challenge.id:
             # FusionAuth vouched for someone else, or for another challenge: never elevate on that.
@@ -259,7 +255,7 @@ class StepUpService:
         try:
             rotated = await self._sessions.rotate(session, step_up)
         except LookupError as exc:
-            raise NoChallenge("The session ended during the step-up.") from exc
+            raise LoginRequired("Your session ended during the step-up. Sign in again.") from exc
         logger.info("step-up completed: user=%s method=%s", session.user.id, method)
         return rotated
 
@@ -309,6 +305,11 @@ class StepUpService:
 
     # -- helpers ---------------------------------------------------------------------------------------------------
 
+    async def _retry_after(self, key: str) -> int:
+        """Whole seconds until `key` expires (at least 1): the `retry_after` of a 429 counted under it."""
+        remaining = await self._store.ttl(key)
+        return max(1, round(remaining or 1))
+
     async def _live_challenge(self, session: Session) -> Challenge:
         raw = await self._store.get(self._challenge_key(session))
         if raw is None:
@@ -328,8 +329,7 @@ class StepUpService:
         key = self._failures_key(user.id)
         failures = await self._store.get(key)
         if failures is not None and int(failures) >= self._settings.max_failures:
-            remaining = await self._store.ttl(key)
-            raise StepUpBlocked(retry_after=max(1, round(remaining or 1)))
+            raise StepUpBlocked(retry_after=await self._retry_after(key))
 
     async def _wrong_code(self, session: Session, challenge: Challenge) -> Exception:
         failures = await self._store.incr(self._failures_key(session.user.id), ttl=self._settings.failure_window)
@@ -346,18 +346,18 @@ class StepUpService:
             failures,
             self._settings.max_failures,
         )
-        if remaining == 0:
+        locked = consecutive >= self._settings.max_consecutive_failures
+        blocked = failures >= self._settings.max_failures
+        if remaining == 0 or locked or blocked:
             # Transaction Authorization CS 2.4: after the set number of failures the whole challenge restarts.
             await self._store.delete(self._challenge_key(session))
-        if consecutive >= self._settings.max_consecutive_failures:
-            await self._store.delete(self._challenge_key(session))
+        if locked:
             logger.error("step-up locked: user=%s after %d wrong codes in a row", session.user.id, consecutive)
             return StepUpLocked()
-        if failures >= self._settings.max_failures:
-            await self._store.delete(self._challenge_key(session))
-            retry_after = await self._store.ttl(self._failures_key(session.user.id))
-            logger.warning("step-up blocked: user=%s for %d s", session.user.id, round(retry_after or 0))
-            return StepUpBlocked(retry_after=max(1, round(retry_after or 1)))
+        if blocked:
+            retry_after = await self._retry_after(self._failures_key(session.user.id))
+            logger.warning("step-up blocked: user=%s for %d s", session.user.id, retry_after)
+            return StepUpBlocked(retry_after=retry_after)
         return InvalidCode(attempts_remaining=remaining)
 
     async def _used_method(self, challenge: Challenge, method_id: str | None) -> str:
@@ -368,7 +368,7 @@ class StepUpService:
         kinds = [m.method for m in challenge.methods]
         return chosen or sent or ("authenticator" if "authenticator" in kinds else kinds[0])
 
-    def _map_failure(self, exc: TwoFactorFailed, step: str, session: Session | None = None) -> Exception:
+    def _map_failure(self, exc: TwoFactorFailed, step: str) -> Exception:
         logger.warning("step-up %s refused by FusionAuth: status=%d codes=%s", step, exc.status, exc.error_codes)
         if exc.status == 404:
             if step == "start":

@@ -215,10 +215,6 @@ class SqliteStore:
         if self._writes % 500 == 0:
             db.execute("DELETE FROM kv WHERE expires_at <= ?", (self._clock.now(),))
 
-    async def purge_expired(self) -> int:
-        now = self._clock.now()
-        return await self._run(lambda db: db.execute("DELETE FROM kv WHERE expires_at <= ?", (now,)).rowcount)
-
     async def close(self) -> None:
         self._reader.close()
         await self._run(lambda db: db.close())
