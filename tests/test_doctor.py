@@ -61,7 +61,8 @@ def _application() -> dict[str, Any]:
 
 
 class FakeFusionAuth:
-    """A correctly configured FusionAuth behind respx, as the contract describes it; each test breaks one thing."""
+    """A correctly configured FusionAuth behind respx, as docs/fusionauth.md describes it; each test breaks one
+    thing."""
 
     def __init__(self, router: respx.MockRouter) -> None:
         self.router = router
@@ -89,7 +90,7 @@ class FakeFusionAuth:
         router.post("/oauth2/token", name="token").mock(side_effect=self._token)
 
     def _key_allows(self, request: httpx.Request, endpoint: str) -> bool:
-        # A wrong key and a key without the endpoint look the same: 401, empty body (contract §1).
+        # A wrong key and a key without the endpoint look the same: 401, empty body (docs/fusionauth.md §1).
         return request.headers.get("authorization") == self.api_key and endpoint in self.allowed
 
     def _start(self, request: httpx.Request) -> httpx.Response:

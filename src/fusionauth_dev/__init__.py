@@ -1,6 +1,7 @@
 """fusionauth_dev: an embedded, in-memory FusionAuth look-alike for development and tests. NOT FusionAuth.
 
-It speaks the parts of FusionAuth's HTTP contract a step-up BFF uses (OIDC login with PKCE, the Two-Factor, Login and
+It speaks the parts of FusionAuth's HTTP API a step-up BFF uses (docs/fusionauth.md) (OIDC login with PKCE, the
+Two-Factor, Login and
 JWT APIs) and seeds itself from FusionAuth kickstart files::
 
     from fusionauth_dev import create_dev_server, run

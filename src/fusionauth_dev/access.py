@@ -1,4 +1,4 @@
-"""API-key authentication and endpoint permissions, as FusionAuth applies them (contract §1).
+"""API-key authentication and endpoint permissions, as FusionAuth applies them (docs/fusionauth.md §1).
 
 The key is the raw ``Authorization`` header value (no ``Bearer``). A key with ``permissions.endpoints`` may call only
 the listed endpoint+method pairs, e.g. ``{"/api/two-factor/start": ["POST"]}``; anything else is a 401 with an empty

@@ -1,4 +1,4 @@
-"""The runtime APIs a relying party calls: Two-Factor, Login, JWT and Status (contract §2-§5, §7)."""
+"""The runtime APIs a relying party calls: Two-Factor, Login, JWT and Status (docs/fusionauth.md §2-§5, §7)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _respond(result: login.LoginResult) -> Response:
 
 @router.post("/api/two-factor/start")
 async def start_two_factor(request: Request, directory: DirectoryDep) -> Response:
-    """Start a step-up challenge (contract §2). API key required; 404 for an unknown user."""
+    """Start a step-up challenge (docs/fusionauth.md §2). API key required; 404 for an unknown user."""
     api_key = require_api_key(directory, request.headers.get("authorization"), "/api/two-factor/start", "POST")
     body = await read_json_object(request)
     application = _application(directory, _string(body, "applicationId"))
@@ -95,16 +95,17 @@ async def start_two_factor(request: Request, directory: DirectoryDep) -> Respons
     )
     payload: dict[str, Any] = {"code": challenge.codes[0].value, "twoFactorId": challenge.id}
     methods = two_factor.methods_json(user)
-    if methods:  # omitted when the user has none (contract §2)
+    if methods:  # omitted when the user has none (docs/fusionauth.md §2)
         payload["methods"] = methods
     return JSONResponse(payload)
 
 
 @router.post("/api/two-factor/send/{two_factor_id}")
 async def send_two_factor_code(two_factor_id: str, request: Request, directory: DirectoryDep) -> Response:
-    """Send a code by an email/sms method (contract §3). Anonymous; empty 200.
+    """Send a code by an email/sms method (docs/fusionauth.md §3). Anonymous; empty 200.
 
-    The docs list no 404 here; the contract infers 400 or 404 for an unknown or expired twoFactorId. The dev server
+    The docs list no 404 here; we infer 400 or 404 (docs/fusionauth.md §3) for an unknown or expired twoFactorId. The
+    dev server
     answers 404, as ``/api/two-factor/login`` does for the same id.
     """
     body = await read_json_object(request)
@@ -116,7 +117,8 @@ async def send_two_factor_code(two_factor_id: str, request: Request, directory: 
 
 @router.post("/api/two-factor/login")
 async def complete_two_factor_login(request: Request, directory: DirectoryDep) -> Response:
-    """Complete a challenge (contract §4): 200 with user/token/state/trustToken, 421 wrong code, 404 unknown id."""
+    """Complete a challenge (docs/fusionauth.md §4): 200 with user/token/state/trustToken, 421 wrong code, 404 unknown
+    id."""
     body = await read_json_object(request)
     two_factor_id = _required(body, "twoFactorId")
     code = _required(body, "code")
@@ -126,7 +128,7 @@ async def complete_two_factor_login(request: Request, directory: DirectoryDep) -
     login.ensure_login_allowed(directory, user)
     matched, method_id = two_factor.match_code(directory, challenge, user, code)
     if not matched:
-        # [inferred] The twoFactorId survives a wrong code until its TTL (contract §4).
+        # [inferred] The twoFactorId survives a wrong code until its TTL (docs/fusionauth.md §4).
         login.record_failed_attempt(directory, user)
         raise InvalidCode()
     del directory.challenges[challenge.id]
@@ -163,7 +165,7 @@ async def complete_two_factor_login(request: Request, directory: DirectoryDep) -
 
 @router.post("/api/login")
 async def login_api(request: Request, directory: DirectoryDep) -> Response:
-    """The Login API (contract §5): 200/202, 242 when a second factor is due, 404 for bad credentials."""
+    """The Login API (docs/fusionauth.md §5): 200/202, 242 when a second factor is due, 404 for bad credentials."""
     body = await read_json_object(request)
     application = _application(directory, _string(body, "applicationId"))
     authorization = request.headers.get("authorization")
@@ -215,7 +217,8 @@ def _invalid_refresh_token() -> ValidationFailed:
 
 @router.post("/api/jwt/refresh")
 async def refresh_jwt(request: Request, directory: DirectoryDep) -> Response:
-    """Exchange a refresh token for a new access token (contract §7). Anonymous; 400 for a bad refresh token."""
+    """Exchange a refresh token for a new access token (docs/fusionauth.md §7). Anonymous; 400 for a bad refresh
+    token."""
     body = await read_json_object(request)
     value = request.cookies.get("refresh_token") or _string(body, "refreshToken")  # the cookie wins
     if value is None:
@@ -225,7 +228,7 @@ async def refresh_jwt(request: Request, directory: DirectoryDep) -> Response:
         raise _invalid_refresh_token()
     user = directory.users[refresh.user_id]
     application = directory.applications.get(refresh.application_id or "")
-    # Tokens from the Login API refresh only when the application enables JWT refresh (contract §7).
+    # Tokens from the Login API refresh only when the application enables JWT refresh (docs/fusionauth.md §7).
     if refresh.origin == "login" and (application is None or not application.login_allows_token_refresh):
         raise _invalid_refresh_token()
     login.ensure_login_allowed(directory, user)
@@ -262,7 +265,7 @@ def _jwt_owner(directory: Directory, authorization: str | None) -> str | None:
 
 @router.delete("/api/jwt/refresh/{token_id}")
 async def revoke_refresh_token_by_id(token_id: str, request: Request, directory: DirectoryDep) -> Response:
-    """Revoke one refresh token (contract §7): an API key, or a JWT of the token's owner. 200 / 401 / 404."""
+    """Revoke one refresh token (docs/fusionauth.md §7): an API key, or a JWT of the token's owner. 200 / 401 / 404."""
     authorization = request.headers.get("authorization")
     owner = _jwt_owner(directory, authorization)
     if owner is None:
@@ -283,7 +286,7 @@ async def revoke_refresh_tokens(request: Request, directory: DirectoryDep) -> Re
     params = request.query_params
     value = params.get("token")
     if value is None and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        # The token may travel in a form body to keep it out of access logs (contract §7).
+        # The token may travel in a form body to keep it out of access logs (docs/fusionauth.md §7).
         tokens_in_body = parse_qs((await request.body()).decode()).get("token") or []
         value = tokens_in_body[0] if tokens_in_body else None
     if value is not None:
@@ -320,12 +323,14 @@ def _application_signing_key(directory: Directory, application_id: str) -> Signi
 
 @router.get("/api/jwt/public-key")
 async def retrieve_public_keys(request: Request, directory: DirectoryDep) -> Response:
-    """FusionAuth's Retrieve Public Keys API (contract §7 lists it; the docs' ``apis/jwt/retrieve-public-keys``).
+    """FusionAuth's Retrieve Public Keys API (docs/fusionauth.md §7 lists it; the docs'
+    ``apis/jwt/retrieve-public-keys``).
 
     Anonymous. ``?applicationId=`` answers the application's access-token key as ``publicKey``; ``?kid=`` (what the
     docs and the official clients send; the OpenAPI spec names it ``keyId``) the key with that kid; no parameter,
     every public key as ``publicKeys`` keyed by kid. 404 for an unknown application or kid. FusionAuth also answers
-    404 for an HMAC key (it has no public half, contract §6.5); every dev server key is RSA (keys.py), so here every
+    404 for an HMAC key (it has no public half, docs/fusionauth.md §6.5); every dev server key is RSA (keys.py), so
+    here every
     key has one and the listing holds the same keys as the JWKS.
     """
     params = request.query_params
@@ -356,5 +361,5 @@ async def validate_jwt(request: Request, directory: DirectoryDep) -> Response:
 
 @router.get("/api/status")
 async def status(directory: DirectoryDep) -> Response:
-    # FusionAuth answers 200 with JSON when healthy (docker healthchecks poll it, contract §11).
+    # FusionAuth answers 200 with JSON when healthy (docker healthchecks poll it, docs/fusionauth.md §11).
     return JSONResponse({"status": "ok", "server": "fusionauth_dev", "note": "development server, not FusionAuth"})

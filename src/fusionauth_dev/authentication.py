@@ -1,5 +1,5 @@
 """What a sign-in established, as the tokens it leads to record it: who, for which application and tenant, with which
-scopes, when and how (contract §6.6: ``sub``, ``aud``/``applicationId``, ``tid``, ``scope``, ``auth_time``,
+scopes, when and how (docs/fusionauth.md §6.6: ``sub``, ``aud``/``applicationId``, ``tid``, ``scope``, ``auth_time``,
 ``authenticationType``). Refresh tokens keep the same facts so that a refresh can issue tokens that say them again.
 """
 
@@ -25,8 +25,8 @@ class Authentication:
     ) -> Authentication:
         """The authentication a refresh token carries on, optionally narrowed to ``scopes``.
 
-        ``auth_time`` stays that of the first sign-in and ``authenticationType`` becomes ``REFRESH_TOKEN`` (contract
-        §6.6).
+        ``auth_time`` stays that of the first sign-in and ``authenticationType`` becomes ``REFRESH_TOKEN``
+        (docs/fusionauth.md §6.6).
         """
         return cls(
             user=directory.users[refresh.user_id],

@@ -20,7 +20,7 @@ from fusionauth_dev.keys import SigningKey
 from fusionauth_dev.outbox import Outbox
 from fusionauth_dev.patching import deep_defaults
 
-# FusionAuth's own admin application: fixed id in every install (contract §9, FUSIONAUTH_APPLICATION_ID).
+# FusionAuth's own admin application: fixed id in every install (docs/fusionauth.md §9, FUSIONAUTH_APPLICATION_ID).
 ADMIN_APPLICATION_ID = "3c219e58-ed0e-4b18-ad48-f4f92793ae32"
 # FusionAuth's default issuer for a fresh tenant; kickstart normally replaces it.
 DEFAULT_ISSUER = "acme.com"
@@ -39,7 +39,7 @@ def _get(data: dict[str, Any], *path: str, default: Any = None) -> Any:
 
 
 def default_tenant_json(tenant_id: str, signing_key_id: str) -> dict[str, Any]:
-    """The settings a fresh FusionAuth default tenant has (contract §2-§7 defaults)."""
+    """The settings a fresh FusionAuth default tenant has (docs/fusionauth.md §2-§7 defaults)."""
     return {
         "id": tenant_id,
         "name": "Default",
@@ -467,7 +467,8 @@ class Directory:
         self.default_tenant_id = default_tenant_id
         self.default_signing_key_id = default_signing_key_id
         now_ms = self.now_millis()
-        # Real FusionAuth's built-in default key is HS256 (contract §6.6) and is never published in the JWKS; the dev
+        # Real FusionAuth's built-in default key is HS256 (docs/fusionauth.md §6.6) and is never published in the JWKS;
+        # the dev
         # server makes it RS256 so that even an unconfigured tenant issues tokens a relying party can verify.
         self.keys: dict[str, SigningKey] = {
             default_signing_key_id: SigningKey(

@@ -1,6 +1,6 @@
 """FusionAuth's error responses, as exceptions with one handler.
 
-FusionAuth answers errors in three shapes, and clients rely on the exact one (contract §1, §6.2):
+FusionAuth answers errors in three shapes, and clients rely on the exact one (docs/fusionauth.md §1, §6.2):
 
     FusionAuthError                 any status, usually an EMPTY body (401, 404, 421 ...)
     ├── Unauthorized                401, empty: missing/invalid API key or JWT
@@ -56,7 +56,8 @@ class LoginPrevented(FusionAuthError):
 
 
 class ValidationFailed(FusionAuthError):
-    """400 with FusionAuth's Errors JSON; the docs' ``fieldErrors`` is an object keyed by field (contract §1)."""
+    """400 with FusionAuth's Errors JSON; the docs' ``fieldErrors`` is an object keyed by field (docs/fusionauth.md
+    §1)."""
 
     status_code = 400
 

@@ -17,17 +17,18 @@ def new_uuid() -> str:
 
 
 def two_factor_id() -> str:
-    # FusionAuth's twoFactorIds are 43-character URL-safe strings (contract §2 example).
+    # FusionAuth's twoFactorIds are 43-character URL-safe strings (docs/fusionauth.md §2 example).
     return secrets.token_urlsafe(32)
 
 
 def method_id() -> str:
-    # Method ids look like "BD5R" in the contract's examples (§2): four upper-case letters or digits.
+    # Method ids look like "BD5R" in FusionAuth's documentation examples (docs/fusionauth.md §2): four upper-case
+    # letters or digits.
     return "".join(secrets.choice(_METHOD_ID_ALPHABET) for _ in range(4))
 
 
 def one_time_code(length: int = 6) -> str:
-    # The tenant default generator is {length: 6, type: randomDigits} (contract §3).
+    # The tenant default generator is {length: 6, type: randomDigits} (docs/fusionauth.md §3).
     return "".join(secrets.choice(string.digits) for _ in range(length))
 
 

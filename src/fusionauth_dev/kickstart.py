@@ -1,4 +1,4 @@
-"""Kickstart files in FusionAuth's format (contract §9), for the dev server and for a running FusionAuth.
+"""Kickstart files in FusionAuth's format (docs/fusionauth.md §9), for the dev server and for a running FusionAuth.
 
     load_kickstart([...files], env=...)   -> KickstartPlan   variables substituted, nothing applied yet
     apply_kickstart(plan, directory)      -> AppliedKickstart  every request through the management handlers

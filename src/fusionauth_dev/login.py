@@ -41,7 +41,7 @@ class LoginResult:
 
 
 def ensure_login_allowed(directory: Directory, user: User) -> None:
-    """409 with ``actions`` while a login-preventing user action is active (contract §4, §5)."""
+    """409 with ``actions`` while a login-preventing user action is active (docs/fusionauth.md §4, §5)."""
     actions = directory.actions_preventing_login(user.id)
     if actions:
         raise LoginPrevented([_action_json(directory, action) for action in actions])
@@ -62,7 +62,7 @@ def record_failed_attempt(directory: Directory, user: User) -> None:
     """Counts a wrong password or second-factor code toward the tenant's lockout.
 
     FusionAuth acts only when ``failedAuthenticationConfiguration.userActionId`` names a login-preventing action
-    (contract §4). [inferred] Wrong two-factor codes count too (FusionAuth's theme has a message for "too many
+    (docs/fusionauth.md §4). [inferred] Wrong two-factor codes count too (FusionAuth's theme has a message for "too many
     two-factor attempts"), and the attempt that reaches the limit still gets its normal answer (404/421); the lock
     applies from the next attempt on.
     """
@@ -91,7 +91,7 @@ def clear_failed_attempts(directory: Directory, user: User) -> None:
 
 
 def public_method(method: dict[str, Any]) -> dict[str, Any]:
-    """A method as the two-factor APIs list it (contract §2); never the secret."""
+    """A method as the two-factor APIs list it (docs/fusionauth.md §2); never the secret."""
     result: dict[str, Any] = {"id": method["id"], "method": method["method"]}
     for name in ("name", "lastUsed", "email", "mobilePhone", "authenticator"):
         if method.get(name) is not None:
@@ -137,7 +137,8 @@ def complete_login(
     no_jwt: bool,
     authentication_type: str,
 ) -> LoginResult:
-    """The Login API's success response (contract §4, §5): 200, or 202 when not registered for the application."""
+    """The Login API's success response (docs/fusionauth.md §4, §5): 200, or 202 when not registered for the
+    application."""
     tenant = directory.tenant_of(user.tenant_id)
     registered = application is None or user.registration(application.id) is not None
     record_login(directory, user, application)
@@ -164,6 +165,6 @@ def complete_login(
     result.body["token"] = issued.token
     result.body["tokenExpirationInstant"] = issued.expires_at * 1000
     # FusionAuth also sets these as HttpOnly cookies (access_token a session cookie, refresh_token persistent); a
-    # BFF must not relay them (contract §4).
+    # BFF must not relay them (docs/fusionauth.md §4).
     result.cookies.insert(0, Cookie("access_token", issued.token))
     return result

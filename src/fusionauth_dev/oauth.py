@@ -1,4 +1,5 @@
-"""OAuth 2.0 / OpenID Connect endpoints (contract §6): discovery, JWKS, the hosted login page, token, userinfo,
+"""OAuth 2.0 / OpenID Connect endpoints (docs/fusionauth.md §6): discovery, JWKS, the hosted login page, token,
+userinfo,
 logout.
 
 The hosted pages validate ``client_id`` and ``redirect_uri`` before anything else and show an error page when either
@@ -133,7 +134,8 @@ def parse_authorize(directory: Directory, params: Mapping[str, str]) -> Authoriz
     if challenge is None and application.pkce_policy == "Required":
         raise fail("invalid_request", "missing_code_challenge", "This application requires PKCE (code_challenge).")
     if challenge is not None and method != "S256":
-        # The contract documents S256 only. A missing method means `plain` (RFC 7636 §4.3), which the dev server
+        # FusionAuth documents S256 only (docs/fusionauth.md §6.1). A missing method means `plain` (RFC 7636 §4.3),
+        # which the dev server
         # refuses so that a relying party that forgets the method finds out here rather than in production.
         raise fail("invalid_request", "invalid_code_challenge_method", "code_challenge_method must be S256.")
     scopes = tuple(dict.fromkeys(params.get("scope", "").split()))
@@ -242,7 +244,7 @@ def _sign_in(
 
 
 def _discovery(tenant: Tenant, base: str) -> dict[str, Any]:
-    # Field set per contract §6.5; the lists advertise what this server implements (FusionAuth's also name the
+    # Field set per docs/fusionauth.md §6.5; the lists advertise what this server implements (FusionAuth's also name the
     # implicit and device grants).
     return {
         "issuer": tenant.issuer,
@@ -287,7 +289,7 @@ async def tenant_openid_configuration(
 
 @router.get("/.well-known/jwks.json")
 async def jwks(directory: DirectoryDep) -> Response:
-    # Every key here is RSA, so every key is published (HMAC keys never would be, contract §6.5).
+    # Every key here is RSA, so every key is published (HMAC keys never would be, docs/fusionauth.md §6.5).
     return JSONResponse({"keys": [key.jwk() for key in directory.keys.values()]})
 
 
@@ -515,7 +517,7 @@ def _required_parameter(form: Mapping[str, str], name: str) -> str:
 
 
 def _ensure_login_allowed(directory: Directory, user: User) -> None:
-    # A user action that makes the Login API answer 409 (contract §5) stops the token endpoint too.
+    # A user action that makes the Login API answer 409 (docs/fusionauth.md §5) stops the token endpoint too.
     try:
         login.ensure_login_allowed(directory, user)
     except LoginPrevented as exc:
@@ -533,7 +535,7 @@ def _token_response(
     sso_session_id: str | None,
 ) -> JSONResponse:
     """The token endpoint's 200: an access token tied to ``refresh`` (``sid``), ``refresh`` itself when
-    ``return_refresh``, and an id token for the openid scope (contract §6.2)."""
+    ``return_refresh``, and an id token for the openid scope (docs/fusionauth.md §6.2)."""
     issued = tokens.issue_access_token(
         directory, authentication, refresh_token_id=None if refresh is None else refresh.id, grant_types=grant_types
     )
@@ -572,7 +574,8 @@ def _authorization_code_grant(
             "invalid_request", "invalid_redirect_uri", "redirect_uri does not match the authorize request."
         )
     if code.code_challenge is not None:
-        # Regardless of policy, a code_challenge sent to authorize makes code_verifier required (contract §6.2).
+        # Regardless of policy, a code_challenge sent to authorize makes code_verifier required (docs/fusionauth.md
+        # §6.2).
         if verifier is None:
             raise OAuthError("invalid_grant", "missing_code_verifier", "code_verifier is required.")
         if not _pkce_matches(verifier, code.code_challenge):
@@ -627,7 +630,8 @@ def _refresh_token_grant(
             "invalid_grant", "refresh_token_not_found", "The refresh token is invalid, expired or revoked."
         )
     policy = application.client_authentication_policy
-    # [inferred] The refresh grant follows Required/NotRequired (contract §6.2); NotRequiredWhenUsingPKCE lets a token
+    # [inferred] The refresh grant follows Required/NotRequired (docs/fusionauth.md §6.2); NotRequiredWhenUsingPKCE
+    # lets a token
     # first obtained with PKCE refresh without the secret.
     if not authenticated and (policy == "Required" or (policy == "NotRequiredWhenUsingPKCE" and not refresh.used_pkce)):
         raise _client_authentication_missing()
@@ -638,7 +642,7 @@ def _refresh_token_grant(
             raise OAuthError("invalid_scope", "invalid_scope", "The scope must be a subset of the original scope.")
         scopes = requested
     _ensure_login_allowed(directory, directory.users[refresh.user_id])
-    # A new refresh token comes back only with the OneTimeUse policy (contract §6.2).
+    # A new refresh token comes back only with the OneTimeUse policy (docs/fusionauth.md §6.2).
     rotate = tokens.refresh_token_usage_policy(directory.tenant_of(refresh.tenant_id), application) == "OneTimeUse"
     if rotate:
         refresh = grants.rotate_refresh_token(directory, refresh)
@@ -680,7 +684,7 @@ def _invalid_token() -> OAuthError:
 async def userinfo(request: Request, directory: DirectoryDep) -> Response:
     value = bearer_token(request.headers.get("authorization"))
     claims = tokens.verify(directory, value) if value else None
-    # scopeHandlingPolicy=Strict (the default): the access token must carry the openid scope (contract §6.4).
+    # scopeHandlingPolicy=Strict (the default): the access token must carry the openid scope (docs/fusionauth.md §6.4).
     if claims is None or "openid" not in str(claims.get("scope", "")).split():
         raise _invalid_token()
     user = directory.users.get(str(claims["sub"]))
@@ -692,14 +696,14 @@ async def userinfo(request: Request, directory: DirectoryDep) -> Response:
 def _logout_application(directory: Directory, params: Mapping[str, str]) -> Application | None:
     client_id = params.get("client_id")
     if not client_id and params.get("id_token_hint"):
-        # Used only without client_id; an expired id token is still a good hint (contract §6.3).
+        # Used only without client_id; an expired id token is still a good hint (docs/fusionauth.md §6.3).
         client_id = tokens.audience_hint(directory, params["id_token_hint"])
     return directory.applications.get(client_id) if client_id else None
 
 
 @router.api_route("/oauth2/logout", methods=["GET", "POST"])
 async def logout(request: Request, directory: DirectoryDep) -> Response:
-    """End the SSO session (only that: refresh tokens stay valid) and redirect (contract §6.3)."""
+    """End the SSO session (only that: refresh tokens stay valid) and redirect (docs/fusionauth.md §6.3)."""
     params: dict[str, str] = {name: request.query_params[name] for name in request.query_params}
     if request.method == "POST":
         params.update(await _read_form(request))

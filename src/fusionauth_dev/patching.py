@@ -1,7 +1,8 @@
 """FusionAuth's PATCH semantics for the stored JSON objects.
 
 * ``application/json`` (the default and what kickstart sends): objects merge recursively and arrays are
-  **appended** to, which is how ``PATCH /api/user/{id}`` adds a second-factor method (contract §8: "PATCH appends to
+  **appended** to, which is how ``PATCH /api/user/{id}`` adds a second-factor method (docs/fusionauth.md §8: "PATCH
+  appends to
   the array").
 * ``application/merge-patch+json`` (RFC 7396, kickstart ``contentType`` since 1.40.1): arrays are replaced and
   ``null`` removes a member.
@@ -38,7 +39,7 @@ def _merged(
 
 
 def legacy_merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """PATCH with ``application/json``: arrays are appended to (contract §8)."""
+    """PATCH with ``application/json``: arrays are appended to (docs/fusionauth.md §8)."""
     return _merged(target, patch, append_arrays=True, null_removes=False)
 
 

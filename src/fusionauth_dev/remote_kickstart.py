@@ -1,6 +1,6 @@
 """Kickstart-format files sent to a running FusionAuth: ``python -m fusionauth_dev apply --url URL FILE...``.
 
-Kickstart runs only on an empty FusionAuth (contract §9); this sends an overlay's requests (e.g.
+Kickstart runs only on an empty FusionAuth (docs/fusionauth.md §9); this sends an overlay's requests (e.g.
 ``kickstart/email-mfa.json`` on a licensed instance) one by one with an admin API key instead.
 
 Kept out of ``fusionauth_dev.kickstart`` and reached through ``fusionauth_dev.__main__``: the package's ``__init__``

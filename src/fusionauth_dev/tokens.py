@@ -1,4 +1,4 @@
-"""JWTs with FusionAuth's claims (contract §6.6), signed RS256 with the tenant's or application's key.
+"""JWTs with FusionAuth's claims (docs/fusionauth.md §6.6), signed RS256 with the tenant's or application's key.
 
 The only python-jose importer in the package.
 """
@@ -29,7 +29,8 @@ class IssuedToken:
 
 
 def _jwt_settings(tenant: Tenant, application: Application | None) -> dict[str, Any]:
-    # An application's own JWT settings apply only when it enables them (contract §6.6, "jwtConfiguration.enabled").
+    # An application's own JWT settings apply only when it enables them (docs/fusionauth.md §6.6,
+    # "jwtConfiguration.enabled").
     if application is not None and application.jwt.get("enabled"):
         return application.jwt
     return tenant.jwt
@@ -88,7 +89,7 @@ def _scope_claims(user: User, scopes: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _claims(directory: Directory, authentication: Authentication) -> dict[str, Any]:
-    """The claims access and id tokens share (contract §6.6); both live as long as the access token."""
+    """The claims access and id tokens share (docs/fusionauth.md §6.6); both live as long as the access token."""
     now = int(directory.now())
     tenant = authentication.tenant
     return {
@@ -116,13 +117,13 @@ def issue_access_token(
         claims["aud"] = application.id
         registration = authentication.user.registration(application.id)
         if registration is not None:
-            # applicationId and roles are present only for a registered user (contract §6.6).
+            # applicationId and roles are present only for a registered user (docs/fusionauth.md §6.6).
             claims["applicationId"] = application.id
             claims["roles"] = list(registration.get("roles") or [])
     if authentication.scopes:
         claims["scope"] = " ".join(authentication.scopes)
     if refresh_token_id is not None:
-        # In the access token `sid` is the refresh token's id (contract §6.6, since 1.37).
+        # In the access token `sid` is the refresh token's id (docs/fusionauth.md §6.6, since 1.37).
         claims["sid"] = refresh_token_id
     headers = {"gty": list(grant_types)} if grant_types else None
     key = _key(directory, authentication.tenant, application, "accessTokenKeyId")
@@ -156,7 +157,7 @@ def issue_id_token(
     if code is not None:
         claims["c_hash"] = _half_hash(code)
     if sso_session_id is not None:
-        # In the id token `sid` is the SSO session id (contract §6.6).
+        # In the id token `sid` is the SSO session id (docs/fusionauth.md §6.6).
         claims["sid"] = sso_session_id
     claims.update(_scope_claims(authentication.user, authentication.scopes))
     key = _key(directory, authentication.tenant, application, "idTokenKeyId")

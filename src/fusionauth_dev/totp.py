@@ -1,4 +1,4 @@
-"""RFC 6238 TOTP over the base64 secrets FusionAuth stores (contract §8: "key = base64decode(secret)")."""
+"""RFC 6238 TOTP over the base64 secrets FusionAuth stores (docs/fusionauth.md §8: "key = base64decode(secret)")."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pyotp
 
-# FusionAuth's authenticator settings are always HmacSHA1/6/30 today (contract §2); the others are accepted
+# FusionAuth's authenticator settings are always HmacSHA1/6/30 today (docs/fusionauth.md §2); the others are accepted
 # because the tenant schema allows them.
 _DIGESTS: dict[str, Callable[..., Any]] = {
     "HmacSHA1": hashlib.sha1,

@@ -1,10 +1,10 @@
-"""Two-factor challenges: start, send, and checking a code (contract §2-§4, §10).
+"""Two-factor challenges: start, send, and checking a code (docs/fusionauth.md §2-§4, §10).
 
 A challenge (``twoFactorId``) lives ``twoFactorIdTimeToLiveInSeconds`` (300 s by default). It is completed by any of:
 
 * the code returned by the Start API, or supplied to it ([inferred] valid for the challenge's lifetime);
 * the latest code sent by the Send API, for ``twoFactorOneTimeCodeIdTimeToLiveInSeconds`` (60 s by default); each
-  send replaces every earlier code, the start code included (contract §2, §3);
+  send replaces every earlier code, the start code included (docs/fusionauth.md §2, §3);
 * the current code of one of the user's authenticator methods, one 30-second step of drift allowed each way.
 
 FusionAuth's recovery codes are not modelled.

@@ -1,8 +1,8 @@
 """Every call to FusionAuth goes through here, on the one lifespan-owned httpx.AsyncClient.
 
 httpx errors, 5xx answers and malformed JSON become `FusionAuthError` subclasses at this boundary, so routes never
-see a library exception. Which calls carry the API key follows FusionAuth's contract
-(shared/reference/fusionauth-contract.md, section 1): only those that require it.
+see a library exception. Which calls carry the API key follows FusionAuth's documentation
+(summarised in docs/fusionauth.md, §1 and §12): only those that require it.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class TwoFactorMethod(_Lenient):
 
 class TwoFactorStart(_Lenient):
     """The answer of /api/two-factor/start. Its `code` is deliberately not modelled: it is a live one-time code
-    that completes the login on its own (contract section 2), so it is dropped on parsing and never held."""
+    that completes the login on its own (docs/fusionauth.md §2), so it is dropped on parsing and never held."""
 
     twoFactorId: str
     methods: list[TwoFactorMethod] = []
@@ -169,7 +169,7 @@ class FusionAuthClient:
         """One call; transport failures, 5xx and unparsable JSON become typed errors. 4xx are returned."""
         sent_headers = dict(headers or {})
         if api_key:
-            # FusionAuth wants the raw key, no "Bearer" (contract section 1).
+            # FusionAuth wants the raw key, no "Bearer" (docs/fusionauth.md §1).
             sent_headers["Authorization"] = self._settings.api_key.get_secret_value()
         if self._settings.tenant_id is not None:
             sent_headers["X-FusionAuth-TenantId"] = str(self._settings.tenant_id)
@@ -277,7 +277,7 @@ class FusionAuthClient:
         return self.parse(TokenResponse, answer.payload)
 
     async def revoke_refresh_token(self, token_id: str) -> None:
-        """DELETE /api/jwt/refresh/{tokenId} with the API key (contract section 7). 404 = already gone."""
+        """DELETE /api/jwt/refresh/{tokenId} with the API key (docs/fusionauth.md §7). 404 = already gone."""
         answer = await self.request("DELETE", f"/api/jwt/refresh/{_segment(token_id)}", api_key=True)
         if answer.status_code not in (200, 404):
             raise FusionAuthError(f"Revoking the refresh token failed (HTTP {answer.status_code}).")
@@ -295,7 +295,7 @@ class FusionAuthClient:
     # -- two-factor (step-up) ---------------------------------------------------------------------------------------
 
     async def start_two_factor(self, *, user_id: str, state: Mapping[str, Any]) -> TwoFactorStart:
-        """POST /api/two-factor/start with the API key (contract section 2). 404: the user no longer exists."""
+        """POST /api/two-factor/start with the API key (docs/fusionauth.md §2). 404: the user no longer exists."""
         answer = await self.request(
             "POST",
             "/api/two-factor/start",
@@ -311,7 +311,7 @@ class FusionAuthClient:
         raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
 
     async def send_two_factor_code(self, *, two_factor_id: str, method_id: str) -> None:
-        """POST /api/two-factor/send/{twoFactorId}: anonymous, no API key (contract section 3)."""
+        """POST /api/two-factor/send/{twoFactorId}: anonymous, no API key (docs/fusionauth.md §3)."""
         answer = await self.request(
             "POST", f"/api/two-factor/send/{_segment(two_factor_id)}", json_body={"methodId": method_id}
         )
@@ -319,7 +319,7 @@ class FusionAuthClient:
             raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
 
     async def complete_two_factor(self, *, two_factor_id: str, code: str, ip_address: str | None) -> TwoFactorLogin:
-        """POST /api/two-factor/login: anonymous (contract section 4). 421 bad code, 404 expired, 409/410/423."""
+        """POST /api/two-factor/login: anonymous (docs/fusionauth.md §4). 421 bad code, 404 expired, 409/410/423."""
         body: dict[str, Any] = {
             "twoFactorId": two_factor_id,
             "code": code,
@@ -337,7 +337,7 @@ class FusionAuthClient:
 
 
 def error_codes(payload: Any) -> list[str]:
-    """The codes of a FusionAuth Errors body (contract section 1) or OAuth error body, for logs and diagnostics;
+    """The codes of a FusionAuth Errors body (docs/fusionauth.md §1) or OAuth error body, for logs and diagnostics;
     FusionAuth's vocabulary, never user input or a secret."""
     if not isinstance(payload, dict):
         return []

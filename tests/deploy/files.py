@@ -2,7 +2,7 @@
 docker-compose.yml with Compose's ${...} interpolation, the Dockerfile instruction by instruction.
 
 These readers are deliberately independent of `fusionauth_dev.kickstart`: the tests hold the files to FusionAuth's
-documented format (contract §9, §11), not to the dev server's reading of it.
+documented format (docs/fusionauth.md §9, §11), not to the dev server's reading of it.
 """
 
 from __future__ import annotations
@@ -17,12 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-# CI checks out shared/ beside the clone.
-REFERENCE = ROOT.parent / "shared" / "reference"
 KICKSTART = ROOT / "kickstart" / "kickstart.json"
 EMAIL_OVERLAY = ROOT / "kickstart" / "email-mfa.json"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -36,16 +33,6 @@ PLAUSIBLE_ENV = {
     "FUSIONAUTH_BFF_API_KEY": "plausible-bff-api-key-0123456789abcdef",
     "FUSIONAUTH_CLIENT_SECRET": "plausible-client-secret-0123456789abcdef",
 }
-
-
-def reference(name: str) -> Path:
-    path = REFERENCE / name
-    if not path.is_file():
-        pytest.fail(
-            f"{path} is missing: these tests read FusionAuth's reference files from shared/reference, "
-            f"which CI checks out beside the repository ({REFERENCE})"
-        )
-    return path
 
 
 @cache

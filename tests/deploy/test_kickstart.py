@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import ast
 import copy
-import hashlib
 import re
 from functools import cache
 from typing import Any
 
 import pytest
-import yaml
 from jsonschema import Draft7Validator, FormatChecker, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
@@ -28,29 +26,19 @@ from deploy.files import (
     config_example,
     env_names,
     load_kickstart,
-    reference,
 )
+from support.openapi import OPENAPI_PATH, OPENAPI_SHA256, OPENAPI_VERSION, openapi, openapi_digest
 
 APPLICATION_ID = "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"
-# The OpenAPI document as saved by the contract (shared/reference/fusionauth-contract.md §0), FusionAuth 1.69.0.
-OPENAPI_SHA256 = "49feaa451db767e214d1aafc57eaa0fe72d142aa013a4b29b48bb1b76e6f28f9"
 _SPEC_URI = "urn:fusionauth-openapi"
 
 # Where the OpenAPI document is known to be wrong about a request body, FusionAuth's documentation wins; each exception
-# names the operation and the JSON path of the value, and says why. None is needed today. (The contract's known spec
+# names the operation and the JSON path of the value, and says why. None is needed today. (The document's known
 # error, Errors.fieldErrors typed as an array, is in a response schema, which kickstart never sends.)
 SPEC_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 COMMUNITY = load_kickstart(KICKSTART)
 WITH_OVERLAY = load_kickstart(KICKSTART, EMAIL_OVERLAY)
-
-
-@cache
-def openapi() -> dict[str, Any]:
-    path = reference("fusionauth-openapi.yaml")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader reads the 590 KB document 10x faster
-    document: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
-    return document
 
 
 def _closed(node: Any) -> None:
@@ -120,9 +108,9 @@ def _errors(validator: Draft7Validator, instance: Any, operation_name: str) -> l
     return problems
 
 
-def test_the_openapi_document_is_the_one_the_contract_saved() -> None:
-    digest = hashlib.sha256(reference("fusionauth-openapi.yaml").read_bytes()).hexdigest()
-    assert digest == OPENAPI_SHA256, "shared/reference/fusionauth-openapi.yaml changed: update the compose image too"
+def test_the_openapi_document_is_the_one_tests_data_describes() -> None:
+    assert openapi_digest() == OPENAPI_SHA256, f"{OPENAPI_PATH} changed: see tests/data/README.md"
+    assert openapi()["info"]["version"] == OPENAPI_VERSION
 
 
 @pytest.mark.parametrize("request_", WITH_OVERLAY.requests, ids=lambda request: request.label)
@@ -217,7 +205,7 @@ def test_an_rs256_key_is_generated_and_signs_every_token() -> None:
     assert generated["length"] >= 2048
     tenant_jwt = _tenant_patch()["jwtConfiguration"]
     application_jwt = _application()["jwtConfiguration"]
-    # The default signing key may be HMAC, which JWKS never publishes (contract §6.6): both levels name ours.
+    # The default signing key may be HMAC, which JWKS never publishes (docs/fusionauth.md §6.6): both levels name ours.
     assert tenant_jwt["accessTokenKeyId"] == tenant_jwt["idTokenKeyId"] == key_id
     assert application_jwt["enabled"] is True
     assert application_jwt["accessTokenKeyId"] == application_jwt["idTokenKeyId"] == key_id
@@ -241,7 +229,7 @@ def test_the_two_factor_id_lives_as_long_as_a_bff_challenge() -> None:
 
 def test_the_first_api_key_is_global() -> None:
     first = COMMUNITY.api_keys[0]
-    # FusionAuth runs no kickstart without a first, global key (contract §9).
+    # FusionAuth runs no kickstart without a first, global key (docs/fusionauth.md §9).
     assert "tenantId" not in first
     assert not (first.get("permissions") or {}).get("endpoints")
     assert first["key"] == COMMUNITY.variables["adminApiKey"]
@@ -328,7 +316,7 @@ def test_failed_sign_ins_lock_the_account_with_a_user_action_that_prevents_login
     assert failed["userActionId"] == action_id
     assert failed["tooManyAttempts"] > 0
     assert failed["actionDuration"] > 0
-    # FusionAuth acts on failed attempts only through a user action that prevents login (contract §4).
+    # FusionAuth acts on failed attempts only through a user action that prevents login (docs/fusionauth.md §4).
     action = COMMUNITY.one("POST", f"/api/user-action/{action_id}").body["userAction"]
     assert action["preventLogin"] is True
     assert action["temporal"] is True

@@ -1,4 +1,4 @@
-"""Login, JWT and management APIs; API-key rules and endpoint permissions (contract §1, §5, §7)."""
+"""Login, JWT and management APIs; API-key rules and endpoint permissions (docs/fusionauth.md §1, §5, §7)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The dev server held to FusionAuth's official Python client, over real HTTP (the client uses ``requests``).
 
-Status codes and fields are the ones the contract documents; ``response.status`` / ``success_response`` /
+Status codes and fields are the ones FusionAuth documents (docs/fusionauth.md); ``response.status`` /
+``success_response`` /
 ``error_response`` are what the client exposes.
 """
 

@@ -5,21 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from fusionauth_dev import KickstartError, ManualClock, Seed, create_dev_server, fill_missing, load_kickstart
+from support.openapi import openapi
 
 from .conftest import EMAIL_OVERLAY, ENV, KICKSTART, START
 
-OPENAPI = Path("/work/shared/reference/fusionauth-openapi.yaml")
 MINIMAL_KEY = {"key": "admin-key-for-tests"}
 
 
@@ -210,17 +208,9 @@ def test_fill_missing_generates_only_absent_secrets() -> None:
 # -- every kickstart request body validates against FusionAuth's OpenAPI request schema ----------------------------
 
 
-@cache
-def _openapi() -> dict[str, Any]:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with OPENAPI.open(encoding="utf-8") as handle:
-        document: dict[str, Any] = yaml.load(handle, Loader=loader)  # noqa: S506 - a safe loader
-    return document
-
-
 def _operation(method: str, url: str) -> dict[str, Any]:
     path = url.split("?", 1)[0]
-    for template, item in _openapi()["paths"].items():
+    for template, item in openapi()["paths"].items():
         if re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", template), path) and method.lower() in item:
             operation: dict[str, Any] = item[method.lower()]
             return operation
@@ -230,7 +220,7 @@ def _operation(method: str, url: str) -> dict[str, Any]:
 def _unknown_properties(value: Any, schema: dict[str, Any], where: str) -> list[str]:
     """Fields the spec does not define: a typo would otherwise validate (the spec allows extra properties)."""
     if "$ref" in schema:
-        schema = _openapi()["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        schema = openapi()["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     found: list[str] = []
     if isinstance(value, dict) and "properties" in schema:
         for name, item in value.items():
@@ -247,7 +237,7 @@ def _unknown_properties(value: Any, schema: dict[str, Any], where: str) -> list[
 @pytest.mark.parametrize("files", [[KICKSTART], [KICKSTART, EMAIL_OVERLAY]], ids=["kickstart", "email-overlay"])
 def test_request_bodies_match_the_openapi_request_schemas(files: list[Path]) -> None:
     plan = load_kickstart(files, env=ENV)
-    registry: Registry[Any] = Registry().with_resource("openapi", Resource(contents=_openapi(), specification=DRAFT7))
+    registry: Registry[Any] = Registry().with_resource("openapi", Resource(contents=openapi(), specification=DRAFT7))
     for request in plan.requests:
         operation = _operation(request.method, request.url)
         schema = operation["requestBody"]["content"]["application/json"]["schema"]

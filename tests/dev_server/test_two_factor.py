@@ -1,4 +1,4 @@
-"""The Two-Factor APIs (contract §2-§4): start, send, login; expiry through the injected clock."""
+"""The Two-Factor APIs (docs/fusionauth.md §2-§4): start, send, login; expiry through the injected clock."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A scripted FusionAuth two-factor API for respx: start issues a twoFactorId and a live start code, send records
-what was sent, login checks the code and echoes the state, as the contract (sections 2-4) describes."""
+what was sent, login checks the code and echoes the state, as docs/fusionauth.md (§2-§4) describes."""
 
 from __future__ import annotations
 
