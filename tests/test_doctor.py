@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from conftest import API_KEY, CLIENT_SECRET, PUBLIC_URL, SECRET_KEY, make_settings
 from fusionauth_dev import create_dev_server
 from stepup_bff.cli import main
-from stepup_bff.doctor import run_doctor
+from stepup_bff.ops.doctor import run_doctor
 from stepup_bff.settings import Settings
 from support.fake_fusionauth import APPLICATION_ID, FA_URL, ISSUER, discovery, jwks, signing_key
 from support.live_server import serve

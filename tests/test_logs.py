@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from stepup_bff.logs import RedactCallbackQuery
+from stepup_bff.ops.logs import RedactCallbackQuery
 
 
 def _access_record(path: str) -> logging.LogRecord:
@@ -34,7 +34,7 @@ def test_other_paths_are_untouched() -> None:
 
 
 def test_httpx_request_lines_never_carry_two_factor_ids() -> None:
-    from stepup_bff.logs import RedactSecretPaths
+    from stepup_bff.ops.logs import RedactSecretPaths
 
     record = logging.LogRecord(
         "httpx",

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stepup_bff.listen import PortInUse, bind_tcp
+from stepup_bff.ops.listen import PortInUse, bind_tcp
 from support.live_server import free_port
 
 

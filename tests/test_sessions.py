@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
 
 from conftest import JSON_HEADERS, SECRET_KEY, FakeClock, make_settings, replace_cookie, sign_in
-from stepup_bff.cookies import make_serializer
 from stepup_bff.settings import Settings
+from stepup_bff.web.cookies import make_serializer
 from support.fake_fusionauth import USER_ID, TokenFactory
 
 COOKIE = "stepup_session"
@@ -86,7 +86,7 @@ def test_absolute_timeout_despite_activity(signed_in: TestClient, clock: FakeClo
 
 
 def test_session_reports_expiry_times(signed_in: TestClient, clock: FakeClock) -> None:
-    from stepup_bff.models import iso
+    from stepup_bff.api.schemas import iso
 
     body = signed_in.get("/api/session").json()
     assert body["signed_in_at"] == iso(clock.now())

@@ -15,10 +15,10 @@ from fastapi import Depends
 from fastapi.testclient import TestClient
 
 from conftest import JSON_HEADERS, FakeClock, make_settings, replace_cookie, sign_in
+from stepup_bff.api.schemas import iso
 from stepup_bff.app import create_app
+from stepup_bff.auth.sessions import Session
 from stepup_bff.deps import require_step_up
-from stepup_bff.models import iso
-from stepup_bff.sessions import Session
 from support.fake_fusionauth import APPLICATION_ID, OTHER_USER_ID, USER_ID, TokenFactory
 from support.two_factor import SMS, VALID_CODE, FakeTwoFactor
 

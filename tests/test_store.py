@@ -11,7 +11,7 @@ import pytest
 
 from conftest import FakeClock
 from stepup_bff.clock import SystemClock
-from stepup_bff.store import SqliteStore, Telegram
+from stepup_bff.storage import SqliteStore, Telegram
 
 pytestmark = pytest.mark.anyio
 

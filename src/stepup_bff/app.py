@@ -12,20 +12,20 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from . import __version__
+from .api import auth, health, session, step_up, telegrams
+from .auth.login_flow import LoginFlow
+from .auth.sessions import SessionManager
+from .auth.tokens import TokenVerifier
 from .clock import Clock, SystemClock
-from .cookies import PendingCookiesMiddleware
 from .deps import csrf_guard
 from .errors import install_error_handlers
-from .fusionauth import FusionAuthClient, build_http_client
-from .login_flow import LoginFlow
-from .routes import auth, health, session, step_up, telegrams
-from .security_headers import SecurityHeadersMiddleware
+from .fusionauth.client import FusionAuthClient, build_http_client
 from .services import Services
-from .sessions import SessionManager
 from .settings import Settings, load_settings
-from .step_up import StepUpService
-from .store import open_store
-from .tokens import TokenVerifier
+from .stepup.service import StepUpService
+from .storage import open_store
+from .web.cookies import PendingCookiesMiddleware
+from .web.security_headers import SecurityHeadersMiddleware
 
 # Every body this API accepts is a few hundred bytes (a telegram is at most ~600). Refusing more before it is read
 # keeps an anonymous, cross-site request from making us buffer and parse megabytes (CSRF checks run later).

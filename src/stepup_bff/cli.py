@@ -19,8 +19,8 @@ def _serve(args: argparse.Namespace) -> int:
     from uvicorn.supervisors import Multiprocess
 
     from .app import create_app
-    from .listen import PortInUse, bind_tcp
-    from .logs import configure_logging
+    from .ops.listen import PortInUse, bind_tcp
+    from .ops.logs import configure_logging
 
     settings = load_settings(args.config)
     host = args.host or settings.server.host
@@ -55,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .doctor import run_doctor
+    from .ops.doctor import run_doctor
 
     settings = load_settings(args.config)
     return asyncio.run(run_doctor(settings, out=sys.stdout, err=sys.stderr, wait=args.wait))
@@ -63,7 +63,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     # Imported here so that `serve` never loads the dev server.
-    from .dev import DevError, run
+    from .ops.dev import DevError, run
 
     try:
         return run(

@@ -11,16 +11,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from . import csrf
+from .auth.login_flow import LoginFlow
+from .auth.sessions import Session, SessionManager, User
 from .clock import Clock
-from .cookies import queue_cookie
 from .errors import LoginRequired, on_invalid_input
-from .fusionauth import FusionAuthClient
-from .login_flow import LoginFlow
+from .fusionauth.client import FusionAuthClient
 from .services import Services
-from .sessions import Session, SessionManager, User
 from .settings import Settings
-from .step_up import StepUpService
+from .stepup.service import StepUpService
+from .web import csrf
+from .web.cookies import queue_cookie
 
 
 def get_services(request: Request) -> Services:

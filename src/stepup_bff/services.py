@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .auth.login_flow import LoginFlow
+from .auth.sessions import SessionManager
+from .auth.tokens import TokenVerifier
 from .clock import Clock
-from .fusionauth import FusionAuthClient
-from .login_flow import LoginFlow
-from .sessions import SessionManager
+from .fusionauth.client import FusionAuthClient
 from .settings import Settings
-from .step_up import StepUpService
-from .store import Store, TelegramStore
-from .tokens import TokenVerifier
+from .stepup.service import StepUpService
+from .storage import Store, TelegramStore
 
 
 @dataclass(frozen=True)

@@ -266,7 +266,7 @@ def _api_key_calls(source: str) -> set[tuple[str, str]]:
 
 
 def test_the_bffs_api_key_may_call_exactly_what_the_bff_and_doctor_call() -> None:
-    sources = [ROOT / "src" / "stepup_bff" / name for name in ("fusionauth.py", "doctor.py")]
+    sources = [ROOT / "src" / "stepup_bff" / name for name in ("fusionauth/client.py", "ops/doctor.py")]
     used = set().union(*(_api_key_calls(path.read_text(encoding="utf-8")) for path in sources))
     assert ("POST", "/api/two-factor/start") in used  # the scan itself works
     created = COMMUNITY.one("POST", f"/api/api-key/{COMMUNITY.variables['bffApiKeyId']}").body["apiKey"]

@@ -16,7 +16,7 @@ import httpx
 import pyotp
 
 from stepup_bff.app import create_app
-from stepup_bff.dev import DevStack, authorize_bff_request, build_stack, default_kickstart
+from stepup_bff.ops.dev import DevStack, authorize_bff_request, build_stack, default_kickstart
 from support.live_server import free_port, serve
 
 # kickstart.json reads its secrets from #{ENV.NAME}; each test run gets its own.

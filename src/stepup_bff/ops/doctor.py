@@ -29,9 +29,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from .clock import SystemClock
-from .errors import FusionAuthError, FusionAuthTimeout, FusionAuthUnavailable
-from .fusionauth import (
+from ..auth.tokens import is_rs256_signing_key
+from ..clock import SystemClock
+from ..errors import FusionAuthError, FusionAuthTimeout, FusionAuthUnavailable
+from ..fusionauth.client import (
     Discovery,
     FusionAuthClient,
     FusionAuthResponse,
@@ -39,8 +40,7 @@ from .fusionauth import (
     build_http_client,
     error_codes,
 )
-from .settings import Settings, is_loopback
-from .tokens import is_rs256_signing_key
+from ..settings import Settings, is_loopback
 
 OK_MARK: Literal["✓"] = "✓"
 FAIL_MARK: Literal["✗"] = "✗"

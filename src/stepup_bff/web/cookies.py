@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .clock import Clock
+from ..clock import Clock
 
 _STATE_KEY = "pending_set_cookies"
 

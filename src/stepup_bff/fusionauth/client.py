@@ -20,10 +20,10 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .clock import Clock
-from .errors import FusionAuthError, FusionAuthTimeout, FusionAuthUnavailable
-from .logs import protect_http_client_logs
-from .settings import FusionAuthSettings
+from ..clock import Clock
+from ..errors import FusionAuthError, FusionAuthTimeout, FusionAuthUnavailable
+from ..ops.logs import protect_http_client_logs
+from ..settings import FusionAuthSettings
 
 logger = logging.getLogger(__name__)
 

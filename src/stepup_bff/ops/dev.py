@@ -28,12 +28,12 @@ from pydantic import SecretStr
 
 from fusionauth_dev import DevServer, Seed, create_dev_server, fill_missing
 
-from .app import create_app
+from ..app import create_app
+from ..settings import FusionAuthSettings, SessionSettings, Settings, StepUpSettings, StorageSettings
 from .listen import PortInUse, bind_tcp
 from .logs import configure_logging
-from .settings import FusionAuthSettings, SessionSettings, Settings, StepUpSettings, StorageSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 KICKSTART_FILES = ("kickstart.json", "email-mfa.json")  # Community-safe base + the paid email-MFA overlay
 
 

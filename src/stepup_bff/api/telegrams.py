@@ -9,8 +9,8 @@ from fastapi import APIRouter, Header, Response
 
 from ..deps import ClockDep, CurrentUser, ServicesDep, SteppedUpUser
 from ..errors import IdempotencyKeyReused
-from ..models import TelegramIn, TelegramListOut, TelegramOut, iso
-from ..store import Telegram
+from ..storage import Telegram
+from .schemas import TelegramIn, TelegramListOut, TelegramOut, iso
 
 router = APIRouter(prefix="/api/telegrams", tags=["telegrams"])
 

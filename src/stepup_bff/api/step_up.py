@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..cookies import queue_cookie
 from ..deps import CurrentSession, SessionsDep, StepUpDep
-from ..models import (
+from ..web.cookies import queue_cookie
+from .schemas import (
     StepUpFinishIn,
     StepUpFinishOut,
     StepUpMethodOut,

@@ -24,11 +24,11 @@ from urllib.parse import urlsplit
 
 from itsdangerous import BadData
 
-from .clock import Clock
-from .cookies import cookie_header, expired_cookie_header, make_serializer
-from .errors import LoginFailed
-from .settings import Settings
-from .store import Store
+from ..clock import Clock
+from ..errors import LoginFailed
+from ..settings import Settings
+from ..storage import Store
+from ..web.cookies import cookie_header, expired_cookie_header, make_serializer
 
 logger = logging.getLogger(__name__)
 

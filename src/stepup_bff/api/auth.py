@@ -12,13 +12,13 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
-from ..cookies import queue_cookie
+from ..auth.sessions import Tokens, User
+from ..auth.tokens import InvalidToken
 from ..deps import FusionAuthDep, LoginFlowDep, OptionalSession, ServicesDep, SessionsDep, SettingsDep
 from ..errors import LoginFailed
-from ..fusionauth import TokenExchangeRejected
-from ..models import LogoutOut
-from ..sessions import Tokens, User
-from ..tokens import InvalidToken
+from ..fusionauth.client import TokenExchangeRejected
+from ..web.cookies import queue_cookie
+from .schemas import LogoutOut
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from jose import jwt
 from jose.exceptions import JOSEError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .clock import Clock
-from .fusionauth import FusionAuthClient
+from ..clock import Clock
+from ..fusionauth.client import FusionAuthClient
 
 # RS256 only: FusionAuth publishes only asymmetric keys in its JWKS, and an allow-list is what stops "alg": "none"
 # and the HS256-signed-with-the-public-key confusion attack.

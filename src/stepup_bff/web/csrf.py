@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from fastapi import Request
 
-from .errors import CsrfRejected, UnsupportedMediaType
+from ..errors import CsrfRejected, UnsupportedMediaType
 
 logger = logging.getLogger(__name__)
 

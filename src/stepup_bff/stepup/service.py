@@ -22,8 +22,9 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
-from .clock import Clock
-from .errors import (
+from ..auth.sessions import Session, SessionManager, StepUp, User
+from ..clock import Clock
+from ..errors import (
     ChallengeExpired,
     FusionAuthError,
     InsufficientUserAuthentication,
@@ -40,10 +41,9 @@ from .errors import (
     TooManySends,
     TooManyStarts,
 )
-from .fusionauth import FusionAuthClient, TwoFactorFailed, TwoFactorMethod
-from .sessions import Session, SessionManager, StepUp, User
-from .settings import StepUpSettings
-from .store import Store
+from ..fusionauth.client import FusionAuthClient, TwoFactorFailed, TwoFactorMethod
+from ..settings import StepUpSettings
+from ..storage import Store
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ..deps import OptionalSession, StepUpDep
-from ..models import SessionOut, StepUpStatus, UserOut, iso
+from .schemas import SessionOut, StepUpStatus, UserOut, iso
 
 router = APIRouter(prefix="/api", tags=["session"])
 

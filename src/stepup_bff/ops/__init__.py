@@ -1,0 +1,1 @@
+"""Operations: logging, listening sockets, `stepup-bff doctor` and `stepup-bff dev`."""
