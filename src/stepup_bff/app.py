@@ -22,6 +22,7 @@ from .errors import install_error_handlers
 from .fusionauth.client import FusionAuthClient, build_http_client
 from .services import Services
 from .settings import Settings, load_settings
+from .stepup.challenge import ChallengeMachine
 from .stepup.service import StepUpService
 from .storage import open_store
 from .web.cookies import PendingCookiesMiddleware
@@ -53,6 +54,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 clock,
                 on_end=lambda record: fusionauth.revoke_refresh_token_quietly(record.tokens.refresh_token_id),
             )
+            challenges = ChallengeMachine(
+                settings.step_up,
+                store,
+                fusionauth,
+                clock,
+                # httpx applies its timeouts per phase: connect, then write, then read.
+                lock_ttl=settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout + 5,
+            )
             yield {
                 "services": Services(
                     settings=settings,
@@ -63,15 +72,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     tokens=TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock),
                     sessions=sessions,
                     login=LoginFlow(settings, store, clock),
-                    step_up=StepUpService(
-                        settings.step_up,
-                        store,
-                        fusionauth,
-                        sessions,
-                        clock,
-                        # httpx applies its timeouts per phase: connect, then write, then read.
-                        lock_ttl=settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout + 5,
-                    ),
+                    step_up=StepUpService(settings.step_up, store, fusionauth, sessions, clock, challenges),
                 )
             }
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..stepup.challenge import Challenge, Sent
+
 
 def iso(timestamp: float) -> str:
     # Milliseconds, not seconds: a countdown in the browser must not end before the server's window does.
@@ -27,6 +29,8 @@ class StepUpStatus(BaseModel):
 
 class SessionOut(BaseModel):
     authenticated: bool
+    # Signed out only: the ways this BFF offers to sign in ("native" = our own form, "hosted" = FusionAuth's page).
+    sign_in: list[str] | None = None
     user: UserOut | None = None
     signed_in_at: str | None = None
     expires_at: str | None = None
@@ -51,8 +55,19 @@ class StepUpMethodOut(BaseModel):
 
 
 class StepUpStartOut(BaseModel):
+    """A challenge as the browser sees it (step-up start, and the second factor of a native sign-in)."""
+
     methods: list[StepUpMethodOut]
     expires_at: str
+
+    @classmethod
+    def of(cls, challenge: Challenge) -> StepUpStartOut:
+        return cls(
+            methods=[
+                StepUpMethodOut(id=m.id, method=m.method, hint=m.hint, last_used=m.last_used) for m in challenge.methods
+            ],
+            expires_at=iso(challenge.expires_at),
+        )
 
 
 class StepUpSendIn(_Input):
@@ -64,10 +79,17 @@ class StepUpSendOut(BaseModel):
     retry_after: int
     sends_remaining: int
 
+    @classmethod
+    def of(cls, sent: Sent) -> StepUpSendOut:
+        return cls(sent_to=sent.method.hint, retry_after=sent.retry_after, sends_remaining=sent.sends_remaining)
+
+
+# Six-digit codes, and FusionAuth's longer recovery codes; never echoed back in errors.
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+
 
 class StepUpFinishIn(_Input):
-    # Six-digit codes, and FusionAuth's longer recovery codes; never echoed back in errors.
-    code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+    code: Code
     method_id: Annotated[str | None, Field(max_length=64)] = None
 
 

@@ -9,7 +9,6 @@ from ..web.cookies import queue_cookie
 from .schemas import (
     StepUpFinishIn,
     StepUpFinishOut,
-    StepUpMethodOut,
     StepUpSendIn,
     StepUpSendOut,
     StepUpStartOut,
@@ -23,20 +22,13 @@ router = APIRouter(prefix="/api/step-up", tags=["step-up"])
 @router.post("/start")
 async def start(session: CurrentSession, step_up: StepUpDep) -> StepUpStartOut:
     """Begin a challenge for the signed-in user; lists their methods with masked destinations."""
-    challenge = await step_up.start(session)
-    return StepUpStartOut(
-        methods=[
-            StepUpMethodOut(id=m.id, method=m.method, hint=m.hint, last_used=m.last_used) for m in challenge.methods
-        ],
-        expires_at=iso(challenge.expires_at),
-    )
+    return StepUpStartOut.of(await step_up.start(session))
 
 
 @router.post("/send")
 async def send(body: StepUpSendIn, session: CurrentSession, step_up: StepUpDep) -> StepUpSendOut:
     """Have FusionAuth send a code by email or SMS."""
-    method, retry_after, remaining = await step_up.send(session, body.method_id)
-    return StepUpSendOut(sent_to=method.hint, retry_after=retry_after, sends_remaining=remaining)
+    return StepUpSendOut.of(await step_up.send(session, body.method_id))
 
 
 @router.post("/finish")
