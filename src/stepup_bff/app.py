@@ -12,8 +12,9 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from . import __version__
-from .api import auth, health, session, step_up, telegrams
+from .api import auth, health, native, session, step_up, telegrams
 from .auth.login_flow import LoginFlow
+from .auth.native_login import NativeSignIn
 from .auth.sessions import SessionManager
 from .auth.tokens import TokenVerifier
 from .clock import Clock, SystemClock
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 # httpx applies its timeouts per phase: connect, then write, then read.
                 lock_ttl=settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout + 5,
             )
+            tokens = TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock)
+            step_up_service = StepUpService(settings.step_up, store, fusionauth, sessions, clock, challenges)
             yield {
                 "services": Services(
                     settings=settings,
@@ -69,10 +72,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     store=store,
                     telegrams=store,
                     fusionauth=fusionauth,
-                    tokens=TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock),
+                    tokens=tokens,
                     sessions=sessions,
                     login=LoginFlow(settings, store, clock),
-                    step_up=StepUpService(settings.step_up, store, fusionauth, sessions, clock, challenges),
+                    step_up=step_up_service,
+                    native=NativeSignIn(
+                        settings, store, fusionauth, tokens, sessions, challenges, step_up_service, clock
+                    ),
                 )
             }
 
@@ -90,6 +96,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(native.router)
     app.include_router(session.router)
     app.include_router(step_up.router)
     app.include_router(telegrams.router)

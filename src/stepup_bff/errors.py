@@ -10,6 +10,11 @@
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── IdempotencyKeyReused (422 idempotency_key_reused)
     ├── LoginFailed (400, browser navigations only; carries the redirect code)
+    ├── SignInError: native sign-in's own answers (POST /auth/native/*)
+    │   ├── InvalidCredentials (401 invalid_credentials: unknown user and wrong password alike)
+    │   ├── SignInRefused (403 account_locked / login_prevented / account_expired / password_change_required /
+    │   │                  verification_required / not_registered / second_factor_setup_required)
+    │   └── TooManyAttempts (429 too_many_attempts, retry_after)
     ├── StepUpError: the step-up API's own answers
     │   ├── InvalidCode (400 invalid_code, attempts_remaining)
     │   ├── InvalidMethod (400 invalid_method)
@@ -145,6 +150,46 @@ class LoginFailed(AppError):
     @property
     def error_code(self) -> str:
         return self.reason
+
+
+class SignInError(AppError):
+    status_code = 400
+    code = "sign_in_error"
+
+
+class InvalidCredentials(SignInError):
+    """Wrong password and unknown user get this very answer, so it tells nobody whether an account exists."""
+
+    status_code = 401
+    code = "invalid_credentials"
+    description = "That email or username and password do not match an account. Check them and try again."
+
+
+class SignInRefused(SignInError):
+    """FusionAuth knows the person but will not sign them in here; the description says what to do."""
+
+    status_code = 403
+    code = "sign_in_refused"
+    description = "The sign-in service refused the sign-in."
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(description)
+        self.reason = reason
+
+    @property
+    def error_code(self) -> str:
+        return self.reason
+
+
+class TooManyAttempts(SignInError):
+    """Too many failed sign-ins for this login id or from this address: refused before FusionAuth is asked."""
+
+    status_code = 429
+    code = "too_many_attempts"
+    description = "Too many failed sign-ins. Wait before trying again."
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
 
 
 class StepUpError(AppError):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ..auth.sessions import Session, StepUp
 from ..stepup.challenge import Challenge, Sent
 
 
@@ -36,6 +37,22 @@ class SessionOut(BaseModel):
     expires_at: str | None = None
     idle_expires_at: str | None = None
     step_up: StepUpStatus | None = None
+
+    @classmethod
+    def of(cls, session: Session, fresh: StepUp | None) -> Self:
+        """A signed-in session; `fresh` is the step-up the next privileged request would accept, if any."""
+        if fresh is not None:
+            step_up = StepUpStatus(active=True, expires_at=iso(fresh.until), method=fresh.method)
+        else:
+            step_up = StepUpStatus(active=False)
+        return cls(
+            authenticated=True,
+            user=UserOut(id=session.user.id, email=session.user.email, name=session.user.name),
+            signed_in_at=iso(session.signed_in_at),
+            expires_at=iso(session.expires_at),
+            idle_expires_at=iso(session.idle_expires_at),
+            step_up=step_up,
+        )
 
 
 class LogoutOut(BaseModel):
@@ -112,3 +129,18 @@ class TelegramOut(BaseModel):
 
 class TelegramListOut(BaseModel):
     telegrams: list[TelegramOut]
+
+
+class NativeLoginIn(BaseModel):
+    # Not _Input: a password is taken exactly as typed (spaces are characters). Never echoed back in errors.
+    model_config = ConfigDict(extra="forbid")
+
+    login_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class NativeLoginOut(SessionOut):
+    """A session as GET /api/session describes it; or, while a second factor is due, `authenticated: false` and the
+    challenge (the same methods and masking as step-up)."""
+
+    two_factor: StepUpStartOut | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..deps import CurrentSession, SessionsDep, StepUpDep
+from ..deps import ClientAddress, CurrentSession, SessionsDep, StepUpDep
 from ..web.cookies import queue_cookie
 from .schemas import (
     StepUpFinishIn,
@@ -33,11 +33,14 @@ async def send(body: StepUpSendIn, session: CurrentSession, step_up: StepUpDep) 
 
 @router.post("/finish")
 async def finish(
-    request: Request, body: StepUpFinishIn, session: CurrentSession, step_up: StepUpDep, sessions: SessionsDep
+    request: Request,
+    body: StepUpFinishIn,
+    session: CurrentSession,
+    step_up: StepUpDep,
+    sessions: SessionsDep,
+    ip: ClientAddress,
 ) -> StepUpFinishOut:
     """Check the code; on success the session gets a new id and a short-lived stepped-up flag."""
-    # request.client is the browser's address when uvicorn trusts the proxy (server.forwarded_allow_ips).
-    ip = request.client.host if request.client else None
     stepped_up = await step_up.finish(session, body.code, ip, body.method_id)
     queue_cookie(request, sessions.set_cookie_header(stepped_up))
     assert stepped_up.step_up is not None  # noqa: S101 - finish() always returns a stepped-up session
