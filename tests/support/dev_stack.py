@@ -82,7 +82,7 @@ def sign_in_through_form(bff_url: str, fusionauth_url: str, login_id: str, passw
 
 
 @contextlib.contextmanager
-def running_stack(tmp_path: Path, **step_up: Any) -> Iterator[RunningStack]:
+def running_stack(tmp_path: Path, login: dict[str, Any] | None = None, **step_up: Any) -> Iterator[RunningStack]:
     fusionauth_port, bff_port = free_port(), free_port()
     stack = build_stack(
         bff_port=bff_port,
@@ -91,6 +91,7 @@ def running_stack(tmp_path: Path, **step_up: Any) -> Iterator[RunningStack]:
         storage_url=f"sqlite:///{tmp_path / 'bff.sqlite3'}",
         env=KICKSTART_ENV,
         step_up=step_up,
+        login=login,
     )
     with serve(stack.fusionauth.app, port=fusionauth_port) as fusionauth:
         with httpx.Client(timeout=5) as http:
