@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from stepup_bff.ops.logs import configure_logging
-from support.dev_stack import KICKSTART_ENV, RunningStack, running_stack
+from support.dev_stack import RunningStack, running_stack
 
 pytestmark = pytest.mark.live
 CSRF = {"X-CSRF": "1"}
@@ -39,39 +39,29 @@ class Admin:
     """FusionAuth's admin APIs with kickstart's admin key."""
 
     def __init__(self, live: RunningStack) -> None:
-        self.http = httpx.Client(
-            base_url=live.fusionauth_url,
-            headers={"Authorization": KICKSTART_ENV["FUSIONAUTH_ADMIN_API_KEY"]},
-            timeout=5,
-        )
+        self.live = live
         self.application_id = live.stack.seed.application.id
+        self.login_policy = live.login_policy
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, **params: str) -> None:
-        response = self.http.request(method, path, json=body, params=params)
+        response = self.live.admin(method, path, body, **params)
         assert response.status_code == 200, response.text
-
-    def login_policy(self, policy: str) -> None:
-        self.call(
-            "PATCH", f"/api/tenant/{TENANT_ID}", {"tenant": {"multiFactorConfiguration": {"loginPolicy": policy}}}
-        )
 
     def user(self, email: str, *, register: bool = True, **fields: Any) -> str:
         user = {"email": email, "password": "a-long-password", **fields}
         if register:
-            body = {"user": user, "registration": {"applicationId": self.application_id}}
-            response = self.http.post("/api/user/registration", json=body)
+            registration = {"applicationId": self.application_id}
+            response = self.live.admin("POST", "/api/user/registration", {"user": user, "registration": registration})
         else:
-            response = self.http.post("/api/user", json={"user": user})
+            response = self.live.admin("POST", "/api/user", {"user": user})
         assert response.status_code == 200, response.text
         user_id: str = response.json()["user"]["id"]
         return user_id
 
 
 @pytest.fixture
-def admin(live: RunningStack) -> Iterator[Admin]:
-    admin = Admin(live)
-    yield admin
-    admin.http.close()
+def admin(live: RunningStack) -> Admin:
+    return Admin(live)
 
 
 def login(browser: httpx.Client, login_id: str, password: str, **headers: str) -> httpx.Response:

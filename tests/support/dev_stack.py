@@ -54,6 +54,18 @@ class RunningStack:
     def sign_in(self, login_id: str) -> httpx.Client:
         return sign_in_through_form(self.bff_url, self.fusionauth_url, login_id, self.password)
 
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None, **params: str) -> httpx.Response:
+        """FusionAuth's admin APIs with kickstart's admin key, as an operator would change the running server."""
+        headers = {"Authorization": KICKSTART_ENV["FUSIONAUTH_ADMIN_API_KEY"]}
+        return httpx.request(
+            method, f"{self.fusionauth_url}{path}", json=body, params=params, headers=headers, timeout=5
+        )
+
+    def login_policy(self, policy: str) -> None:
+        """The tenant's MFA login policy: "Enabled" makes FusionAuth ask for the second factor at sign-in (242)."""
+        body = {"tenant": {"multiFactorConfiguration": {"loginPolicy": policy}}}
+        self.admin("PATCH", f"/api/tenant/{self.stack.seed.tenant_id}", body).raise_for_status()
+
     def emailed_code(self, address: str) -> str:
         codes = [message["code"] for message in self.messages() if message["to"] == address]
         assert codes, f"no code was sent to {address}"
