@@ -152,6 +152,30 @@ class LoginFailed(AppError):
         return self.reason
 
 
+class _Refusal(AppError):
+    """FusionAuth refused because of the account's state: the code is the reason, from a fixed vocabulary, and the
+    description says what to do."""
+
+    status_code = 403
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(description)
+        self.reason = reason
+
+    @property
+    def error_code(self) -> str:
+        return self.reason
+
+
+class _RetryLater(AppError):
+    """429 with `retry_after`, in the body and in Retry-After."""
+
+    status_code = 429
+
+    def __init__(self, *, retry_after: int, description: str | None = None) -> None:
+        super().__init__(description, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+
+
 class SignInError(AppError):
     status_code = 400
     code = "sign_in_error"
@@ -165,31 +189,19 @@ class InvalidCredentials(SignInError):
     description = "That email or username and password do not match an account. Check them and try again."
 
 
-class SignInRefused(SignInError):
-    """FusionAuth knows the person but will not sign them in here; the description says what to do."""
+class SignInRefused(_Refusal, SignInError):
+    """FusionAuth knows the person but will not sign them in here."""
 
     status_code = 403
     code = "sign_in_refused"
     description = "The sign-in service refused the sign-in."
 
-    def __init__(self, reason: str, description: str) -> None:
-        super().__init__(description)
-        self.reason = reason
 
-    @property
-    def error_code(self) -> str:
-        return self.reason
-
-
-class TooManyAttempts(SignInError):
+class TooManyAttempts(_RetryLater, SignInError):
     """Too many failed sign-ins for this login id or from this address: refused before FusionAuth is asked."""
 
-    status_code = 429
     code = "too_many_attempts"
     description = "Too many failed sign-ins. Wait before trying again."
-
-    def __init__(self, *, retry_after: int) -> None:
-        super().__init__(headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
 
 
 class StepUpError(AppError):
@@ -215,20 +227,12 @@ class InvalidMethod(StepUpError):
     description = "Choose one of the email or text-message methods offered; authenticator codes are not sent."
 
 
-class StepUpRejected(StepUpError):
+class StepUpRejected(_Refusal, StepUpError):
     """FusionAuth verified nothing because of the account's state (locked, expired, login prevented)."""
 
     status_code = 403
     code = "step_up_rejected"
     description = "The sign-in service refused the step-up."
-
-    def __init__(self, reason: str, description: str) -> None:
-        super().__init__(description)
-        self.reason = reason
-
-    @property
-    def error_code(self) -> str:
-        return self.reason
 
 
 class StepUpLocked(StepUpError):
@@ -266,14 +270,7 @@ class ChallengeExpired(StepUpError):
     description = "This challenge expired. Start again."
 
 
-class _RetryLater(StepUpError):
-    status_code = 429
-
-    def __init__(self, *, retry_after: int, description: str | None = None) -> None:
-        super().__init__(description, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
-
-
-class ResendTooSoon(_RetryLater):
+class ResendTooSoon(_RetryLater, StepUpError):
     code = "resend_too_soon"
     description = "A code was sent a moment ago. Wait before asking for another."
 
@@ -284,12 +281,12 @@ class TooManySends(StepUpError):
     description = "No more codes can be sent for this challenge. Start again."
 
 
-class TooManyStarts(_RetryLater):
+class TooManyStarts(_RetryLater, StepUpError):
     code = "too_many_starts"
     description = "Too many step-ups were started. Wait a while before starting another."
 
 
-class StepUpBlocked(_RetryLater):
+class StepUpBlocked(_RetryLater, StepUpError):
     code = "step_up_blocked"
     description = "Too many wrong codes. Step-up is blocked for a while."
 

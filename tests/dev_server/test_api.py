@@ -84,17 +84,16 @@ def test_login_returns_242_when_the_tenant_policy_asks_for_the_second_factor(
     assert login(client, "dave@example.com").status_code == 200
 
 
+def complete_with_totp(client: TestClient, clock: ManualClock, two_factor_id: str, **extra: Any) -> Any:
+    """Finish a 242 with alice's authenticator code."""
+    body = {"twoFactorId": two_factor_id, "code": totp.code_at(ALICE_SECRET, clock.now()), **extra}
+    return client.post("/api/two-factor/login", json=body)
+
+
 def test_trusted_computer_skips_the_second_factor(client: TestClient, clock: ManualClock) -> None:
     patch_tenant(client, {"multiFactorConfiguration": {"loginPolicy": "Enabled"}})
     challenge = login(client, "alice@example.com").json()
-    trusted = client.post(
-        "/api/two-factor/login",
-        json={
-            "twoFactorId": challenge["twoFactorId"],
-            "code": totp.code_at(ALICE_SECRET, clock.now()),
-            "trustComputer": True,
-        },
-    ).json()["twoFactorTrustId"]
+    trusted = complete_with_totp(client, clock, challenge["twoFactorId"], trustComputer=True).json()["twoFactorTrustId"]
     client.cookies.clear()
     assert login(client, "alice@example.com", twoFactorTrustId=trusted).status_code == 200
 
@@ -218,14 +217,7 @@ def test_conditions_apply_after_the_second_factor_too(client: TestClient, clock:
     )
     patch_user(client, ALICE, {"verified": False})
     challenge = login(client, "alice@example.com").json()
-    done = client.post(
-        "/api/two-factor/login",
-        json={
-            "twoFactorId": challenge["twoFactorId"],
-            "code": totp.code_at(ALICE_SECRET, clock.now()),
-            "applicationId": APPLICATION_ID,
-        },
-    )
+    done = complete_with_totp(client, clock, challenge["twoFactorId"], applicationId=APPLICATION_ID)
     assert done.status_code == 212
     assert done.json()["token"]
 

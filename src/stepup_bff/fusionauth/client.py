@@ -108,6 +108,14 @@ class TwoFactorLogin(_Lenient):
     state: dict[str, Any] | None = None
 
 
+def display_name(
+    *, full: str | None, first: str | None, last: str | None, username: str | None, email: str | None, fallback: str
+) -> str:
+    """How to greet someone, from whatever FusionAuth knows of them (the User object or the ID token's claims)."""
+    joined = " ".join(part for part in (first, last) if part)
+    return full or joined or username or email or fallback
+
+
 class LoginUser(_Lenient):
     id: str
     email: str | None = None
@@ -118,8 +126,14 @@ class LoginUser(_Lenient):
 
     @property
     def display_name(self) -> str:
-        full = " ".join(part for part in (self.firstName, self.lastName) if part)
-        return self.fullName or full or self.username or self.email or self.id
+        return display_name(
+            full=self.fullName,
+            first=self.firstName,
+            last=self.lastName,
+            username=self.username,
+            email=self.email,
+            fallback=self.id,
+        )
 
 
 class LoginAnswer(_Lenient):
