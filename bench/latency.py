@@ -4,7 +4,9 @@
 
 It starts `stepup-bff dev` on free ports, signs alice in through the dev FusionAuth's form, steps up with her
 TOTP code, then times the BFF's own endpoints (none of them calls FusionAuth once signed in): p50/p95/p99 of
-sequential requests, requests per second with `--concurrency` clients, and the server's resident memory.
+sequential requests, requests per second with `--concurrency` clients, and the server's resident memory. It also
+times native sign-in: a whole password sign-in (the dev FusionAuth's PBKDF2 included), and a guess refused by the
+per-login-id limit, which never reaches FusionAuth.
 Numbers from a noisy 2-core machine are indicative; compare runs on the same machine.
 """
 
@@ -63,13 +65,15 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": at(0.50), "p95_ms": at(0.95), "p99_ms": at(0.99), "mean_ms": statistics.fmean(ordered) * 1000}
 
 
-def sequential(client: httpx.Client, method: str, url: str, n: int, **kwargs: object) -> dict[str, float]:
+def sequential(
+    client: httpx.Client, method: str, url: str, n: int, expect: int | None = None, **kwargs: object
+) -> dict[str, float]:
     samples = []
     for i in range(n):
         started = time.perf_counter()
         response = client.request(method, url, **kwargs)  # type: ignore[arg-type]
         samples.append(time.perf_counter() - started)
-        if response.status_code >= 400:
+        if response.status_code != expect if expect is not None else response.status_code >= 400:
             raise SystemExit(f"{method} {url} answered {response.status_code} on request {i}: {response.text}")
     return percentiles(samples)
 
@@ -138,6 +142,22 @@ def main() -> None:
                     headers=CSRF,
                 ),
             }
+            native_login = f"{bff}/auth/native/login"
+            with httpx.Client(timeout=10) as native:
+                results["POST /auth/native/login (password only)"] = sequential(
+                    native,
+                    "POST",
+                    native_login,
+                    min(n, 200),
+                    json={"login_id": "dave@example.com", "password": demo.password},
+                    headers=CSRF,
+                )
+                guess = {"login_id": "bench-nobody@example.com", "password": "wrong"}
+                for _ in range(10):  # spend this login id's budget (login.max_failures_per_login_id)
+                    native.post(native_login, json=guess, headers=CSRF)
+                results["POST /auth/native/login (refused: 429 before FusionAuth)"] = sequential(
+                    native, "POST", native_login, min(n, 500), expect=429, json=guess, headers=CSRF
+                )
             throughput = asyncio.run(concurrent(browser.cookies, f"{bff}/api/session", n, args.concurrency))
             report = {
                 "requests_per_endpoint": n,

@@ -155,6 +155,18 @@ export const api = {
   telegrams: () => request("GET", "/api/telegrams"),
   sendTelegram: ({ recipient, message }, idempotencyKey) =>
     post("/api/telegrams", { recipient, message }, { headers: { "Idempotency-Key": idempotencyKey } }),
+  /** Our own sign-in form, through the BFF (which alone talks to FusionAuth). No step-up handling on these. */
+  nativeSignIn: {
+    login: (loginId, password) =>
+      post("/auth/native/login", { login_id: loginId, password }, { challenge: false }),
+    send: (methodId) => post("/auth/native/two-factor/send", { method_id: methodId }, { challenge: false }),
+    finish: (code, methodId) =>
+      post(
+        "/auth/native/two-factor/finish",
+        methodId ? { code, method_id: methodId } : { code },
+        { challenge: false },
+      ),
+  },
   stepUp: {
     start: () => post("/api/step-up/start", {}, { challenge: false }),
     send: (methodId) => post("/api/step-up/send", { method_id: methodId }, { challenge: false }),

@@ -1,15 +1,16 @@
 // Wiring and state: which view is showing, the elevated badge, sending telegrams, signing in and out.
 
 import { api, newIdempotencyKey, onStepUpChallenge } from "./api.js";
-import { createStepUpDialog } from "./dialog.js";
+import { createSignInDialog, createStepUpDialog } from "./dialog.js";
 import { countdown, formatClock, secondsUntil } from "./dom.js";
-import { errorMessage, SESSION_ENDED_MESSAGE, signInErrorMessage } from "./messages.js";
+import { errorMessage, nativeSignInMessage, SESSION_ENDED_MESSAGE, signInErrorMessage } from "./messages.js";
 import { renderLoading, renderProblem, renderSignedIn, renderSignedOut } from "./views.js";
 
 const main = document.getElementById("app");
 const account = document.getElementById("account");
 
 let view = null; // the signed-in view's controller, or null when signed out
+let signInWays = ["hosted"]; // from GET /api/session when signed out: "native" (our form), "hosted" (FusionAuth's page)
 let stopBadge = () => {};
 let recheckTimer = 0;
 
@@ -21,6 +22,7 @@ let pendingSend = null; // { key, recipient, message }
 
 // ---- step-up ---------------------------------------------------------------------------------------------------
 const dialog = createStepUpDialog({ api });
+const signInDialog = createSignInDialog({ api });
 
 // Any request the BFF answers with the RFC 9470 challenge lands here (see api.js): we ask for a second factor,
 // and api.js retries the original request once if we return true.
@@ -76,11 +78,44 @@ function showSignedOut(notice) {
   clearTimeout(recheckTimer);
   view = null;
   pendingSend = null;
-  renderSignedOut(main, account, { notice, onSignIn: () => api.signIn("/") });
+  let form = null;
+  const nativeSignIn = signInWays.includes("native") ? { onSubmit: () => signInNatively(form) } : null;
+  form = renderSignedOut(main, account, { notice, onSignIn: () => api.signIn("/"), nativeSignIn });
 }
 
 function sessionEnded() {
-  showSignedOut(SESSION_ENDED_MESSAGE);
+  // Ask again rather than guess: a page that booted signed in has not been told which ways to sign in exist.
+  boot(SESSION_ENDED_MESSAGE);
+}
+
+/** Our own form: the password to the BFF; if FusionAuth asks for a second factor, the sign-in dialog. */
+async function signInNatively(form) {
+  form.setError(null);
+  const invalid = form.validate();
+  if (invalid) {
+    form.setError(invalid);
+    return;
+  }
+  const { loginId, password } = form.values();
+  form.setBusy(true);
+  try {
+    let session = await api.nativeSignIn.login(loginId, password);
+    if (!session?.authenticated && session?.two_factor) {
+      session = await signInDialog.open({ challenge: session.two_factor });
+      if (!session) {
+        form.setBusy(false);
+        form.setError("You're not signed in yet: the second step wasn't finished. Sign in again when you're ready.");
+        form.afterFailure();
+        return;
+      }
+    }
+    if (!session?.authenticated) throw new Error("unexpected answer");
+    showSignedIn(session);
+  } catch (error) {
+    form.setBusy(false);
+    form.setError(nativeSignInMessage(error));
+    form.afterFailure();
+  }
 }
 
 function showSignedIn(session, notice) {
@@ -171,8 +206,12 @@ async function boot(notice) {
   renderLoading(main, account);
   try {
     const session = await api.session();
-    if (session?.authenticated) showSignedIn(session, notice);
-    else showSignedOut(notice);
+    if (session?.authenticated) {
+      showSignedIn(session, notice);
+    } else {
+      signInWays = Array.isArray(session?.sign_in) ? session.sign_in : ["hosted"];
+      showSignedOut(notice);
+    }
   } catch (error) {
     renderProblem(main, account, { message: errorMessage(error), onRetry: () => boot(notice) });
   }

@@ -1,48 +1,85 @@
-// The step-up dialog: asks for a fresh second factor when the BFF answers a request with the RFC 9470 challenge.
+// The second-factor dialog, one for both places a code is asked for:
 //
-// `open()` resolves with the new step-up status ({ active, expires_at, method }) once the user has confirmed,
-// or with null when they cancel; it rejects with the ApiError when the session is gone (login_required), so the
-// page can show the signed-out view. A native <dialog> opened with showModal() gives us the focus trap, Escape to
+// - step-up (`createStepUpDialog`): a fresh second factor when the BFF answers a request with the RFC 9470
+//   challenge. `open()` resolves with the new step-up status ({ active, expires_at, method }) once the user has
+//   confirmed, or with null when they cancel; it rejects with the ApiError when the session is gone (login_required),
+//   so the page can show the signed-out view;
+// - sign-in (`createSignInDialog`): the second factor FusionAuth asks for after the password (its 242). `open()`
+//   resolves with the new session, or null when the person cancels or must enter their password again.
+//
+// Both run the same machine in the BFF, so they share every piece here: methods, sending, codes, limits and errors;
+// a `flow` says where the calls go. A native <dialog> opened with showModal() gives us the focus trap, Escape to
 // cancel and an inert page behind it for free; we only put focus back where it was when it closes.
 
 import { countdown, formatDuration, formatWait, h, show } from "./dom.js";
-import { errorMessage, NETWORK_MESSAGE } from "./messages.js";
+import { ACCOUNT_PROBLEMS, errorMessage, NETWORK_MESSAGE } from "./messages.js";
 
 const METHOD_NAMES = { authenticator: "Authenticator app", email: "Email", sms: "Text message" };
-// Answers where the account itself cannot step up; "Start again" would not help.
-const REFUSALS = {
-  account_locked: "Your account is locked at the sign-in service. Try again later, or contact support.",
-  account_expired: "Your account has expired at the sign-in service. Please contact support.",
-  login_prevented: "Your account is locked or suspended at the sign-in service. Please contact support.",
-  account_not_found: "Your account no longer exists at the sign-in service. Please contact support.",
-  step_up_locked: "Too many wrong codes on this account. Confirming is locked; please contact support.",
-};
 const CODE_HINTS = {
   authenticator: "Enter the 6-digit code your authenticator app shows now.",
   email: "Enter the code from the email we sent you.",
   sms: "Enter the code from the text message we sent you.",
 };
 
+/** The step-up dialog. */
 export function createStepUpDialog({ api }) {
+  return createTwoFactorDialog({
+    prefix: "step-up",
+    title: "Confirm it's you",
+    intro: ({ maxAge } = {}) =>
+      // max_age is how fresh the second factor must be (RFC 9470); whether one confirmation covers one action or
+      // every action for that long is the server's business (step_up.single_use), so don't promise either.
+      Number.isFinite(maxAge) && maxAge > 0
+        ? `This action needs a second factor confirmed in the last ${formatDuration(maxAge)}.`
+        : "This action needs a fresh second factor.",
+    start: () => api.stepUp.start(),
+    send: (methodId) => api.stepUp.send(methodId),
+    finish: async (code, methodId) => {
+      const result = await api.stepUp.finish(code, methodId);
+      return result?.step_up ?? { active: true, expires_at: null, method: null };
+    },
+    cancel: () => api.stepUp.cancel(),
+  });
+}
+
+/**
+ * The second factor of a native sign-in. `open({ challenge })` takes the methods that came back with the password;
+ * there is nothing to start, and a challenge that is gone can only be replaced by signing in again.
+ */
+export function createSignInDialog({ api }) {
+  return createTwoFactorDialog({
+    prefix: "sign-in-factor",
+    title: "One more step to sign in",
+    intro: () => "Your account asks for a second factor when you sign in.",
+    start: ({ challenge }) => Promise.resolve(challenge),
+    send: (methodId) => api.nativeSignIn.send(methodId),
+    finish: (code, methodId) => api.nativeSignIn.finish(code, methodId),
+    cancel: null, // the waiting sign-in expires by itself; nothing to discard
+    restartLabel: "Sign in again",
+  });
+}
+
+function createTwoFactorDialog(flow) {
+  const prefix = flow.prefix;
   // ---- the markup, built once -------------------------------------------------------------------------------
-  const title = h("h2", { id: "step-up-title", class: "dialog-title" }, "Confirm it's you");
-  const intro = h("p", { id: "step-up-intro", class: "dialog-intro" });
-  const loading = h("p", { class: "loading", "data-testid": "step-up-loading" }, "Getting your sign-in options…");
+  const title = h("h2", { id: `${prefix}-title`, class: "dialog-title" }, flow.title);
+  const intro = h("p", { id: `${prefix}-intro`, class: "dialog-intro" });
+  const loading = h("p", { class: "loading", "data-testid": `${prefix}-loading` }, "Getting your sign-in options…");
 
   const methodList = h("div", { class: "method-list" });
   const methods = h(
     "fieldset",
-    { class: "methods", "data-testid": "step-up-methods" },
+    { class: "methods", "data-testid": `${prefix}-methods` },
     h("legend", {}, "Get a code from"),
     methodList,
   );
 
-  const sendButton = h("button", { type: "button", class: "button secondary", "data-testid": "step-up-send" });
-  const sentNotice = h("p", { class: "sent-notice", role: "status", "data-testid": "step-up-sent" });
+  const sendButton = h("button", { type: "button", class: "button secondary", "data-testid": `${prefix}-send` });
+  const sentNotice = h("p", { class: "sent-notice", role: "status", "data-testid": `${prefix}-sent` });
   const sendRow = h("div", { class: "send-row" }, sendButton, sentNotice);
 
   const codeInput = h("input", {
-    id: "step-up-code",
+    id: `${prefix}-code`,
     name: "code",
     type: "text",
     class: "code-input",
@@ -51,39 +88,39 @@ export function createStepUpDialog({ api }) {
     pattern: "[0-9]*",
     maxlength: 10,
     spellcheck: "false",
-    "aria-describedby": "step-up-code-hint",
-    "data-testid": "step-up-code",
+    "aria-describedby": `${prefix}-code-hint`,
+    "data-testid": `${prefix}-code`,
   });
-  const codeHint = h("p", { id: "step-up-code-hint", class: "field-hint" });
+  const codeHint = h("p", { id: `${prefix}-code-hint`, class: "field-hint" });
   const codeRow = h(
     "div",
     { class: "field code-row" },
-    h("label", { for: "step-up-code" }, "Verification code"),
+    h("label", { for: `${prefix}-code` }, "Verification code"),
     codeHint,
     codeInput,
   );
 
   // Errors and state changes are announced: role="alert" for problems. Countdowns are NOT inside live regions
   // (a screen reader would read every second); `announcer` says once when a wait is over.
-  const alert = h("p", { class: "dialog-alert", role: "alert", "data-testid": "step-up-error" });
+  const alert = h("p", { class: "dialog-alert", role: "alert", "data-testid": `${prefix}-error` });
   const announcer = h("p", { class: "visually-hidden", "aria-live": "polite" });
 
-  const waitText = h("p", { class: "wait", "data-testid": "step-up-wait" });
+  const waitText = h("p", { class: "wait", "data-testid": `${prefix}-wait` });
   const restartButton = h(
     "button",
-    { type: "button", class: "button secondary", "data-testid": "step-up-restart" },
+    { type: "button", class: "button secondary", "data-testid": `${prefix}-restart` },
     "Start again",
   );
   const panel = h("div", { class: "dialog-panel" }, waitText, restartButton);
 
   const cancelButton = h(
     "button",
-    { type: "button", class: "button ghost", "data-testid": "step-up-cancel" },
+    { type: "button", class: "button ghost", "data-testid": `${prefix}-cancel` },
     "Cancel",
   );
   const verifyButton = h(
     "button",
-    { type: "submit", class: "button primary", "data-testid": "step-up-verify" },
+    { type: "submit", class: "button primary", "data-testid": `${prefix}-verify` },
     "Verify",
   );
 
@@ -105,13 +142,13 @@ export function createStepUpDialog({ api }) {
     "dialog",
     {
       class: "step-up-dialog",
-      "aria-labelledby": "step-up-title",
-      "aria-describedby": "step-up-intro",
-      "data-testid": "step-up-dialog",
+      "aria-labelledby": `${prefix}-title`,
+      "aria-describedby": `${prefix}-intro`,
+      "data-testid": `${prefix}-dialog`,
     },
     form,
   );
-  document.body.append(dialog);
+  // In the document only while open: the page then has exactly one "Verification code" field, whichever dialog.
 
   // ---- state ------------------------------------------------------------------------------------------------
   // phase: "loading"
@@ -134,6 +171,7 @@ export function createStepUpDialog({ api }) {
   // Bumped by every start() and close(): an answer that arrives for an older round (the person cancelled or
   // started again while it was on its way) must not touch the dialog.
   let generation = 0;
+  let openedWith = {}; // what open() was given: passed to flow.start() again by "Start again"
 
   const selected = () => options.find((option) => option.id === selectedId) ?? null;
   const needsSend = (option) => option && option.method !== "authenticator";
@@ -174,6 +212,7 @@ export function createStepUpDialog({ api }) {
   // ---- starting a challenge ---------------------------------------------------------------------------------
   async function start() {
     const round = ++generation;
+    started = false;
     stopResend();
     stopWait();
     phase = "loading";
@@ -187,10 +226,10 @@ export function createStepUpDialog({ api }) {
     say("");
     render();
     try {
-      const result = await api.stepUp.start();
+      const result = await flow.start(openedWith);
       if (round !== generation) {
         // Closed while starting: this challenge now exists on the server with nobody to finish it.
-        if (!pending) api.stepUp.cancel().catch(() => {});
+        if (!pending) discard();
         return;
       }
       started = true;
@@ -217,7 +256,7 @@ export function createStepUpDialog({ api }) {
           type: "radio",
           name: "method",
           value: option.id,
-          "data-testid": `step-up-method-${option.method}`,
+          "data-testid": `${prefix}-method-${option.method}`,
           onchange: () => {
             selectedId = option.id;
             say("");
@@ -291,7 +330,7 @@ export function createStepUpDialog({ api }) {
     const round = generation;
     setBusy(true);
     try {
-      const result = await api.stepUp.send(option.id);
+      const result = await flow.send(option.id);
       if (round !== generation) return;
       sentTo.add(option.id);
       sentNotice.textContent = `We sent a code to ${result?.sent_to ?? option.hint ?? "you"}.`;
@@ -326,10 +365,10 @@ export function createStepUpDialog({ api }) {
     setBusy(true);
     try {
       // method_id only labels the result ("confirmed with email"); FusionAuth accepts any valid code of the user.
-      const result = await api.stepUp.finish(code, selected()?.id);
+      const result = await flow.finish(code, selected()?.id);
       setBusy(false);
-      if (round !== generation) return; // cancelled meanwhile; the next privileged request will see the step-up
-      finish(result?.step_up ?? { active: true, expires_at: null, method: selected()?.method ?? null });
+      if (round !== generation) return; // cancelled meanwhile; the next request will see what the server recorded
+      finish(result);
     } catch (error) {
       setBusy(false);
       if (round === generation) handleError(error, { during: "finish" });
@@ -337,7 +376,7 @@ export function createStepUpDialog({ api }) {
   }
 
   // ---- errors -------------------------------------------------------------------------------------------------
-  function restartWith(message, buttonLabel = "Start again", tone = "warning") {
+  function restartWith(message, buttonLabel = flow.restartLabel ?? "Start again", tone = "warning") {
     stopResend();
     phase = "restart";
     started = false; // the server has discarded the challenge already
@@ -424,12 +463,12 @@ export function createStepUpDialog({ api }) {
       say("We're still checking the code you sent. Give it a moment.", "info");
       return;
     }
-    if (Object.hasOwn(REFUSALS, code)) {
-      // The account itself can't step up (locked, expired, ...): starting again won't help, so no button.
+    if (Object.hasOwn(ACCOUNT_PROBLEMS, code)) {
+      // The account itself can't go on (locked, expired, ...): starting again won't help, so no button.
       stopResend();
       phase = "dead-end";
       started = false;
-      say(REFUSALS[code]);
+      say(ACCOUNT_PROBLEMS[code]);
       render();
       cancelButton.focus();
       return;
@@ -455,12 +494,10 @@ export function createStepUpDialog({ api }) {
     generation += 1;
     stopResend();
     stopWait();
-    if (started && !result) {
-      // Discard the half-done challenge. Fire and forget: a failure here changes nothing for the person.
-      api.stepUp.cancel().catch(() => {});
-    }
+    if (started && !result) discard();
     started = false;
     if (dialog.open) dialog.close();
+    dialog.remove();
     // Put focus back where it was (the Send button, typically), whatever closed the dialog.
     if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
     trigger = null;
@@ -468,21 +505,27 @@ export function createStepUpDialog({ api }) {
     else resolve(result);
   }
 
-  function finish(stepUp) {
-    close({ result: stepUp });
+  function finish(result) {
+    close({ result });
+  }
+
+  /** Discard the half-done challenge. Fire and forget: a failure here changes nothing for the person. */
+  function discard() {
+    flow.cancel?.().catch(() => {});
   }
 
   form.addEventListener("submit", verify);
   sendButton.addEventListener("click", sendCode);
-  restartButton.addEventListener("click", () => start());
+  // Where nothing can be started again here (a sign-in: the password comes first), the button closes the dialog.
+  restartButton.addEventListener("click", () => (flow.restartLabel ? close() : start()));
   cancelButton.addEventListener("click", () => close());
   // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished step-up counts as cancelled.
   dialog.addEventListener("close", () => close());
 
   return {
     element: dialog,
-    /** Ask for a fresh second factor. `maxAge` (seconds) only shapes the explanation. */
-    open({ maxAge } = {}) {
+    /** Ask for a second factor. Step-up: `maxAge` (seconds) only shapes the explanation; sign-in: `challenge`. */
+    open(options = {}) {
       if (pending) return pending.promise;
       trigger = document.activeElement instanceof HTMLElement ? document.activeElement : null;
       let resolve;
@@ -492,12 +535,9 @@ export function createStepUpDialog({ api }) {
         reject = rej;
       });
       pending = { resolve, reject, promise };
-      // max_age is how fresh the second factor must be (RFC 9470); whether one confirmation covers one action or
-      // every action for that long is the server's business (step_up.single_use), so don't promise either.
-      intro.textContent =
-        Number.isFinite(maxAge) && maxAge > 0
-          ? `This action needs a second factor confirmed in the last ${formatDuration(maxAge)}.`
-          : "This action needs a fresh second factor.";
+      openedWith = options;
+      intro.textContent = flow.intro(options);
+      document.body.append(dialog);
       dialog.showModal();
       start();
       return promise;

@@ -23,6 +23,37 @@ export function signInErrorMessage(code) {
   return Object.hasOwn(SIGN_IN_ERRORS, code) ? SIGN_IN_ERRORS[code] : "Signing in didn't work. Please try again.";
 }
 
+/** Answers where the account itself cannot sign in or step up; trying again won't help, these say what will. */
+export const ACCOUNT_PROBLEMS = {
+  account_locked: "Your account is locked at the sign-in service. Try again later, or contact support.",
+  account_expired: "Your account has expired at the sign-in service. Please contact support.",
+  login_prevented: "Your account is locked or suspended at the sign-in service. Please contact support.",
+  account_not_found: "Your account no longer exists at the sign-in service. Please contact support.",
+  step_up_locked: "Too many wrong codes on this account. Confirming is locked; please contact support.",
+  password_change_required:
+    "Your password has to be changed before you can sign in. Use FusionAuth's sign-in page (below) to change it.",
+  verification_required:
+    "Your account isn't verified yet. Follow the link in the email you were sent, then sign in again.",
+  not_registered: "Your account doesn't have access to Singing Telegrams. Ask an administrator to give you access.",
+  second_factor_setup_required:
+    "Your account needs a second factor before you can sign in. Use FusionAuth's sign-in page (below) to set one up.",
+};
+
+/** The sentence for a failed native sign-in (the password form). */
+export function nativeSignInMessage(error) {
+  const code = error?.code;
+  const retryAfter = error?.body?.retry_after;
+  if (code === "invalid_credentials") return "That email or username and password don't match. Please try again.";
+  if (code === "too_many_attempts" || code === "step_up_blocked") {
+    const wait = Number.isFinite(retryAfter) ? formatWait(retryAfter) : "a while";
+    return code === "too_many_attempts"
+      ? `Too many failed sign-ins. For your safety, please wait ${wait} before trying again.`
+      : `Too many wrong codes recently. For your safety, please wait ${wait} before signing in again.`;
+  }
+  if (Object.hasOwn(ACCOUNT_PROBLEMS, code)) return ACCOUNT_PROBLEMS[code];
+  return errorMessage(error);
+}
+
 export const NETWORK_MESSAGE = "Can't reach the server. Check your connection and try again.";
 export const SESSION_ENDED_MESSAGE = "Your session has ended. Please sign in again.";
 export const SIGNED_OUT_NOTICE = "You're signed out.";

@@ -27,13 +27,29 @@ export function renderProblem(main, account, { message, onRetry }) {
   );
 }
 
-/** The signed-out page: what this is, what step-up means, and a Sign in button. */
-export function renderSignedOut(main, account, { notice, onSignIn }) {
+/**
+ * The signed-out page: what this is, what step-up means, and the ways to sign in: our own form when the BFF offers
+ * native sign-in (`nativeSignIn` given), and the button to FusionAuth's page always. Returns the form's controller
+ * (values(), setBusy(bool), setError(text), afterFailure(), focus()) or null without the form.
+ */
+export function renderSignedOut(main, account, { notice, onSignIn, nativeSignIn = null }) {
   account.replaceChildren();
-  const signIn = h(
+  const hosted = h(
     "button",
-    { type: "button", class: "button primary large", "data-testid": "sign-in", onclick: onSignIn },
-    "Sign in",
+    {
+      type: "button",
+      class: nativeSignIn ? "button ghost wide" : "button primary large",
+      "data-testid": "sign-in",
+      onclick: onSignIn,
+    },
+    nativeSignIn ? "Use FusionAuth's sign-in page" : "Sign in",
+  );
+  const form = nativeSignIn ? signInForm(nativeSignIn.onSubmit) : null;
+  const explainer = h(
+    "p",
+    { class: form ? "explainer after-sign-in" : "explainer", "data-testid": "step-up-explainer" },
+    "Signing in lets you look around; sending a telegram is a privileged action, so we also ask for a fresh " +
+      "second factor, such as a code from your authenticator app, right before it. That's step-up authentication.",
   );
   main.replaceChildren(
     h(
@@ -43,17 +59,101 @@ export function renderSignedOut(main, account, { notice, onSignIn }) {
       h("h1", { id: "hero-title" }, "Singing Telegrams"),
       h("p", { class: "lead" }, "Send someone a message they'll hear: a telegram, delivered in song."),
       notice ? h("p", { class: "notice error", role: "alert", "data-testid": "page-error" }, notice) : null,
-      h(
-        "p",
-        { class: "explainer", "data-testid": "step-up-explainer" },
-        "Signing in lets you look around; sending a telegram is a privileged action, so we also ask for a fresh " +
-          "second factor, such as a code from your authenticator app, right before it. That's step-up " +
-          "authentication.",
-      ),
-      signIn,
+      form ? null : explainer,
+      form ? form.element : null,
+      form ? h("p", { class: "divider", "aria-hidden": "true" }, "or") : null,
+      hosted,
+      // With the form on the page, what step-up means comes after the ways in.
+      form ? explainer : null,
     ),
   );
-  signIn.focus({ preventScroll: true });
+  if (form) form.focus();
+  else hosted.focus({ preventScroll: true });
+  return form;
+}
+
+/** Our own sign-in form. The password goes to the BFF only, which is the one that talks to FusionAuth. */
+function signInForm(onSubmit) {
+  const loginId = h("input", {
+    id: "login-id",
+    name: "username",
+    type: "text",
+    autocomplete: "username",
+    autocapitalize: "none",
+    spellcheck: "false",
+    required: true,
+    maxlength: 320,
+    "data-testid": "login-id",
+  });
+  const password = h("input", {
+    id: "password",
+    name: "password",
+    type: "password",
+    autocomplete: "current-password",
+    required: true,
+    maxlength: 1024,
+    "data-testid": "password",
+  });
+  // role="alert": a failed sign-in is announced the moment it is shown.
+  const error = h("p", { class: "form-error", role: "alert", "data-testid": "sign-in-error" });
+  const submit = h(
+    "button",
+    { type: "submit", class: "button primary large wide", "data-testid": "sign-in-submit" },
+    "Sign in",
+  );
+  const element = h(
+    "form",
+    { class: "sign-in-form", novalidate: true, "aria-labelledby": "sign-in-title", "data-testid": "sign-in-form" },
+    h("h2", { id: "sign-in-title" }, "Sign in"),
+    h("div", { class: "field" }, h("label", { for: "login-id" }, "Email or username"), loginId),
+    h("div", { class: "field" }, h("label", { for: "password" }, "Password"), password),
+    error,
+    submit,
+  );
+  let busy = false;
+  element.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!busy) onSubmit();
+  });
+  const controller = {
+    element,
+    values: () => ({ loginId: loginId.value.trim(), password: password.value }),
+    setBusy(value) {
+      busy = value;
+      // aria-disabled, not disabled: focus stays on the button while the answer is on its way.
+      submit.setAttribute("aria-disabled", String(value));
+      submit.textContent = value ? "Signing in…" : "Sign in";
+      element.setAttribute("aria-busy", String(value));
+    },
+    setError(text) {
+      error.textContent = text ?? "";
+    },
+    /** Check the form on the client; returns an error sentence or null, and marks the field. */
+    validate() {
+      loginId.removeAttribute("aria-invalid");
+      password.removeAttribute("aria-invalid");
+      if (!loginId.value.trim()) {
+        loginId.setAttribute("aria-invalid", "true");
+        loginId.focus();
+        return "Enter your email address or username.";
+      }
+      if (!password.value) {
+        password.setAttribute("aria-invalid", "true");
+        password.focus();
+        return "Enter your password.";
+      }
+      return null;
+    },
+    /** After a refusal: the password is typed again, the login id stays. */
+    afterFailure() {
+      password.value = "";
+      password.focus();
+    },
+    focus() {
+      (loginId.value ? password : loginId).focus({ preventScroll: true });
+    },
+  };
+  return controller;
 }
 
 /**

@@ -93,6 +93,7 @@ def fusionauth() -> Iterator[respx.MockRouter]:
         router.post("/api/two-factor/start", name="two_factor_start")
         router.post(path__regex=r"^/api/two-factor/send/(?P<two_factor_id>[^/]+)$", name="two_factor_send")
         router.post("/api/two-factor/login", name="two_factor_login")
+        router.post("/api/login", name="login")
         yield router
 
 

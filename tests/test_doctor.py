@@ -72,7 +72,12 @@ class FakeFusionAuth:
         self.public_key_api = True
         self.tenant_issuer = ISSUER
         self.api_key = API_KEY
-        self.allowed = {"POST /api/two-factor/start", "DELETE /api/jwt/refresh", "GET /api/application"}
+        self.allowed = {
+            "POST /api/two-factor/start",
+            "DELETE /api/jwt/refresh",
+            "GET /api/application",
+            "POST /api/login",
+        }
         self.client_secret = CLIENT_SECRET
         self.probes: list[httpx.Request] = []
         router.get("/api/status", name="status").respond(json={"status": "ok"})
@@ -88,6 +93,7 @@ class FakeFusionAuth:
         )
         router.get(path="/api/jwt/public-key", name="public_key").mock(side_effect=self._public_key)
         router.post("/oauth2/token", name="token").mock(side_effect=self._token)
+        router.post("/api/login", name="login").mock(side_effect=self._login)
 
     def _key_allows(self, request: httpx.Request, endpoint: str) -> bool:
         # A wrong key and a key without the endpoint look the same: 401, empty body (docs/fusionauth.md §1).
@@ -104,6 +110,12 @@ class FakeFusionAuth:
         if not self._key_allows(request, "DELETE /api/jwt/refresh"):
             return httpx.Response(401)
         return httpx.Response(404)  # no such refresh token
+
+    def _login(self, request: httpx.Request) -> httpx.Response:
+        self.probes.append(request)
+        if not self._key_allows(request, "POST /api/login"):
+            return httpx.Response(401)
+        return httpx.Response(404)  # no such user (or a wrong password: the same answer)
 
     def _read_application(self, request: httpx.Request) -> httpx.Response:
         if not self._key_allows(request, "GET /api/application"):
@@ -246,6 +258,37 @@ def test_api_key_without_revocation(fake: FakeFusionAuth, settings: Settings) ->
     code, lines, _ = doctor(settings)
     assert code == 1
     assert "DELETE /api/jwt/refresh (401)" in only_failure(lines)
+
+
+def test_native_sign_in_probes_the_login_api_harmlessly(fake: FakeFusionAuth, tmp_path: Path) -> None:
+    code, lines, _ = doctor(make_settings(tmp_path, login={"native": True}))
+    assert code == 0, "\n".join(lines)
+    assert any(line.startswith("✓ API key may call POST /api/login (login.native)") for line in lines)
+    [probe] = [request for request in fake.probes if request.url.path == "/api/login"]
+    body = json.loads(probe.content)
+    assert set(body) == {"loginId", "password", "applicationId"}
+    # A login id in the reserved .invalid domain names nobody: FusionAuth answers 404 and no account is touched.
+    local, _, domain = body["loginId"].partition("@")
+    assert domain == "doctor.invalid" and uuid.UUID(local.removeprefix("stepup-bff-doctor-")).version == 4
+    assert len(body["password"]) >= 24
+    assert probe.headers["authorization"] == API_KEY
+
+
+def test_api_key_without_the_login_api_with_native_sign_in(fake: FakeFusionAuth, tmp_path: Path) -> None:
+    fake.allowed.discard("POST /api/login")
+    code, lines, _ = doctor(make_settings(tmp_path, login={"native": True}))
+    assert code == 1
+    line = only_failure(lines)
+    assert "refused the API key for POST /api/login (login.native) (401)" in line
+    assert "allowed POST /api/login, POST /api/two-factor/start" in line
+
+
+def test_without_native_sign_in_the_login_api_is_not_probed(fake: FakeFusionAuth, settings: Settings) -> None:
+    fake.allowed.discard("POST /api/login")
+    code, lines, _ = doctor(settings)
+    assert code == 0, "\n".join(lines)
+    assert not fake.router["login"].called
+    assert not any("/api/login" in line for line in lines)
 
 
 def test_two_factor_probe_rejected_for_an_unknown_application(fake: FakeFusionAuth, settings: Settings) -> None:
@@ -569,6 +612,7 @@ def test_the_dev_server_seeded_from_the_kickstart_files_passes(tmp_path: Path, f
                 "api_key": KICKSTART_ENV["FUSIONAUTH_BFF_API_KEY"],
                 "client_secret": KICKSTART_ENV["FUSIONAUTH_CLIENT_SECRET"],
             },
+            login={"native": True},  # as `stepup-bff dev` and docker-compose run it
         )
         out, err = io.StringIO(), io.StringIO()
         code = asyncio.run(run_doctor(settings, out=out, err=err))
@@ -578,5 +622,6 @@ def test_the_dev_server_seeded_from_the_kickstart_files_passes(tmp_path: Path, f
         assert line.startswith("✓ "), out.getvalue()
     # FusionAuth's anonymous public-key API (GET /api/jwt/public-key) is what shows the application's key is RS256.
     assert any(line.startswith("✓ access-token signing key: RS256") for line in lines), out.getvalue()
+    assert any(line.startswith("✓ API key may call POST /api/login") for line in lines), out.getvalue()
     assert len(lines) > 15
     assert all(value not in out.getvalue() for value in KICKSTART_ENV.values())

@@ -145,7 +145,7 @@ def test_sign_out_without_a_session_is_harmless(client: TestClient, fusionauth: 
 
 
 def test_session_endpoint_for_strangers(client: TestClient) -> None:
-    assert client.get("/api/session").json() == {"authenticated": False}
+    assert client.get("/api/session").json() == {"authenticated": False, "sign_in": ["hosted"]}
 
 
 def test_user_id_comes_from_the_verified_token(

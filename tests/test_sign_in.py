@@ -78,7 +78,7 @@ def test_happy_path_login_session_logout(
     revoke = fusionauth["revoke"].calls.last.request
     assert revoke.url.path == f"/api/jwt/refresh/{token_response['refresh_token_id']}"
     assert revoke.headers["authorization"] == API_KEY
-    assert client.get("/api/session").json() == {"authenticated": False}
+    assert client.get("/api/session").json() == {"authenticated": False, "sign_in": ["hosted"]}
 
 
 def test_session_cookie_attributes_and_contents(

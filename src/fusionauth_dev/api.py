@@ -20,7 +20,7 @@ from fusionauth_dev.access import (
 from fusionauth_dev.authentication import Authentication
 from fusionauth_dev.deps import DirectoryDep
 from fusionauth_dev.directory import Application, Directory, TrustToken, User
-from fusionauth_dev.errors import InvalidCode, NotFound, Unauthorized, ValidationFailed
+from fusionauth_dev.errors import InvalidCode, Locked, NotFound, Unauthorized, ValidationFailed
 from fusionauth_dev.keys import SigningKey
 from fusionauth_dev.management import read_json_object
 
@@ -165,7 +165,9 @@ async def complete_two_factor_login(request: Request, directory: DirectoryDep) -
 
 @router.post("/api/login")
 async def login_api(request: Request, directory: DirectoryDep) -> Response:
-    """The Login API (docs/fusionauth.md §5): 200/202, 242 when a second factor is due, 404 for bad credentials."""
+    """The Login API (docs/fusionauth.md §5): 200 or a conditional success (202/203/212/213), 242 when a second factor
+    is due (the tenant's or the application's MFA login policy), 404 for bad credentials, 409 a login-preventing
+    action, 410 expired, 423 locked."""
     body = await read_json_object(request)
     application = _application(directory, _string(body, "applicationId"))
     authorization = request.headers.get("authorization")
@@ -188,20 +190,32 @@ async def login_api(request: Request, directory: DirectoryDep) -> Response:
     if user is None:
         raise NotFound()
     check_key_tenant(api_key, user.tenant_id)
+    if not user.active:
+        # FusionAuth answers 423 for a locked (deactivated) user before it looks at the password
+        # (FusionAuth/fusionauth-issues#2524), so this status says that the account exists.
+        raise Locked()
     if not user.check_password(password):
         login.record_failed_attempt(directory, user)
         raise NotFound()
     login.ensure_login_allowed(directory, user)
+    login.ensure_not_expired(directory, user)
     tenant = directory.tenant_of(user.tenant_id)
     trust_id = request.cookies.get(_TRUST_COOKIE) or _string(body, "twoFactorTrustId")
-    if login.needs_second_factor(directory, tenant, user, trust_id):
+    due = login.second_factor_due(directory, tenant, application, user, trust_id)
+    if due is not None:
         challenge = two_factor.start(
             directory,
             user=user,
             application_id=None if application is None else application.id,
             origin="login",
         )
-        return JSONResponse({"twoFactorId": challenge.id, "methods": two_factor.methods_json(user)}, status_code=242)
+        payload: dict[str, Any] = {"twoFactorId": challenge.id}
+        if due == "challenge":
+            payload["methods"] = two_factor.methods_json(user)
+        else:
+            # Required, and nothing to challenge with: the user must enable a method with this twoFactorId first.
+            payload["configurableMethods"] = login.configurable_methods(tenant)
+        return JSONResponse(payload, status_code=242)
     result = login.complete_login(
         directory, user=user, application=application, no_jwt=bool(body.get("noJWT")), authentication_type="PASSWORD"
     )

@@ -179,6 +179,10 @@ class Tenant:
         return None if value is None else str(value)
 
     @property
+    def verify_email(self) -> bool:
+        return bool(_get(self.data, "emailConfiguration", "verifyEmail", default=False))
+
+    @property
     def require_api_key_for_login(self) -> bool:
         return bool(_get(self.data, "loginConfiguration", "requireAuthentication", default=True))
 
@@ -254,6 +258,16 @@ class Application:
         return [str(scope["name"]) for scope in _get(self.data, "scopes", default=[]) if "name" in scope]
 
     @property
+    def mfa_login_policy(self) -> str | None:
+        """The application's own MFA login policy, when it sets one; it supersedes the tenant's."""
+        value = _get(self.data, "multiFactorConfiguration", "loginPolicy")
+        return None if value is None else str(value)
+
+    @property
+    def verify_registration(self) -> bool:
+        return bool(_get(self.data, "verifyRegistration", default=False))
+
+    @property
     def login_requires_api_key(self) -> bool:
         return bool(_get(self.data, "loginConfiguration", "requireAuthentication", default=True))
 
@@ -300,6 +314,15 @@ class User:
     @property
     def methods(self) -> list[dict[str, Any]]:
         return list(_get(self.data, "twoFactor", "methods", default=[]))
+
+    @property
+    def active(self) -> bool:
+        """False once deactivated (a soft delete; FusionAuth's admin UI calls it locking the account)."""
+        return bool(_get(self.data, "active", default=True))
+
+    def expired(self, now_millis: int) -> bool:
+        expiry = _get(self.data, "expiry")
+        return isinstance(expiry, int | float) and expiry <= now_millis
 
     def method(self, method_id: str) -> dict[str, Any] | None:
         return next((m for m in self.methods if m.get("id") == method_id), None)

@@ -5,6 +5,8 @@ FusionAuth answers errors in three shapes, and clients rely on the exact one (do
     FusionAuthError                 any status, usually an EMPTY body (401, 404, 421 ...)
     ├── Unauthorized                401, empty: missing/invalid API key or JWT
     ├── NotFound                    404, empty
+    ├── Gone                        410, empty: the user has expired
+    ├── Locked                      423, empty: the user is locked (deactivated)
     ├── InvalidCode                 421, empty: a wrong two-factor code
     ├── LoginPrevented              409, {"actions": [...]}: a user action that prevents login
     ├── ValidationFailed            400, Errors JSON {"fieldErrors": {field: [...]}, "generalErrors": [...]}
@@ -42,6 +44,14 @@ class Unauthorized(FusionAuthError):
 
 class NotFound(FusionAuthError):
     status_code = 404
+
+
+class Gone(FusionAuthError):
+    status_code = 410
+
+
+class Locked(FusionAuthError):
+    status_code = 423
 
 
 class InvalidCode(FusionAuthError):

@@ -11,7 +11,7 @@ from typing import Any
 from fusionauth_dev import grants, identifiers, tokens
 from fusionauth_dev.authentication import Authentication
 from fusionauth_dev.directory import ActiveAction, Application, Directory, Tenant, TwoFactorTrust, User
-from fusionauth_dev.errors import LoginPrevented
+from fusionauth_dev.errors import Gone, LoginPrevented
 
 _UNIT_SECONDS = {
     "MINUTES": 60,
@@ -21,9 +21,11 @@ _UNIT_SECONDS = {
     "MONTHS": 30 * 86400,
     "YEARS": 365 * 86400,
 }
-# Login policies that ask a user with a second factor for it on every sign-in. The risk-based ones
-# (ChallengeOnHighRisk/MediumRisk) need FusionAuth's risk engine, which the dev server has not: it never challenges.
+# Login policies that ask a user with a second factor for it on every sign-in ("Required" also one without: they must
+# set one up). The risk-based ones (ChallengeOnHighRisk/MediumRisk) need FusionAuth's risk engine, which the dev server
+# has not: it never challenges.
 _CHALLENGING_POLICIES = ("Enabled", "Required")
+_MFA_METHODS = ("authenticator", "email", "sms")
 
 
 @dataclass
@@ -56,6 +58,12 @@ def _action_json(directory: Directory, action: ActiveAction) -> dict[str, Any]:
         "name": definition.get("name"),
         "reason": "Too many failed authentication attempts",
     }
+
+
+def ensure_not_expired(directory: Directory, user: User) -> None:
+    """410, empty, for a user whose ``expiry`` has passed (docs/fusionauth.md §4, §5)."""
+    if user.expired(directory.now_millis()):
+        raise Gone()
 
 
 def record_failed_attempt(directory: Directory, user: User) -> None:
@@ -106,10 +114,29 @@ def two_factor_trusted(directory: Directory, user: User, trust_id: str | None) -
     return trust is not None and trust.user_id == user.id and trust.expires_at > directory.now()
 
 
-def needs_second_factor(directory: Directory, tenant: Tenant, user: User, trust_id: str | None) -> bool:
-    if tenant.mfa_login_policy not in _CHALLENGING_POLICIES or not user.methods:
-        return False
-    return not two_factor_trusted(directory, user, trust_id)
+def login_policy(tenant: Tenant, application: Application | None) -> str:
+    """The MFA login policy in force: an application's own policy supersedes its tenant's (FusionAuth's *Contextual
+    Multi-Factor Authentication* docs; application-level MFA is an Enterprise feature)."""
+    if application is not None and application.mfa_login_policy is not None:
+        return application.mfa_login_policy
+    return tenant.mfa_login_policy
+
+
+def second_factor_due(
+    directory: Directory, tenant: Tenant, application: Application | None, user: User, trust_id: str | None
+) -> str | None:
+    """None: no second factor now; "challenge": one of the user's methods; "configure": the policy is Required and
+    the user has no method yet (a 242 with ``configurableMethods``, docs/fusionauth.md §5)."""
+    policy = login_policy(tenant, application)
+    if policy not in _CHALLENGING_POLICIES:
+        return None
+    if not user.methods:
+        return "configure" if policy == "Required" else None
+    return None if two_factor_trusted(directory, user, trust_id) else "challenge"
+
+
+def configurable_methods(tenant: Tenant) -> list[str]:
+    return [method for method in _MFA_METHODS if tenant.mfa_method_enabled(method)]
 
 
 def trust_this_computer(directory: Directory, user: User, tenant: Tenant) -> TwoFactorTrust:
@@ -137,13 +164,30 @@ def complete_login(
     no_jwt: bool,
     authentication_type: str,
 ) -> LoginResult:
-    """The Login API's success response (docs/fusionauth.md §4, §5): 200, or 202 when not registered for the
-    application."""
+    """The Login API's success response (docs/fusionauth.md §4, §5): 200, or one of its conditional successes.
+
+    [inferred] The docs list the conditions but not their order; here a required password change (203, no tokens)
+    comes first, then not registered for the application (202), an unverified email (212, when the tenant verifies
+    email addresses) and an unverified registration (213, when the application verifies registrations)."""
     tenant = directory.tenant_of(user.tenant_id)
-    registered = application is None or user.registration(application.id) is not None
-    record_login(directory, user, application)
     clear_failed_attempts(directory, user)
-    result = LoginResult(status=200 if registered else 202, body={"user": user.to_json()})
+    if user.data.get("passwordChangeRequired"):
+        reason = str(user.data.get("passwordChangeReason") or "Administrative")
+        return LoginResult(
+            status=203, body={"changePasswordId": identifiers.opaque_token(), "changePasswordReason": reason}
+        )
+    registration = None if application is None else user.registration(application.id)
+    registered = application is None or registration is not None
+    record_login(directory, user, application)
+    if not registered:
+        status = 202
+    elif tenant.verify_email and not user.data.get("verified", True):
+        status = 212
+    elif application is not None and application.verify_registration and not (registration or {}).get("verified"):
+        status = 213
+    else:
+        status = 200
+    result = LoginResult(status=status, body={"user": user.to_json()})
     if no_jwt:
         return result
     authentication = Authentication(

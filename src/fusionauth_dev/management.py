@@ -13,8 +13,9 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -56,6 +57,7 @@ class Call:
     body: dict[str, Any]
     tenant_id: str | None = None
     content_type: str = "application/json"
+    query: Mapping[str, str] = field(default_factory=dict)
 
 
 Handler = Callable[[Call], tuple[int, dict[str, Any] | None]]
@@ -480,6 +482,11 @@ def create_user(call: Call) -> tuple[int, dict[str, Any] | None]:
 def update_user(call: Call) -> tuple[int, dict[str, Any] | None]:
     user: User = _existing(call.directory.users, call.object_id)
     check_key_tenant(call.api_key, user.tenant_id)
+    if call.method == "PUT" and call.query.get("reactivate") == "true":
+        # The Reactivate a User API: PUT /api/user/{userId}?reactivate=true, no body.
+        user.data["active"] = True
+        _stamp(user.data, call.directory, created=False)
+        return 200, {"user": user.to_json()}
     given = _object(call.body, "user")
     if call.method == "PATCH":
         data = _patched(call, user.data, given)
@@ -494,6 +501,19 @@ def update_user(call: Call) -> tuple[int, dict[str, Any] | None]:
         raise
     _stamp(user.data, call.directory, created=False)
     return 200, {"user": user.to_json()}
+
+
+def delete_user(call: Call) -> tuple[int, dict[str, Any] | None]:
+    """DELETE /api/user/{userId}: a soft delete (deactivation: the user can no longer sign in) unless
+    ``hardDelete=true``, which removes the user. Empty 200."""
+    user: User = _existing(call.directory.users, call.object_id)
+    check_key_tenant(call.api_key, user.tenant_id)
+    if call.query.get("hardDelete") == "true":
+        del call.directory.users[user.id]
+    else:
+        user.data["active"] = False
+        _stamp(user.data, call.directory, created=False)
+    return 200, None
 
 
 def retrieve_user(call: Call) -> tuple[int, dict[str, Any] | None]:
@@ -549,7 +569,8 @@ def register_user(call: Call) -> tuple[int, dict[str, Any] | None]:
         "id": identifiers.new_uuid(),
         "applicationId": application.id,
         "roles": list(roles),
-        "verified": True,
+        # An application that verifies registrations starts them unverified, unless the request skips that.
+        "verified": not application.verify_registration or bool(call.body.get("skipRegistrationVerification")),
         "usernameStatus": "ACTIVE",
         "insertInstant": now,
         "lastUpdateInstant": now,
@@ -629,6 +650,7 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/api/user/{id}", "/api/user", update_user),
     Route("PATCH", "/api/user/{id}", "/api/user", update_user),
     Route("GET", "/api/user/{id}", "/api/user", retrieve_user),
+    Route("DELETE", "/api/user/{id}", "/api/user", delete_user),
     Route("POST", "/api/user-action", "/api/user-action", save_user_action),
     Route("POST", "/api/user-action/{id}", "/api/user-action", save_user_action),
     Route("PUT", "/api/user-action/{id}", "/api/user-action", save_user_action),
@@ -661,6 +683,7 @@ def handle(
     body: dict[str, Any],
     tenant_header: str | None,
     content_type: str,
+    query: Mapping[str, str] | None = None,
 ) -> tuple[int, dict[str, Any] | None]:
     api_key = require_api_key(directory, authorization, route.endpoint, route.method)
     if route.key_manager and not api_key.key_manager:
@@ -674,6 +697,7 @@ def handle(
         body=body,
         tenant_id=header_tenant(directory, tenant_header),
         content_type=content_type or "application/json",
+        query=dict(query or {}),
     )
     return route.handler(call)
 
@@ -689,7 +713,7 @@ def dispatch(
     content_type: str | None = None,
 ) -> tuple[int, dict[str, Any] | None]:
     """Apply one request as if it had arrived over HTTP. Raises UnknownRequest or FusionAuthError."""
-    path = url.split("?", 1)[0]
+    path, _, query = url.partition("?")
     route, object_id = match(method, path)
     return handle(
         directory,
@@ -699,6 +723,7 @@ def dispatch(
         body=body or {},
         tenant_header=tenant_id,
         content_type=content_type or "application/json",
+        query={name: values[-1] for name, values in parse_qs(query).items()},
     )
 
 
@@ -718,7 +743,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
 def _endpoint(route: Route) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         directory: Directory = request.app.state.directory
-        body = await read_json_object(request) if route.method != "GET" else {}
+        body = await read_json_object(request) if route.method not in ("GET", "DELETE") else {}
         status, payload = handle(
             directory,
             route,
@@ -727,6 +752,7 @@ def _endpoint(route: Route) -> Callable[[Request], Any]:
             body=body,
             tenant_header=request.headers.get(TENANT_HEADER),
             content_type=request.headers.get("content-type", "application/json"),
+            query=dict(request.query_params),
         )
         if payload is None:
             return Response(status_code=status)

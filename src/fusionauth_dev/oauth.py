@@ -386,10 +386,22 @@ async def authorize_submit(request: Request, directory: DirectoryDep) -> Respons
             login.record_failed_attempt(directory, user)
         return _login_form(authorize_request, login_id=login_id, error="Invalid login credentials.")
     try:
+        if not user.active:
+            raise LoginPrevented([])
         login.ensure_login_allowed(directory, user)
     except LoginPrevented:
         return _login_form(authorize_request, login_id=login_id, error="Your account has been locked.")
-    if login.needs_second_factor(directory, tenant, user, request.cookies.get(_TRUST_COOKIE)):
+    due = login.second_factor_due(
+        directory, tenant, authorize_request.application, user, request.cookies.get(_TRUST_COOKIE)
+    )
+    if due == "configure":
+        # FusionAuth's own page would walk them through setting up a method; the dev server's page cannot.
+        return _login_form(
+            authorize_request,
+            login_id=login_id,
+            error="This account must set up a second factor first, which the development server cannot do.",
+        )
+    if due == "challenge":
         challenge = two_factor.start(
             directory,
             user=user,

@@ -12,8 +12,9 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from . import __version__
-from .api import auth, health, session, step_up, telegrams
+from .api import auth, health, native, session, step_up, telegrams
 from .auth.login_flow import LoginFlow
+from .auth.native_login import NativeSignIn
 from .auth.sessions import SessionManager
 from .auth.tokens import TokenVerifier
 from .clock import Clock, SystemClock
@@ -22,6 +23,7 @@ from .errors import install_error_handlers
 from .fusionauth.client import FusionAuthClient, build_http_client
 from .services import Services
 from .settings import Settings, load_settings
+from .stepup.challenge import ChallengeMachine
 from .stepup.service import StepUpService
 from .storage import open_store
 from .web.cookies import PendingCookiesMiddleware
@@ -53,6 +55,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 clock,
                 on_end=lambda record: fusionauth.revoke_refresh_token_quietly(record.tokens.refresh_token_id),
             )
+            challenges = ChallengeMachine(
+                settings.step_up,
+                store,
+                fusionauth,
+                clock,
+                # httpx applies its timeouts per phase: connect, then write, then read.
+                lock_ttl=settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout + 5,
+            )
+            tokens = TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock)
+            step_up_service = StepUpService(settings.step_up, store, fusionauth, sessions, clock, challenges)
             yield {
                 "services": Services(
                     settings=settings,
@@ -60,17 +72,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     store=store,
                     telegrams=store,
                     fusionauth=fusionauth,
-                    tokens=TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock),
+                    tokens=tokens,
                     sessions=sessions,
                     login=LoginFlow(settings, store, clock),
-                    step_up=StepUpService(
-                        settings.step_up,
-                        store,
-                        fusionauth,
-                        sessions,
-                        clock,
-                        # httpx applies its timeouts per phase: connect, then write, then read.
-                        lock_ttl=settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout + 5,
+                    step_up=step_up_service,
+                    native=NativeSignIn(
+                        settings, store, fusionauth, tokens, sessions, challenges, step_up_service, clock
                     ),
                 )
             }
@@ -89,6 +96,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(native.router)
     app.include_router(session.router)
     app.include_router(step_up.router)
     app.include_router(telegrams.router)

@@ -12,9 +12,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .auth.login_flow import LoginFlow
+from .auth.native_login import NativeSignIn
 from .auth.sessions import Session, SessionManager, User
 from .clock import Clock
-from .errors import LoginRequired, on_invalid_input
+from .errors import LoginRequired, NotFound, on_invalid_input
 from .fusionauth.client import FusionAuthClient
 from .services import Services
 from .settings import Settings
@@ -55,12 +56,29 @@ def get_step_up(services: ServicesDep) -> StepUpService:
     return services.step_up
 
 
+def get_native_sign_in(services: ServicesDep) -> NativeSignIn:
+    if not services.settings.login.native:
+        # Off (the default): the routes do not exist as far as anyone outside can tell.
+        raise NotFound()
+    return services.native
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 FusionAuthDep = Annotated[FusionAuthClient, Depends(get_fusionauth)]
 SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
 LoginFlowDep = Annotated[LoginFlow, Depends(get_login_flow)]
 StepUpDep = Annotated[StepUpService, Depends(get_step_up)]
+NativeSignInDep = Annotated[NativeSignIn, Depends(get_native_sign_in)]
+
+
+def get_client_address(request: Request) -> str | None:
+    # request.client is the browser's address when uvicorn trusts the proxy (server.forwarded_allow_ips), else the
+    # peer's: X-Forwarded-For from anyone else is ignored, so nobody picks the address their guesses count against.
+    return request.client.host if request.client else None
+
+
+ClientAddress = Annotated[str | None, Depends(get_client_address)]
 
 
 def csrf_guard(request: Request, settings: SettingsDep) -> None:

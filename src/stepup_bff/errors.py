@@ -10,6 +10,11 @@
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── IdempotencyKeyReused (422 idempotency_key_reused)
     ├── LoginFailed (400, browser navigations only; carries the redirect code)
+    ├── SignInError: native sign-in's own answers (POST /auth/native/*)
+    │   ├── InvalidCredentials (401 invalid_credentials: unknown user and wrong password alike)
+    │   ├── SignInRefused (403 account_locked / login_prevented / account_expired / password_change_required /
+    │   │                  verification_required / not_registered / second_factor_setup_required)
+    │   └── TooManyAttempts (429 too_many_attempts, retry_after)
     ├── StepUpError: the step-up API's own answers
     │   ├── InvalidCode (400 invalid_code, attempts_remaining)
     │   ├── InvalidMethod (400 invalid_method)
@@ -147,6 +152,58 @@ class LoginFailed(AppError):
         return self.reason
 
 
+class _Refusal(AppError):
+    """FusionAuth refused because of the account's state: the code is the reason, from a fixed vocabulary, and the
+    description says what to do."""
+
+    status_code = 403
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(description)
+        self.reason = reason
+
+    @property
+    def error_code(self) -> str:
+        return self.reason
+
+
+class _RetryLater(AppError):
+    """429 with `retry_after`, in the body and in Retry-After."""
+
+    status_code = 429
+
+    def __init__(self, *, retry_after: int, description: str | None = None) -> None:
+        super().__init__(description, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+
+
+class SignInError(AppError):
+    status_code = 400
+    code = "sign_in_error"
+
+
+class InvalidCredentials(SignInError):
+    """Wrong password and unknown user get this very answer, so it tells nobody whether an account exists."""
+
+    status_code = 401
+    code = "invalid_credentials"
+    description = "That email or username and password do not match an account. Check them and try again."
+
+
+class SignInRefused(_Refusal, SignInError):
+    """FusionAuth knows the person but will not sign them in here."""
+
+    status_code = 403
+    code = "sign_in_refused"
+    description = "The sign-in service refused the sign-in."
+
+
+class TooManyAttempts(_RetryLater, SignInError):
+    """Too many failed sign-ins for this login id or from this address: refused before FusionAuth is asked."""
+
+    code = "too_many_attempts"
+    description = "Too many failed sign-ins. Wait before trying again."
+
+
 class StepUpError(AppError):
     status_code = 400
     code = "step_up_error"
@@ -170,20 +227,12 @@ class InvalidMethod(StepUpError):
     description = "Choose one of the email or text-message methods offered; authenticator codes are not sent."
 
 
-class StepUpRejected(StepUpError):
+class StepUpRejected(_Refusal, StepUpError):
     """FusionAuth verified nothing because of the account's state (locked, expired, login prevented)."""
 
     status_code = 403
     code = "step_up_rejected"
     description = "The sign-in service refused the step-up."
-
-    def __init__(self, reason: str, description: str) -> None:
-        super().__init__(description)
-        self.reason = reason
-
-    @property
-    def error_code(self) -> str:
-        return self.reason
 
 
 class StepUpLocked(StepUpError):
@@ -221,14 +270,7 @@ class ChallengeExpired(StepUpError):
     description = "This challenge expired. Start again."
 
 
-class _RetryLater(StepUpError):
-    status_code = 429
-
-    def __init__(self, *, retry_after: int, description: str | None = None) -> None:
-        super().__init__(description, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
-
-
-class ResendTooSoon(_RetryLater):
+class ResendTooSoon(_RetryLater, StepUpError):
     code = "resend_too_soon"
     description = "A code was sent a moment ago. Wait before asking for another."
 
@@ -239,12 +281,12 @@ class TooManySends(StepUpError):
     description = "No more codes can be sent for this challenge. Start again."
 
 
-class TooManyStarts(_RetryLater):
+class TooManyStarts(_RetryLater, StepUpError):
     code = "too_many_starts"
     description = "Too many step-ups were started. Wait a while before starting another."
 
 
-class StepUpBlocked(_RetryLater):
+class StepUpBlocked(_RetryLater, StepUpError):
     code = "step_up_blocked"
     description = "Too many wrong codes. Step-up is blocked for a while."
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .auth.login_flow import LoginFlow
+from .auth.native_login import NativeSignIn
 from .auth.sessions import SessionManager
 from .auth.tokens import TokenVerifier
 from .clock import Clock
@@ -25,3 +26,4 @@ class Services:
     sessions: SessionManager
     login: LoginFlow
     step_up: StepUpService
+    native: NativeSignIn

@@ -146,6 +146,16 @@ class StepUpSettings(_Section):
     challenge_ttl: Seconds = 300
 
 
+class LoginSettings(_Section):
+    # true: the SPA may sign people in with its own form through POST /auth/native/login (FusionAuth's Login API);
+    # the hosted page stays. Off by default: the API key then also needs POST /api/login.
+    native: bool = False
+    # Failed native sign-ins allowed per login id, and per client address, within failure_window; then 429.
+    max_failures_per_login_id: Seconds = 10
+    max_failures_per_address: Seconds = 100
+    failure_window: Seconds = 900  # seconds (15 min)
+
+
 class StorageSettings(_Section):
     # sqlite:///relative/path, sqlite:////absolute/path or redis://host:port/db
     url: str = "sqlite:///data/stepup-bff.sqlite3"
@@ -182,6 +192,7 @@ class Settings(BaseSettings):
     fusionauth: FusionAuthSettings
     session: SessionSettings
     step_up: StepUpSettings = StepUpSettings()
+    login: LoginSettings = LoginSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
     frontend_dir: Path | None = None  # defaults to the packaged single-page app

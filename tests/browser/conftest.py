@@ -123,9 +123,9 @@ def screenshot(request: pytest.FixtureRequest) -> Callable[[Page, str], Path]:
 
 
 def sign_in(page: Page, stack: RunningStack, login_id: str) -> None:
-    """Sign in through the SPA's button and the dev server's hosted login page."""
+    """Sign in through the SPA's hosted-page button and the dev server's hosted login page."""
     page.goto("/")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_test_id("sign-in").click()
     page.get_by_label("Email").fill(login_id)
     page.get_by_label("Password").fill(stack.password)
     page.get_by_role("button", name="Submit").click()

@@ -107,7 +107,9 @@ def test_signed_out_page_explains_step_up_and_turns_sign_in_errors_into_sentence
     expect(page.get_by_role("alert")).to_have_text("The sign-in took too long and timed out. Please try again.")
     # The code is gone from the address bar, so a reload does not show it again.
     expect(page).to_have_url(f"{stack.bff_url}/")
-    expect(page.get_by_role("button", name="Sign in")).to_be_focused()
+    # `stepup-bff dev` offers native sign-in, so the form comes first; the hosted page's button stays.
+    expect(page.get_by_label("Email or username")).to_be_focused()
+    expect(page.get_by_test_id("sign-in")).to_have_text("Use FusionAuth's sign-in page")
     screenshot(page, "signed-out-with-error")
 
     page.goto("/?error=something_new")

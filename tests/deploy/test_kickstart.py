@@ -269,6 +269,7 @@ def test_the_bffs_api_key_may_call_exactly_what_the_bff_and_doctor_call() -> Non
     sources = [ROOT / "src" / "stepup_bff" / name for name in ("fusionauth/client.py", "ops/doctor.py")]
     used = set().union(*(_api_key_calls(path.read_text(encoding="utf-8")) for path in sources))
     assert ("POST", "/api/two-factor/start") in used  # the scan itself works
+    assert ("POST", "/api/login") in used  # native sign-in (FusionAuthClient.login) and doctor's probe of it
     created = COMMUNITY.one("POST", f"/api/api-key/{COMMUNITY.variables['bffApiKeyId']}").body["apiKey"]
     assert created["key"] == COMMUNITY.variables["bffApiKey"]
     assert "#{ENV.FUSIONAUTH_BFF_API_KEY}" in KICKSTART.read_text(), "the key comes from the environment"

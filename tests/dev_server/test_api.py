@@ -53,8 +53,13 @@ def test_login_with_bad_credentials_is_404(client: TestClient) -> None:
 def test_login_needs_an_api_key_when_an_application_is_named(client: TestClient) -> None:
     assert login(client, "dave@example.com", key=None).status_code == 401
     assert login(client, "dave@example.com", key="wrong").status_code == 401
-    # The BFF's key is not allowed /api/login.
-    assert login(client, "dave@example.com", key=BFF_KEY).status_code == 401
+    # The BFF's key is allowed /api/login (native sign-in); a key without that endpoint is not.
+    assert login(client, "dave@example.com", key=BFF_KEY).status_code == 200
+    body = {
+        "apiKey": {"key": "start-only-key-value", "permissions": {"endpoints": {"/api/two-factor/start": ["POST"]}}}
+    }
+    assert client.post("/api/api-key", json=body, headers={"Authorization": ADMIN_KEY}).status_code == 200
+    assert login(client, "dave@example.com", key="start-only-key-value").status_code == 401
     patch = {"application": {"loginConfiguration": {"requireAuthentication": False}}}
     client.patch(f"/api/application/{APPLICATION_ID}", json=patch, headers={"Authorization": ADMIN_KEY})
     assert login(client, "dave@example.com", key=None).status_code == 200
@@ -79,17 +84,16 @@ def test_login_returns_242_when_the_tenant_policy_asks_for_the_second_factor(
     assert login(client, "dave@example.com").status_code == 200
 
 
+def complete_with_totp(client: TestClient, clock: ManualClock, two_factor_id: str, **extra: Any) -> Any:
+    """Finish a 242 with alice's authenticator code."""
+    body = {"twoFactorId": two_factor_id, "code": totp.code_at(ALICE_SECRET, clock.now()), **extra}
+    return client.post("/api/two-factor/login", json=body)
+
+
 def test_trusted_computer_skips_the_second_factor(client: TestClient, clock: ManualClock) -> None:
     patch_tenant(client, {"multiFactorConfiguration": {"loginPolicy": "Enabled"}})
     challenge = login(client, "alice@example.com").json()
-    trusted = client.post(
-        "/api/two-factor/login",
-        json={
-            "twoFactorId": challenge["twoFactorId"],
-            "code": totp.code_at(ALICE_SECRET, clock.now()),
-            "trustComputer": True,
-        },
-    ).json()["twoFactorTrustId"]
+    trusted = complete_with_totp(client, clock, challenge["twoFactorId"], trustComputer=True).json()["twoFactorTrustId"]
     client.cookies.clear()
     assert login(client, "alice@example.com", twoFactorTrustId=trusted).status_code == 200
 
@@ -102,6 +106,120 @@ def test_wrong_passwords_lock_the_user_for_the_action_duration(client: TestClien
     assert locked.json()["actions"][0]["actionId"] == "10c0a471-6c2d-4e3f-8a9b-000000000001"
     clock.advance(181)
     assert login(client, "dave@example.com").status_code == 200
+
+
+ALICE = "a11ce000-0000-4000-8000-000000000001"
+DAVE = "da7e0000-0000-4000-8000-000000000004"
+ADMIN = {"Authorization": ADMIN_KEY}
+
+
+def patch_application(client: TestClient, application: dict[str, Any]) -> None:
+    response = client.patch(f"/api/application/{APPLICATION_ID}", json={"application": application}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+
+
+def patch_user(client: TestClient, user_id: str, user: dict[str, Any]) -> None:
+    response = client.patch(f"/api/user/{user_id}", json={"user": user}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+
+
+def test_the_applications_login_policy_supersedes_the_tenants(client: TestClient) -> None:
+    # The kickstart tenant says Disabled; the application asks for the second factor.
+    patch_application(client, {"multiFactorConfiguration": {"loginPolicy": "Enabled"}})
+    assert login(client, "alice@example.com").status_code == 242
+    # And the other way round: the tenant asks, the application does not.
+    patch_tenant(client, {"multiFactorConfiguration": {"loginPolicy": "Enabled"}})
+    patch_application(client, {"multiFactorConfiguration": {"loginPolicy": "Disabled"}})
+    assert login(client, "alice@example.com").status_code == 200
+
+
+def test_required_policy_asks_a_user_without_a_method_to_set_one_up(client: TestClient) -> None:
+    patch_tenant(client, {"multiFactorConfiguration": {"loginPolicy": "Required"}})
+    response = login(client, "dave@example.com")
+    assert response.status_code == 242
+    body = response.json()
+    assert set(body) == {"twoFactorId", "configurableMethods"}
+    assert body["configurableMethods"] == ["authenticator", "email"]  # what the tenant (with the overlay) enables
+    assert login(client, "alice@example.com").json()["methods"][0]["method"] == "authenticator"
+    # Enabled asks only users who have a method.
+    patch_tenant(client, {"multiFactorConfiguration": {"loginPolicy": "Enabled"}})
+    assert login(client, "dave@example.com").status_code == 200
+
+
+def test_a_deactivated_user_is_423_even_with_a_wrong_password(client: TestClient) -> None:
+    assert client.delete(f"/api/user/{DAVE}", headers=ADMIN).status_code == 200
+    locked = login(client, "dave@example.com")
+    assert (locked.status_code, locked.content) == (423, b"")
+    # FusionAuth/fusionauth-issues#2524: the lock is reported before the password is checked.
+    assert login(client, "dave@example.com", "wrong-password").status_code == 423
+    assert client.get(f"/api/user/{DAVE}", headers=ADMIN).json()["user"]["active"] is False
+    assert client.put(f"/api/user/{DAVE}", params={"reactivate": "true"}, headers=ADMIN).status_code == 200
+    assert login(client, "dave@example.com").status_code == 200
+    # hardDelete removes the user: then it is an unknown user, 404.
+    assert client.delete(f"/api/user/{DAVE}", params={"hardDelete": "true"}, headers=ADMIN).status_code == 200
+    assert login(client, "dave@example.com").status_code == 404
+
+
+def test_an_expired_user_is_410(client: TestClient, clock: ManualClock) -> None:
+    patch_user(client, DAVE, {"expiry": int((clock.now() + 60) * 1000)})
+    assert login(client, "dave@example.com").status_code == 200
+    clock.advance(60)
+    expired = login(client, "dave@example.com")
+    assert (expired.status_code, expired.content) == (410, b"")
+    assert login(client, "dave@example.com", "wrong-password").status_code == 404  # the password is checked first
+
+
+def test_a_required_password_change_is_203_without_tokens(client: TestClient) -> None:
+    patch_user(client, DAVE, {"passwordChangeRequired": True, "passwordChangeReason": "Expired"})
+    response = login(client, "dave@example.com")
+    assert response.status_code == 203
+    body = response.json()
+    assert set(body) == {"changePasswordId", "changePasswordReason"}
+    assert body["changePasswordReason"] == "Expired"
+    assert "access_token" not in response.cookies
+
+
+def test_unverified_email_is_212_and_unverified_registration_213(client: TestClient) -> None:
+    patch_tenant(client, {"emailConfiguration": {"verifyEmail": True}})
+    patch_user(client, DAVE, {"verified": False})
+    unverified = login(client, "dave@example.com")
+    assert unverified.status_code == 212
+    assert unverified.json()["token"] and unverified.json()["user"]["verified"] is False
+    assert login(client, "alice@example.com").status_code == 200  # verified
+
+    patch_application(client, {"verifyRegistration": True})
+    created = client.post(
+        "/api/user/registration",
+        json={
+            "user": {"email": "erin@example.com", "password": PASSWORD},
+            "registration": {"applicationId": APPLICATION_ID},
+        },
+        headers=ADMIN,
+    )
+    assert created.status_code == 200 and created.json()["registration"]["verified"] is False
+    assert login(client, "erin@example.com").status_code == 213
+    assert login(client, "alice@example.com").status_code == 200  # registered before, with verification skipped
+
+
+def test_not_registered_for_the_application_is_202(client: TestClient) -> None:
+    created = client.post(
+        "/api/user", json={"user": {"email": "frank@example.com", "password": PASSWORD}}, headers=ADMIN
+    )
+    assert created.status_code == 200
+    response = login(client, "frank@example.com")
+    assert response.status_code == 202
+    assert response.json()["user"]["email"] == "frank@example.com"
+
+
+def test_conditions_apply_after_the_second_factor_too(client: TestClient, clock: ManualClock) -> None:
+    patch_tenant(
+        client, {"multiFactorConfiguration": {"loginPolicy": "Enabled"}, "emailConfiguration": {"verifyEmail": True}}
+    )
+    patch_user(client, ALICE, {"verified": False})
+    challenge = login(client, "alice@example.com").json()
+    done = complete_with_totp(client, clock, challenge["twoFactorId"], applicationId=APPLICATION_ID)
+    assert done.status_code == 212
+    assert done.json()["token"]
 
 
 def test_jwt_refresh_api(client: TestClient) -> None:

@@ -133,6 +133,102 @@ def test_login_returns_242_with_the_tenant_policy_enabled(live: Live) -> None:
     )
 
 
+def _new_user(admin: FusionAuthClient, email: str, *, register: bool = True, **user: Any) -> str:
+    """A user of its own, so that what a test does to it touches no other test on this module's server."""
+    body = {"email": email, "password": PASSWORD, **user}
+    if register:
+        created = admin.register(
+            {"user": body, "registration": {"applicationId": APPLICATION_ID}, "skipRegistrationVerification": True}
+        )
+    else:
+        created = admin.create_user({"user": body})
+    assert created.status == 200, created.error_response
+    user_id: str = created.success_response["user"]["id"]
+    return user_id
+
+
+def test_login_statuses_through_the_client(live: Live) -> None:
+    """Every Login API answer the BFF maps (docs/fusionauth.md §5), as FusionAuth's own client receives it."""
+    admin = live.client(ADMIN_KEY)
+    bff = live.client()  # the BFF's key, which kickstart allows POST /api/login
+
+    def login(email: str, password: str = PASSWORD) -> Any:
+        return bff.login({"loginId": email, "password": password, "applicationId": APPLICATION_ID})
+
+    ok = login("dave@example.com")
+    assert ok.status == 200 and ok.success_response["token"] and ok.success_response["user"]["id"]
+    assert login("dave@example.com", "wrong-password").status == 404
+    unknown = login("nobody@example.com")
+    assert unknown.status == 404 and unknown.response.content == b""
+    assert (
+        live.client("")
+        .login({"loginId": "dave@example.com", "password": PASSWORD, "applicationId": APPLICATION_ID})
+        .status
+        == 401
+    )
+
+    locked_id = _new_user(admin, "conformance-locked@example.com")
+    assert admin.deactivate_user(locked_id).status == 200
+    assert login("conformance-locked@example.com").status == 423
+    assert admin.reactivate_user(locked_id).status == 200
+    assert login("conformance-locked@example.com").status == 200
+
+    change_id = _new_user(admin, "conformance-change@example.com")
+    assert admin.patch_user(change_id, {"user": {"passwordChangeRequired": True}}).status == 200
+    changing = login("conformance-change@example.com")
+    assert changing.status == 203 and changing.success_response["changePasswordReason"] == "Administrative"
+
+    _new_user(admin, "conformance-unregistered@example.com", register=False)
+    assert login("conformance-unregistered@example.com").status == 202
+
+    expired_id = _new_user(admin, "conformance-expired@example.com")
+    assert admin.patch_user(expired_id, {"user": {"expiry": 1}}).status == 200
+    assert login("conformance-expired@example.com").status == 410
+
+    # Five wrong passwords trip the tenant's lockout action (kickstart): 409 with the actions.
+    _new_user(admin, "conformance-guessed@example.com")
+    for _ in range(5):
+        assert login("conformance-guessed@example.com", "wrong-password").status == 404
+    prevented = login("conformance-guessed@example.com")
+    assert prevented.status == 409 and prevented.response.json()["actions"][0]["actionId"]
+
+
+def test_login_242_under_the_applications_policy_and_212_after_it(live: Live) -> None:
+    admin = live.client(ADMIN_KEY)
+    bff = live.client()
+    user_id = _new_user(admin, "conformance-mfa@example.com")
+    secret = "KnCWSYwMi0S4pr92R7iRpUyfDow="
+    method = {"method": "authenticator", "secret": secret, "authenticator": {"algorithm": "HmacSHA1"}}
+    assert admin.patch_user(user_id, {"user": {"twoFactor": {"methods": [method]}}}).status == 200
+    assert (
+        admin.patch_application(
+            APPLICATION_ID, {"application": {"multiFactorConfiguration": {"loginPolicy": "Enabled"}}}
+        ).status
+        == 200
+    )
+    try:
+        due = bff.login(
+            {"loginId": "conformance-mfa@example.com", "password": PASSWORD, "applicationId": APPLICATION_ID}
+        )
+        assert due.status == 242
+        assert set(due.success_response) == {"twoFactorId", "methods"}
+        assert admin.patch_tenant(TENANT_ID, {"tenant": {"emailConfiguration": {"verifyEmail": True}}}).status == 200
+        assert admin.patch_user(user_id, {"user": {"verified": False}}).status == 200
+        done = bff.two_factor_login(
+            {
+                "twoFactorId": due.success_response["twoFactorId"],
+                "code": totp.code_at(secret, live.dev.clock.now()),
+                "applicationId": APPLICATION_ID,
+            }
+        )
+        assert done.status == 212 and done.success_response["token"]
+    finally:
+        admin.patch_application(
+            APPLICATION_ID, {"application": {"multiFactorConfiguration": {"loginPolicy": "Disabled"}}}
+        )
+        admin.patch_tenant(TENANT_ID, {"tenant": {"emailConfiguration": {"verifyEmail": False}}})
+
+
 def _authorization_code(live: Live, verifier_challenge: Any) -> str:
     form = {**authorize_params(verifier_challenge), "loginId": "alice@example.com", "password": PASSWORD}
     response = httpx.post(f"{live.http.url}/oauth2/authorize", data=form, follow_redirects=False)

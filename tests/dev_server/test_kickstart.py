@@ -172,6 +172,7 @@ def test_seed_summary_of_the_repository_kickstart(seed: Seed) -> None:
     assert seed.admin_api_key.key == ENV["FUSIONAUTH_ADMIN_API_KEY"] and seed.admin_api_key.endpoints is None
     assert seed.bff_api_key.key == ENV["FUSIONAUTH_BFF_API_KEY"]
     assert seed.bff_api_key.endpoints == {
+        "/api/login": ("POST",),
         "/api/two-factor/start": ("POST",),
         "/api/jwt/refresh": ("DELETE",),
         "/api/application": ("GET",),

@@ -54,6 +54,18 @@ class RunningStack:
     def sign_in(self, login_id: str) -> httpx.Client:
         return sign_in_through_form(self.bff_url, self.fusionauth_url, login_id, self.password)
 
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None, **params: str) -> httpx.Response:
+        """FusionAuth's admin APIs with kickstart's admin key, as an operator would change the running server."""
+        headers = {"Authorization": KICKSTART_ENV["FUSIONAUTH_ADMIN_API_KEY"]}
+        return httpx.request(
+            method, f"{self.fusionauth_url}{path}", json=body, params=params, headers=headers, timeout=5
+        )
+
+    def login_policy(self, policy: str) -> None:
+        """The tenant's MFA login policy: "Enabled" makes FusionAuth ask for the second factor at sign-in (242)."""
+        body = {"tenant": {"multiFactorConfiguration": {"loginPolicy": policy}}}
+        self.admin("PATCH", f"/api/tenant/{self.stack.seed.tenant_id}", body).raise_for_status()
+
     def emailed_code(self, address: str) -> str:
         codes = [message["code"] for message in self.messages() if message["to"] == address]
         assert codes, f"no code was sent to {address}"
@@ -82,7 +94,7 @@ def sign_in_through_form(bff_url: str, fusionauth_url: str, login_id: str, passw
 
 
 @contextlib.contextmanager
-def running_stack(tmp_path: Path, **step_up: Any) -> Iterator[RunningStack]:
+def running_stack(tmp_path: Path, login: dict[str, Any] | None = None, **step_up: Any) -> Iterator[RunningStack]:
     fusionauth_port, bff_port = free_port(), free_port()
     stack = build_stack(
         bff_port=bff_port,
@@ -91,6 +103,7 @@ def running_stack(tmp_path: Path, **step_up: Any) -> Iterator[RunningStack]:
         storage_url=f"sqlite:///{tmp_path / 'bff.sqlite3'}",
         env=KICKSTART_ENV,
         step_up=step_up,
+        login=login,
     )
     with serve(stack.fusionauth.app, port=fusionauth_port) as fusionauth:
         with httpx.Client(timeout=5) as http:

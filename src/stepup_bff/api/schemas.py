@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ..auth.sessions import Session, StepUp
+from ..stepup.challenge import Challenge, Sent
 
 
 def iso(timestamp: float) -> str:
@@ -27,11 +30,29 @@ class StepUpStatus(BaseModel):
 
 class SessionOut(BaseModel):
     authenticated: bool
+    # Signed out only: the ways this BFF offers to sign in ("native" = our own form, "hosted" = FusionAuth's page).
+    sign_in: list[str] | None = None
     user: UserOut | None = None
     signed_in_at: str | None = None
     expires_at: str | None = None
     idle_expires_at: str | None = None
     step_up: StepUpStatus | None = None
+
+    @classmethod
+    def of(cls, session: Session, fresh: StepUp | None) -> Self:
+        """A signed-in session; `fresh` is the step-up the next privileged request would accept, if any."""
+        if fresh is not None:
+            step_up = StepUpStatus(active=True, expires_at=iso(fresh.until), method=fresh.method)
+        else:
+            step_up = StepUpStatus(active=False)
+        return cls(
+            authenticated=True,
+            user=UserOut(id=session.user.id, email=session.user.email, name=session.user.name),
+            signed_in_at=iso(session.signed_in_at),
+            expires_at=iso(session.expires_at),
+            idle_expires_at=iso(session.idle_expires_at),
+            step_up=step_up,
+        )
 
 
 class LogoutOut(BaseModel):
@@ -51,8 +72,19 @@ class StepUpMethodOut(BaseModel):
 
 
 class StepUpStartOut(BaseModel):
+    """A challenge as the browser sees it (step-up start, and the second factor of a native sign-in)."""
+
     methods: list[StepUpMethodOut]
     expires_at: str
+
+    @classmethod
+    def of(cls, challenge: Challenge) -> StepUpStartOut:
+        return cls(
+            methods=[
+                StepUpMethodOut(id=m.id, method=m.method, hint=m.hint, last_used=m.last_used) for m in challenge.methods
+            ],
+            expires_at=iso(challenge.expires_at),
+        )
 
 
 class StepUpSendIn(_Input):
@@ -64,10 +96,17 @@ class StepUpSendOut(BaseModel):
     retry_after: int
     sends_remaining: int
 
+    @classmethod
+    def of(cls, sent: Sent) -> StepUpSendOut:
+        return cls(sent_to=sent.method.hint, retry_after=sent.retry_after, sends_remaining=sent.sends_remaining)
+
+
+# Six-digit codes, and FusionAuth's longer recovery codes; never echoed back in errors.
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+
 
 class StepUpFinishIn(_Input):
-    # Six-digit codes, and FusionAuth's longer recovery codes; never echoed back in errors.
-    code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+    code: Code
     method_id: Annotated[str | None, Field(max_length=64)] = None
 
 
@@ -90,3 +129,18 @@ class TelegramOut(BaseModel):
 
 class TelegramListOut(BaseModel):
     telegrams: list[TelegramOut]
+
+
+class NativeLoginIn(BaseModel):
+    # Not _Input: a password is taken exactly as typed (spaces are characters). Never echoed back in errors.
+    model_config = ConfigDict(extra="forbid")
+
+    login_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class NativeLoginOut(SessionOut):
+    """A session as GET /api/session describes it; or, while a second factor is due, `authenticated: false` and the
+    challenge (the same methods and masking as step-up)."""
+
+    two_factor: StepUpStartOut | None = None

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..deps import CurrentSession, SessionsDep, StepUpDep
+from ..deps import ClientAddress, CurrentSession, SessionsDep, StepUpDep
 from ..web.cookies import queue_cookie
 from .schemas import (
     StepUpFinishIn,
     StepUpFinishOut,
-    StepUpMethodOut,
     StepUpSendIn,
     StepUpSendOut,
     StepUpStartOut,
@@ -23,29 +22,25 @@ router = APIRouter(prefix="/api/step-up", tags=["step-up"])
 @router.post("/start")
 async def start(session: CurrentSession, step_up: StepUpDep) -> StepUpStartOut:
     """Begin a challenge for the signed-in user; lists their methods with masked destinations."""
-    challenge = await step_up.start(session)
-    return StepUpStartOut(
-        methods=[
-            StepUpMethodOut(id=m.id, method=m.method, hint=m.hint, last_used=m.last_used) for m in challenge.methods
-        ],
-        expires_at=iso(challenge.expires_at),
-    )
+    return StepUpStartOut.of(await step_up.start(session))
 
 
 @router.post("/send")
 async def send(body: StepUpSendIn, session: CurrentSession, step_up: StepUpDep) -> StepUpSendOut:
     """Have FusionAuth send a code by email or SMS."""
-    method, retry_after, remaining = await step_up.send(session, body.method_id)
-    return StepUpSendOut(sent_to=method.hint, retry_after=retry_after, sends_remaining=remaining)
+    return StepUpSendOut.of(await step_up.send(session, body.method_id))
 
 
 @router.post("/finish")
 async def finish(
-    request: Request, body: StepUpFinishIn, session: CurrentSession, step_up: StepUpDep, sessions: SessionsDep
+    request: Request,
+    body: StepUpFinishIn,
+    session: CurrentSession,
+    step_up: StepUpDep,
+    sessions: SessionsDep,
+    ip: ClientAddress,
 ) -> StepUpFinishOut:
     """Check the code; on success the session gets a new id and a short-lived stepped-up flag."""
-    # request.client is the browser's address when uvicorn trusts the proxy (server.forwarded_allow_ips).
-    ip = request.client.host if request.client else None
     stepped_up = await step_up.finish(session, body.code, ip, body.method_id)
     queue_cookie(request, sessions.set_cookie_header(stepped_up))
     assert stepped_up.step_up is not None  # noqa: S101 - finish() always returns a stepped-up session

@@ -15,7 +15,7 @@ from jose.exceptions import JOSEError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..clock import Clock
-from ..fusionauth.client import FusionAuthClient
+from ..fusionauth.client import FusionAuthClient, display_name
 
 # RS256 only: FusionAuth publishes only asymmetric keys in its JWKS, and an allow-list is what stops "alg": "none"
 # and the HS256-signed-with-the-public-key confusion attack.
@@ -50,8 +50,14 @@ class IdClaims(BaseModel):
 
     @property
     def display_name(self) -> str:
-        full = " ".join(part for part in (self.given_name, self.family_name) if part)
-        return self.name or full or self.preferred_username or self.email or self.sub
+        return display_name(
+            full=self.name,
+            first=self.given_name,
+            last=self.family_name,
+            username=self.preferred_username,
+            email=self.email,
+            fallback=self.sub,
+        )
 
 
 class TokenVerifier:

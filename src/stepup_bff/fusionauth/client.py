@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from ..clock import Clock
 from ..errors import FusionAuthError, FusionAuthTimeout, FusionAuthUnavailable
@@ -106,6 +106,60 @@ class TwoFactorLogin(_Lenient):
 
     user: TwoFactorUser
     state: dict[str, Any] | None = None
+
+
+def display_name(
+    *, full: str | None, first: str | None, last: str | None, username: str | None, email: str | None, fallback: str
+) -> str:
+    """How to greet someone, from whatever FusionAuth knows of them (the User object or the ID token's claims)."""
+    joined = " ".join(part for part in (first, last) if part)
+    return full or joined or username or email or fallback
+
+
+class LoginUser(_Lenient):
+    id: str
+    email: str | None = None
+    username: str | None = None
+    fullName: str | None = None  # FusionAuth's spelling
+    firstName: str | None = None
+    lastName: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return display_name(
+            full=self.fullName,
+            first=self.firstName,
+            last=self.lastName,
+            username=self.username,
+            email=self.email,
+            fallback=self.id,
+        )
+
+
+class LoginAnswer(_Lenient):
+    """What we read of a Login API answer (docs/fusionauth.md §5), or of a sign-in's /api/two-factor/login (§4).
+
+    The tokens and `twoFactorId` are SecretStr, so no repr, log line or error message can show them."""
+
+    token: SecretStr | None = None
+    refreshToken: SecretStr | None = None
+    refreshTokenId: str | None = None
+    user: LoginUser | None = None
+    twoFactorId: SecretStr | None = None  # 242 only
+    methods: list[TwoFactorMethod] = []  # 242 only; absent when the user must first set up a method
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    status: int  # FusionAuth's: 200, 202, 203, 212, 213, 242 or a refusal (404, 409, 410, 423)
+    answer: LoginAnswer
+
+
+# Every answer /api/login documents for a request we make (docs/fusionauth.md §5); 401 is our key's problem, and
+# anything else (400, an undocumented status) is not a verdict on the person.
+LOGIN_STATUSES = frozenset({200, 202, 203, 212, 213, 242, 404, 409, 410, 423})
+# /api/two-factor/login answers these with a (possibly conditional) success (docs/fusionauth.md §4).
+TWO_FACTOR_SUCCESSES = frozenset({200, 202, 203, 212, 213})
 
 
 class TwoFactorFailed(Exception):
@@ -319,21 +373,60 @@ class FusionAuthClient:
             raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
 
     async def complete_two_factor(self, *, two_factor_id: str, code: str, ip_address: str | None) -> TwoFactorLogin:
-        """POST /api/two-factor/login: anonymous (docs/fusionauth.md §4). 421 bad code, 404 expired, 409/410/423."""
-        body: dict[str, Any] = {
-            "twoFactorId": two_factor_id,
-            "code": code,
-            "applicationId": str(self._settings.application_id),
-            # We only need the verdict: ask FusionAuth not to mint tokens (and cookies) that we would discard.
-            "noJWT": True,
-        }
-        if ip_address:
-            body["ipAddress"] = ip_address
-        answer = await self.request("POST", "/api/two-factor/login", json_body=body)
+        """POST /api/two-factor/login for step-up: anonymous (docs/fusionauth.md §4). 421 bad code, 404 expired,
+        409/410/423 the account."""
+        # We only need the verdict: ask FusionAuth not to mint tokens (and cookies) that we would discard.
+        answer = await self._two_factor_login(two_factor_id, code, ip_address, no_jwt=True)
         # 212/213: the factor was verified but an email/registration is unverified; irrelevant to freshness.
         if answer.status_code in (200, 212, 213):
             return self.parse(TwoFactorLogin, answer.payload)
         raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+
+    async def complete_two_factor_sign_in(
+        self, *, two_factor_id: str, code: str, ip_address: str | None
+    ) -> LoginResult:
+        """POST /api/two-factor/login for a sign-in's second factor (docs/fusionauth.md §4): without noJWT, so the
+        answer carries the tokens. The conditional successes (202, 203, 212, 213) are returned with their status."""
+        answer = await self._two_factor_login(two_factor_id, code, ip_address, no_jwt=False)
+        if answer.status_code in TWO_FACTOR_SUCCESSES:
+            return LoginResult(answer.status_code, self.parse(LoginAnswer, answer.payload or {}))
+        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+
+    async def _two_factor_login(
+        self, two_factor_id: str, code: str, ip_address: str | None, *, no_jwt: bool
+    ) -> FusionAuthResponse:
+        body: dict[str, Any] = {
+            "twoFactorId": two_factor_id,
+            "code": code,
+            "applicationId": str(self._settings.application_id),
+            "noJWT": no_jwt,
+        }
+        if ip_address:
+            body["ipAddress"] = ip_address
+        return await self.request("POST", "/api/two-factor/login", json_body=body)
+
+    # -- sign-in (native) --------------------------------------------------------------------------------------------
+
+    async def login(self, *, login_id: str, password: str, ip_address: str | None) -> LoginResult:
+        """POST /api/login with the API key (docs/fusionauth.md §5), which FusionAuth requires when `applicationId` is
+        sent. Every documented answer comes back with its status for the caller to map."""
+        body: dict[str, Any] = {
+            "loginId": login_id,
+            "password": password,
+            "applicationId": str(self._settings.application_id),
+        }
+        if ip_address:
+            body["ipAddress"] = ip_address  # FusionAuth records it in the login history and judges risk by it
+        answer = await self.request("POST", "/api/login", api_key=True, json_body=body)
+        if answer.status_code in LOGIN_STATUSES:
+            return LoginResult(answer.status_code, self.parse(LoginAnswer, answer.payload or {}))
+        if answer.status_code == 401:
+            logger.error("FusionAuth refused the API key for /api/login (401); check fusionauth.api_key")
+            raise FusionAuthError("The sign-in service refused our credentials.")
+        logger.warning(
+            "FusionAuth answered /api/login with HTTP %d: codes=%s", answer.status_code, error_codes(answer.payload)
+        )
+        raise FusionAuthError()
 
 
 def error_codes(payload: Any) -> list[str]:

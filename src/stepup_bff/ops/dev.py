@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from fusionauth_dev import DevServer, Seed, create_dev_server, fill_missing
 
 from ..app import create_app
-from ..settings import FusionAuthSettings, SessionSettings, Settings, StepUpSettings, StorageSettings
+from ..settings import FusionAuthSettings, LoginSettings, SessionSettings, Settings, StepUpSettings, StorageSettings
 from .listen import PortInUse, bind_tcp
 from .logs import configure_logging
 
@@ -65,6 +65,7 @@ def build_stack(
     storage_url: str,
     env: Mapping[str, str] | None = None,
     step_up: Mapping[str, Any] | None = None,
+    login: Mapping[str, Any] | None = None,
 ) -> DevStack:
     """The dev FusionAuth seeded from kickstart, and BFF settings that match it."""
     # Missing FUSIONAUTH_* kickstart secrets get random values: nothing fixed that someone could deploy by mistake.
@@ -87,6 +88,8 @@ def build_stack(
         session=SessionSettings(secret_keys=[SecretStr(secrets.token_urlsafe(32))]),
         storage=StorageSettings(url=storage_url),
         step_up=StepUpSettings(**(step_up or {})),
+        # The SPA's own sign-in form beside the hosted page: kickstart allows the BFF's key POST /api/login.
+        login=LoginSettings(**{"native": True, **(login or {})}),
     )
     return DevStack(dev, seed, settings, fusionauth_url, bff_url)
 

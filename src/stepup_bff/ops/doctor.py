@@ -6,9 +6,9 @@
 
 Every call goes through the BFF's own `FusionAuthClient` on the client `build_http_client` makes, so timeouts, error
 mapping and headers (raw API key, X-FusionAuth-TenantId) are exactly what `serve` will see. Only endpoints the BFF's
-API key is meant to have (POST /api/two-factor/start, DELETE /api/jwt/refresh, GET /api/application) and anonymous
-ones are called, so a least-privilege key passes. Secrets are never printed: not the API key, not the client secret,
-not the session keys, and not a URL's user:password part.
+API key is meant to have (POST /api/two-factor/start, DELETE /api/jwt/refresh, GET /api/application, and POST
+/api/login with `login.native`) and anonymous ones are called, so a least-privilege key passes. Secrets are never
+printed: not the API key, not the client secret, not the session keys, and not a URL's user:password part.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ Status = Literal["✓", "✗", "–"]
 
 # The endpoints the BFF calls with its API key (README, config.example.toml); the fixes name them.
 API_KEY_ENDPOINTS = "POST /api/two-factor/start, DELETE /api/jwt/refresh and GET /api/application"
+NATIVE_ENDPOINT = "POST /api/login"  # with login.native only
 # Values config.example.toml ships with: a copy that was never filled in.
 _PLACEHOLDER_MARKERS = ("set STEPUP_", "replace-me")
 RETRY_INTERVAL = 2.0  # seconds between attempts of --wait
@@ -105,6 +106,8 @@ class _Diagnosis:
         self.fa = settings.fusionauth
         self.client = fusionauth
         self.checks: list[Check] = []
+        native = settings.login.native
+        self.api_key_endpoints = f"{NATIVE_ENDPOINT}, {API_KEY_ENDPOINTS}" if native else API_KEY_ENDPOINTS
 
     # -- recording -------------------------------------------------------------------------------------------------
 
@@ -159,6 +162,8 @@ class _Diagnosis:
         jwks = await self.jwks(discovery) if discovery is not None else None
         await self.api_key_may_start_two_factor()
         await self.api_key_may_revoke_refresh_tokens()
+        if self.settings.login.native:
+            await self.api_key_may_sign_in()
         application = await self.application()
         if application is not None:
             self.application_urls(application)
@@ -284,6 +289,23 @@ class _Diagnosis:
         )
         self._api_key_verdict("DELETE /api/jwt/refresh", "a made-up refresh token id", answer)
 
+    async def api_key_may_sign_in(self) -> None:
+        # Native sign-in calls the Login API with the key. The probe signs nobody in: a made-up login id in the
+        # reserved .invalid domain (RFC 2606) names no one, so FusionAuth answers 404 once it has accepted the key and
+        # its permission, or 401 before. FusionAuth counts failed sign-ins per user, so no one's lockout counter moves.
+        answer = await self.call(
+            "API key for POST /api/login",
+            "POST",
+            "/api/login",
+            api_key=True,
+            json_body={
+                "loginId": f"stepup-bff-doctor-{uuid.uuid4()}@doctor.invalid",
+                "password": secrets.token_urlsafe(24),
+                "applicationId": str(self.fa.application_id),
+            },
+        )
+        self._api_key_verdict(f"{NATIVE_ENDPOINT} (login.native)", "a made-up login id", answer)
+
     def _api_key_verdict(self, endpoint: str, probe: str, answer: FusionAuthResponse | None) -> None:
         if answer is None:
             return
@@ -292,7 +314,7 @@ class _Diagnosis:
         elif answer.status_code == 401:
             self.fail(
                 f"FusionAuth refused the API key for {endpoint} (401): the key is wrong or lacks this endpoint",
-                f"set fusionauth.api_key (STEPUP_FUSIONAUTH__API_KEY) to a key allowed {API_KEY_ENDPOINTS} "
+                f"set fusionauth.api_key (STEPUP_FUSIONAUTH__API_KEY) to a key allowed {self.api_key_endpoints} "
                 "(Settings → API Keys); a tenant-scoped key must belong to the application's tenant",
             )
         else:
@@ -313,7 +335,7 @@ class _Diagnosis:
             self.fail(
                 f"FusionAuth refused the API key for GET /api/application/{application_id} (401): the key is wrong "
                 "or lacks this endpoint",
-                f"set fusionauth.api_key (STEPUP_FUSIONAUTH__API_KEY) to a key allowed {API_KEY_ENDPOINTS} "
+                f"set fusionauth.api_key (STEPUP_FUSIONAUTH__API_KEY) to a key allowed {self.api_key_endpoints} "
                 "(Settings → API Keys); a tenant-scoped key must belong to the application's tenant",
             )
             return None

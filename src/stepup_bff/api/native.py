@@ -1,0 +1,57 @@
+"""Native sign-in, the SPA's own form (auth/native_login.py): password, then a second factor if FusionAuth asks.
+
+JSON routes, not navigations: their errors are JSON bodies (the redirect to `/?error=` is for GET /auth/* only), and
+they pass the CSRF checks of every state-changing route. They answer 404 unless `login.native` is on.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ..auth.native_login import SecondFactorDue
+from ..deps import ClientAddress, NativeSignInDep, OptionalSession, SessionsDep
+from ..web.cookies import queue_cookie
+from .schemas import NativeLoginIn, NativeLoginOut, StepUpFinishIn, StepUpSendIn, StepUpSendOut, StepUpStartOut
+
+router = APIRouter(prefix="/auth/native", tags=["auth"])
+
+
+@router.post("/login", response_model_exclude_none=True)
+async def login(
+    request: Request,
+    body: NativeLoginIn,
+    native: NativeSignInDep,
+    sessions: SessionsDep,
+    previous: OptionalSession,
+    ip: ClientAddress,
+) -> NativeLoginOut:
+    """Check the password with FusionAuth. Signed in: the session, as GET /api/session describes it. A second
+    factor due: `{"authenticated": false, "two_factor": {"methods", "expires_at"}}` and a pending-sign-in cookie."""
+    outcome = await native.login(body.login_id, body.password, ip, previous)
+    if isinstance(outcome, SecondFactorDue):
+        queue_cookie(request, outcome.cookie)
+        return NativeLoginOut(authenticated=False, two_factor=StepUpStartOut.of(outcome.challenge))
+    queue_cookie(request, sessions.set_cookie_header(outcome.session))
+    return NativeLoginOut.of(outcome.session, outcome.session.step_up)
+
+
+@router.post("/two-factor/send")
+async def send(request: Request, body: StepUpSendIn, native: NativeSignInDep) -> StepUpSendOut:
+    """Have FusionAuth email or text a code for the sign-in waiting for its second factor."""
+    return StepUpSendOut.of(await native.send(request.cookies.get(native.cookie_name), body.method_id))
+
+
+@router.post("/two-factor/finish", response_model_exclude_none=True)
+async def finish(
+    request: Request,
+    body: StepUpFinishIn,
+    native: NativeSignInDep,
+    sessions: SessionsDep,
+    previous: OptionalSession,
+    ip: ClientAddress,
+) -> NativeLoginOut:
+    """Check the code; on success the person is signed in, and stepped up."""
+    session = await native.finish(request.cookies.get(native.cookie_name), body.code, ip, previous, body.method_id)
+    queue_cookie(request, native.clear_cookie_header())
+    queue_cookie(request, sessions.set_cookie_header(session))
+    return NativeLoginOut.of(session, session.step_up)
