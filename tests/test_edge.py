@@ -19,8 +19,9 @@ import respx
 from fastapi import Request
 from fastapi.testclient import TestClient
 
-from conftest import JSON_HEADERS, PUBLIC_URL, make_settings, start_login
+from conftest import JSON_HEADERS, PUBLIC_URL, FakeClock, make_settings, start_login
 from stepup_bff.app import create_app
+from stepup_bff.settings import Settings
 from support.asgi import call
 from support.fake_fusionauth import FA_PUBLIC_URL, TokenFactory
 from support.live_server import serve
@@ -368,7 +369,7 @@ def test_json_with_or_without_utf8_charset_is_accepted(signed_in: TestClient, co
 # -- the rules are the app's, not the routes': a route added later gets them all -----------------------------------
 
 
-def test_a_new_route_gets_every_edge_rule(settings: Any, fusionauth: respx.MockRouter, clock: Any) -> None:
+def test_a_new_route_gets_every_edge_rule(settings: Settings, fusionauth: respx.MockRouter, clock: FakeClock) -> None:
     app = create_app(settings, clock=clock)
     reached: list[bytes] = []
 
@@ -377,7 +378,6 @@ def test_a_new_route_gets_every_edge_rule(settings: Any, fusionauth: respx.MockR
         reached.append(await request.body())
         return {"done": True}
 
-    app.router.routes.insert(0, app.router.routes.pop())
     with TestClient(app, base_url=PUBLIC_URL) as client:
         refused = [
             client.post("/api/new-thing", content=b"{}", headers={"Content-Type": "application/json"}),  # no X-CSRF
