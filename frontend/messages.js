@@ -70,6 +70,8 @@ export function errorMessage(error) {
       return "Your browser sent this request in a way we can't accept. Reload the page and try again.";
     case "invalid_request":
       return "Something in the form isn't right. Check it and try again.";
+    case "request_too_large":
+      return "That's too long to send. Shorten it and try again.";
     case "idempotency_key_reused":
       return "This telegram changed since it was first sent. Please send it again.";
     case "step_up_cancelled":

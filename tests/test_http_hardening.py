@@ -107,5 +107,9 @@ def test_large_bodies_are_refused_with_413(signed_in: TestClient) -> None:
         content=b'{"recipient": "' + b"a" * 20000 + b'"}',
         headers={**JSON_HEADERS, "Content-Type": "application/json"},
     )
-    # FastAPI's limiter answers before our handlers run, so this one error is plain text, not our JSON shape.
+    # The edge answers before routing, in the same JSON shape as every other error.
     assert response.status_code == 413
+    assert response.json() == {
+        "error": "request_too_large",
+        "error_description": "Request bodies are limited to 16 KiB.",
+    }

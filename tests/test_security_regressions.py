@@ -15,6 +15,7 @@ import respx
 from fastapi.testclient import TestClient
 
 from conftest import JSON_HEADERS, FakeClock, make_settings, replace_cookie, sign_in, start_login
+from support.asgi import call
 from support.fake_fusionauth import TokenFactory
 from support.two_factor import VALID_CODE, FakeTwoFactor
 
@@ -104,44 +105,15 @@ def test_oversized_body_is_refused_before_it_is_read(client: TestClient) -> None
     (and JSON-parses it) before csrf_guard answers 403. A size limit must answer 413 after at most ~1 MiB."""
     total = 32 * 1024 * 1024  # one valid JSON document: {"recipient": "aaaa...(32 MiB)...a"}
     pieces = [b'{"recipient": "'] + [b"a" * 65536] * (total // 65536) + [b'"}']
-    pulled = 0
-    sent_messages: list[dict[str, Any]] = []
+    headers = [
+        ("content-type", "application/json"),
+        ("content-length", str(total + 17)),
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ]
+    exchange = call(client, "POST", "/api/telegrams", headers=headers, body=pieces)
 
-    async def receive() -> dict[str, Any]:
-        nonlocal pulled
-        if not pieces:
-            return {"type": "http.disconnect"}
-        piece = pieces.pop(0)
-        pulled += len(piece)
-        return {"type": "http.request", "body": piece, "more_body": bool(pieces)}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent_messages.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/telegrams",
-        "raw_path": b"/api/telegrams",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"localhost:9000"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(total + 17).encode()),
-            (b"origin", b"https://evil.example"),
-            (b"sec-fetch-site", b"cross-site"),
-        ],
-        "client": ("203.0.113.9", 4444),
-        "server": ("localhost", 9000),
-        "state": dict(client.app_state),
-    }
-    client.portal.call(client.app, scope, receive, send)
-
-    status = next(m["status"] for m in sent_messages if m["type"] == "http.response.start")
+    status, pulled = exchange.status, exchange.pulled
     assert pulled <= 1024 * 1024, f"read {pulled / 2**20:.0f} MiB of an anonymous cross-site body (answered {status})"
     assert status == 413
 

@@ -44,8 +44,14 @@ def step_up(client: TestClient, code: str = VALID_CODE) -> httpx.Response:
 
 
 def test_not_signed_in_is_login_required(client: TestClient, two_factor: FakeTwoFactor) -> None:
-    for path in ("/api/telegrams", "/api/step-up/start", "/api/step-up/finish"):
-        response = post(client, path, TELEGRAM if path == "/api/telegrams" else {"code": "1"})
+    # Each route with a body it would accept: a body it would not is refused before the session is looked at.
+    bodies: dict[str, dict[str, str]] = {
+        "/api/telegrams": TELEGRAM,
+        "/api/step-up/start": {},
+        "/api/step-up/finish": {"code": "1"},
+    }
+    for path, body in bodies.items():
+        response = post(client, path, body)
         assert response.status_code == 401
         assert response.json()["error"] == "login_required"
     assert client.get("/api/telegrams").json()["error"] == "login_required"
@@ -172,8 +178,12 @@ def test_secrets_never_reach_the_browser_or_the_logs(
 def test_user_id_comes_from_the_session_not_the_client(
     signed_in: TestClient, fusionauth: respx.MockRouter, two_factor: FakeTwoFactor
 ) -> None:
+    # A client naming a user is refused outright (start takes no input), before FusionAuth hears of it...
     response = post(signed_in, "/api/step-up/start", {"userId": OTHER_USER_ID, "loginId": "bob@example.com"})
-    assert response.status_code == 200
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    assert not fusionauth["two_factor_start"].called
+    # ...and the challenge FusionAuth is asked for is always the session's user's.
+    assert post(signed_in, "/api/step-up/start").status_code == 200
     sent = json.loads(fusionauth["two_factor_start"].calls.last.request.content)
     assert sent["userId"] == USER_ID and "loginId" not in sent
 

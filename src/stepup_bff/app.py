@@ -8,8 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI
-from fastapi.staticfiles import StaticFiles
+from fastapi import FastAPI
 
 from . import __version__
 from .api import auth, health, native, session, step_up, telegrams
@@ -18,7 +17,6 @@ from .auth.native_login import NativeSignIn
 from .auth.sessions import SessionManager
 from .auth.tokens import TokenVerifier
 from .clock import Clock, SystemClock
-from .deps import csrf_guard
 from .errors import install_error_handlers
 from .fusionauth.client import FusionAuthClient, build_http_client
 from .services import Services
@@ -27,11 +25,9 @@ from .stepup.challenge import ChallengeMachine
 from .stepup.service import StepUpService
 from .storage import open_store
 from .web.cookies import PendingCookiesMiddleware
+from .web.edge import EdgeMiddleware
+from .web.methods import HeadMiddleware
 from .web.security_headers import SecurityHeadersMiddleware
-
-# Every body this API accepts is a few hundred bytes (a telegram is at most ~600). Refusing more before it is read
-# keeps an anonymous, cross-site request from making us buffer and parse megabytes (CSRF checks run later).
-MAX_BODY_SIZE = 16 * 1024
 
 
 def default_frontend_dir() -> Path:
@@ -86,8 +82,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         title="stepup-bff",
         version=__version__,
         lifespan=lifespan,
-        dependencies=[Depends(csrf_guard)],
-        max_body_size=MAX_BODY_SIZE,
         # The interactive docs load scripts from a CDN, which our CSP forbids; the OpenAPI document stays.
         docs_url=None,
         redoc_url=None,
@@ -100,7 +94,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(session.router)
     app.include_router(step_up.router)
     app.include_router(telegrams.router)
-    app.mount("/", StaticFiles(directory=settings.frontend_dir or default_frontend_dir(), html=True), name="frontend")
+    # The SPA's files rank below every route, including one that matches the path but not the method: GET on a
+    # POST route is a 405 that says what is allowed, not a 404 from a catch-all. No fallback page: an unknown
+    # path is a 404.
+    app.frontend("/", directory=settings.frontend_dir or default_frontend_dir(), fallback=None, check_dir=True)
+    # Innermost first. The edge refuses before routing (its answers still get the security headers); HEAD wraps
+    # it so that even a refusal of a HEAD goes out without a body.
     app.add_middleware(PendingCookiesMiddleware)
+    app.add_middleware(EdgeMiddleware, public_url=settings.public_url)
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, https=settings.cookie_secure)
     return app

@@ -2,10 +2,13 @@
 
 CurrentSession -> OptionalSession -> Services
 CurrentUser    -> CurrentSession
+
+`NoBody` is declared on the route (`dependencies=[NoBody]`) of any route that takes no input.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -15,12 +18,11 @@ from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
 from .auth.sessions import Session, SessionManager, User
 from .clock import Clock
-from .errors import LoginRequired, NotFound, on_invalid_input
+from .errors import InvalidRequest, LoginRequired, NotFound, on_invalid_input
 from .fusionauth.client import FusionAuthClient
 from .services import Services
 from .settings import Settings
 from .stepup.service import StepUpService
-from .web import csrf
 from .web.cookies import queue_cookie
 
 
@@ -81,9 +83,21 @@ def get_client_address(request: Request) -> str | None:
 ClientAddress = Annotated[str | None, Depends(get_client_address)]
 
 
-def csrf_guard(request: Request, settings: SettingsDep) -> None:
-    """Installed app-wide: every non-GET request passes the CSRF checks before its route runs."""
-    csrf.check_request(request, settings.public_url)
+# RFC 8259: an empty object is `{` and `}` with only JSON whitespace around and between them.
+_EMPTY_OBJECT = re.compile(rb"[ \t\n\r]*\{[ \t\n\r]*\}[ \t\n\r]*")
+
+
+async def require_empty_body(request: Request) -> None:
+    """For a route that takes no input: no body, or the empty JSON object (the SPA sends `{}`). Anything else
+    (malformed JSON, an array, other keys, NaN, bytes that are not UTF-8) is a client we do not understand: 400
+    invalid_request. Declared on the route, it runs before the route's other dependencies, so nothing was done.
+    The edge (web/edge.py) has already read the body, checked its size and that it is JSON."""
+    body = await request.body()
+    if body and not _EMPTY_OBJECT.fullmatch(body):
+        raise InvalidRequest("This request takes no input: send no body, or {}.")
+
+
+NoBody = Depends(require_empty_body)  # @router.post("/path", dependencies=[NoBody])
 
 
 async def get_optional_session(request: Request, sessions: SessionsDep) -> Session | None:

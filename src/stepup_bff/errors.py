@@ -6,7 +6,8 @@
     ├── InsufficientUserAuthentication (401 insufficient_user_authentication)
     ├── CsrfRejected (403 csrf_rejected)
     ├── NotFound (404 not_found)
-    ├── MethodNotAllowed (405 method_not_allowed)
+    ├── MethodNotAllowed (405 method_not_allowed, with Allow)
+    ├── RequestTooLarge (413 request_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── IdempotencyKeyReused (422 idempotency_key_reused)
     ├── LoginFailed (400, browser navigations only; carries the redirect code)
@@ -47,6 +48,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .web.methods import allowed_methods
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +123,12 @@ class MethodNotAllowed(AppError):
     status_code = 405
     code = "method_not_allowed"
     description = "This method is not allowed here."
+
+
+class RequestTooLarge(AppError):
+    status_code = 413
+    code = "request_too_large"
+    description = "The request body is too large."
 
 
 class UnsupportedMediaType(AppError):
@@ -353,7 +362,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             mapped = NotFound()
         elif exc.status_code == 405:
-            mapped = MethodNotAllowed()
+            # RFC 9110 section 15.5.6: a 405 says which methods the path does take.
+            mapped = MethodNotAllowed(headers={"Allow": allowed_methods(request)})
         else:
             mapped = InvalidRequest()
         return error_response(request, mapped)

@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 
 from ..auth.sessions import Tokens, User
 from ..auth.tokens import InvalidToken
-from ..deps import FusionAuthDep, LoginFlowDep, OptionalSession, ServicesDep, SessionsDep, SettingsDep
+from ..deps import FusionAuthDep, LoginFlowDep, NoBody, OptionalSession, ServicesDep, SessionsDep, SettingsDep
 from ..errors import LoginFailed
 from ..fusionauth.client import TokenExchangeRejected
 from ..web.cookies import queue_cookie
@@ -48,7 +48,10 @@ async def callback(
     state: str | None = None,
     error: str | None = None,
 ) -> RedirectResponse:
-    """FusionAuth sends the browser back here; on success a session starts and the browser goes to return_to."""
+    """FusionAuth sends the browser back here; on success a session starts and the browser goes to return_to.
+
+    A parameter given twice (`code=a&code=b`) never gets here: the edge refuses it (RFC 6749 section 3.1), before
+    anything is read or consumed, so the pending sign-in it names is left as it was."""
     if state:
         # Whatever happens next, this sign-in's cookie has done its job.
         queue_cookie(request, services.login.clear_header(state))
@@ -85,7 +88,7 @@ async def callback(
     return RedirectResponse(pending.return_to, status_code=303)
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[NoBody])
 async def logout(
     request: Request,
     session: OptionalSession,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..deps import ClientAddress, CurrentSession, SessionsDep, StepUpDep
+from ..deps import ClientAddress, CurrentSession, NoBody, SessionsDep, StepUpDep
 from ..web.cookies import queue_cookie
 from .schemas import (
     StepUpFinishIn,
@@ -19,7 +19,7 @@ from .schemas import (
 router = APIRouter(prefix="/api/step-up", tags=["step-up"])
 
 
-@router.post("/start")
+@router.post("/start", dependencies=[NoBody])
 async def start(session: CurrentSession, step_up: StepUpDep) -> StepUpStartOut:
     """Begin a challenge for the signed-in user; lists their methods with masked destinations."""
     return StepUpStartOut.of(await step_up.start(session))
@@ -49,7 +49,7 @@ async def finish(
     )
 
 
-@router.post("/cancel", status_code=204)
+@router.post("/cancel", status_code=204, dependencies=[NoBody])
 async def cancel(session: CurrentSession, step_up: StepUpDep) -> Response:
     """Discard the challenge in progress."""
     await step_up.cancel(session)

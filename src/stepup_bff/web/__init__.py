@@ -1,2 +1,2 @@
-"""Web plumbing every request passes through: CSRF checks, cookies (signing, queued Set-Cookie headers) and the
-security headers."""
+"""Web plumbing every request passes through: the edge rules (body size, repeated headers and parameters, CSRF
+checks, media type), HEAD and Allow, cookies (signing, queued Set-Cookie headers) and the security headers."""
