@@ -9,6 +9,8 @@ from .auth.sessions import SessionManager
 from .auth.tokens import TokenVerifier
 from .clock import Clock
 from .fusionauth.client import FusionAuthClient
+from .ops.metrics import Metrics
+from .ops.readiness import Readiness
 from .settings import Settings
 from .stepup.service import StepUpService
 from .storage import Store, TelegramStore
@@ -25,3 +27,5 @@ class Services:
     sessions: SessionManager
     login: LoginFlow
     step_up: StepUpService
+    metrics: Metrics
+    readiness: Readiness

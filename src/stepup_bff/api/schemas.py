@@ -34,6 +34,11 @@ class SessionOut(BaseModel):
     step_up: StepUpStatus | None = None
 
 
+class ReadyOut(BaseModel):
+    status: str
+    checks: dict[str, str]  # probe name -> "ok"
+
+
 class LogoutOut(BaseModel):
     redirect: str
 

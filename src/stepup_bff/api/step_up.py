@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..deps import CurrentSession, SessionsDep, StepUpDep
+from ..deps import CurrentSession, SessionsDep, StepUpDep, counts_step_up
 from ..web.cookies import queue_cookie
 from .schemas import (
     StepUpFinishIn,
@@ -20,7 +20,7 @@ from .schemas import (
 router = APIRouter(prefix="/api/step-up", tags=["step-up"])
 
 
-@router.post("/start")
+@router.post("/start", dependencies=[counts_step_up("start", "started")])
 async def start(session: CurrentSession, step_up: StepUpDep) -> StepUpStartOut:
     """Begin a challenge for the signed-in user; lists their methods with masked destinations."""
     challenge = await step_up.start(session)
@@ -32,14 +32,14 @@ async def start(session: CurrentSession, step_up: StepUpDep) -> StepUpStartOut:
     )
 
 
-@router.post("/send")
+@router.post("/send", dependencies=[counts_step_up("send", "sent")])
 async def send(body: StepUpSendIn, session: CurrentSession, step_up: StepUpDep) -> StepUpSendOut:
     """Have FusionAuth send a code by email or SMS."""
     method, retry_after, remaining = await step_up.send(session, body.method_id)
     return StepUpSendOut(sent_to=method.hint, retry_after=retry_after, sends_remaining=remaining)
 
 
-@router.post("/finish")
+@router.post("/finish", dependencies=[counts_step_up("finish", "verified")])
 async def finish(
     request: Request, body: StepUpFinishIn, session: CurrentSession, step_up: StepUpDep, sessions: SessionsDep
 ) -> StepUpFinishOut:
