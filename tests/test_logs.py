@@ -161,6 +161,15 @@ def test_text_lines_carry_the_request_id(
     assert '"GET /healthz HTTP/1.1" 200' in access and access.endswith("ms")
 
 
+def test_an_encoded_newline_cannot_forge_an_access_line(
+    configured_logging: Callable[[str, LogFormat], None], capsys: pytest.CaptureFixture[str], client: TestClient
+) -> None:
+    configured_logging("info", "text")
+    client.get("/x%0A2026-01-01 00:00:00,000 INFO    stepup_bff.api.auth [-]: signed in: user=admin")
+    out, _ = lines(capsys)
+    assert len(out) == 1 and "/x%0A2026-01-01" in out[0]
+
+
 def test_the_access_log_can_be_turned_off(
     configured_logging: Callable[[str, LogFormat], None],
     capsys: pytest.CaptureFixture[str],

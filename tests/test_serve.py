@@ -206,6 +206,44 @@ def test_serve_with_two_workers_aggregates_metrics_on_a_listener_of_its_own(tmp_
     assert len(access) >= served and all(len(record["request_id"]) == 32 for record in access)
 
 
+@pytest.mark.live
+def test_serve_with_one_worker_serves_its_metrics_and_refuses_a_taken_metrics_port(tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = _environment(tmp_path, STEPUP_METRICS__PORT=str(metrics_port), STEPUP_ACCESS_LOG="false")
+    command = [sys.executable, "-m", "stepup_bff", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE)  # noqa: S603
+    try:
+
+        def answers() -> bool:
+            assert process.poll() is None
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _wait_for(answers, "serve did not start")
+        samples = _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert samples[("stepup_bff_workers", ())] == 1 and _healthz_count(samples) == 1
+        # A second server cannot take the metrics port: a clear message, not a traceback.
+        other = _environment(tmp_path, STEPUP_METRICS__PORT=str(metrics_port))
+        taken = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "stepup_bff", "serve", "--port", str(free_port())],
+            env=other,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert taken.returncode == 1
+        assert f"stepup-bff serve: cannot listen for metrics on 127.0.0.1:{metrics_port}" in taken.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        if process.stderr:
+            process.stderr.close()
+
+
 def test_serve_never_loads_the_dev_server() -> None:
     probe = (
         "import sys, stepup_bff.cli, stepup_bff.app; "

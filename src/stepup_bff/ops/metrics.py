@@ -177,6 +177,7 @@ class Metrics:
             "stepup_bff_workers", "Worker processes serving requests.", registry=r, multiprocess_mode="livesum"
         )
         self.workers.set(1)  # one app per worker process
+        self._http_children: dict[tuple[str, str, int], Histogram] = {}
 
     # -- recording ---------------------------------------------------------------------------------------------
 
@@ -185,7 +186,12 @@ class Metrics:
 
     def request_finished(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_in_progress.dec()
-        self.http_duration.labels(route, method_label(method), str(status)).observe(seconds)
+        key = (route, method_label(method), status)  # bounded before it is a key: the cache grows with the series
+        child = self._http_children.get(key)
+        if child is None:
+            # labels() validates and locks on every call; on the hot path each series is looked up once.
+            child = self._http_children[key] = self.http_duration.labels(key[0], key[1], str(status))
+        child.observe(seconds)
 
     def observe_fusionauth(self, operation: FusionAuthOperation, outcome: FusionAuthOutcome, seconds: float) -> None:
         self.fusionauth_duration.labels(operation, outcome).observe(seconds)

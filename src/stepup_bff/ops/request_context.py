@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -88,18 +90,31 @@ def log_access(scope: Scope, status: int, seconds: float) -> None:
         return
     client = scope.get("client")
     query = scope.get("query_string")
-    path = f"{scope['path']}?{query.decode('latin-1')}" if query else scope["path"]
+    # scope["path"] is percent-decoded: quoted again, an encoded newline cannot start a forged line.
+    path = quote(scope["path"])
+    if query:
+        path = f"{path}?{query.decode('latin-1')}"
     milliseconds = seconds * 1000
-    access_logger.info(
+    # Built and handed over directly: logger.info() would also walk the stack for the caller's file and line,
+    # which an access line does not need, on every request.
+    record = access_logger.makeRecord(
+        access_logger.name,
+        logging.INFO,
+        __file__,
+        0,
         '%s - "%s %s HTTP/%s" %d %.1fms',
-        client[0] if client else "-",
-        scope["method"],
-        path,  # the callback's code and state are redacted by the formatter (ops/logs.py)
-        scope.get("http_version", "1.1"),
-        status,
-        milliseconds,
+        (
+            client[0] if client else "-",
+            scope["method"],
+            path,  # the callback's code and state are redacted by the formatter (ops/logs.py)
+            scope.get("http_version", "1.1"),
+            status,
+            milliseconds,
+        ),
+        None,
         extra={"status": status, "duration_ms": round(milliseconds, 3)},
     )
+    access_logger.handle(record)
 
 
 class RequestContextMiddleware:
@@ -108,6 +123,10 @@ class RequestContextMiddleware:
         self._trusted = self._app.trusted_hosts
         self._metrics = metrics
         self._access_log = access_log
+        # Generated ids: a random prefix per process and a counter, 32 hex characters. Unique across workers and
+        # restarts without a call to the OS's random source per request; an id is a label, not a secret.
+        self._id_prefix = secrets.token_hex(8)
+        self._ids = itertools.count()
 
     def _incoming_id(self, scope: Scope) -> str | None:
         client = scope.get("client")
@@ -125,7 +144,7 @@ class RequestContextMiddleware:
             await self._app(scope, receive, send)  # type: ignore[arg-type]
             return
         started = time.perf_counter()
-        request_id = self._incoming_id(scope) or uuid.uuid4().hex
+        request_id = self._incoming_id(scope) or f"{self._id_prefix}{next(self._ids):016x}"
         # Not reset afterwards, on purpose: uvicorn runs each request in a task of its own, so the value dies with
         # it, and uvicorn's "Exception in ASGI application" line, written after this middleware has unwound, still
         # carries the request id.
