@@ -32,7 +32,9 @@ WORKDIR /app
 USER stepup
 VOLUME ["/data"]
 EXPOSE 9000
-# Liveness only (/healthz touches neither FusionAuth nor the store). The slim image has no curl, Python has urllib.
+# Liveness (/healthz touches neither FusionAuth nor the store), because orchestrators that act on this status (Swarm)
+# replace unhealthy containers, and restarting the BFF does not bring FusionAuth back. Readiness is GET /readyz: the
+# load balancer's check, and docker-compose.yml's healthcheck. The slim image has no curl, Python has urllib.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('STEPUP_SERVER__PORT', '9000') + '/healthz', timeout=2)"]
 CMD ["stepup-bff", "serve"]

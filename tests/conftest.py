@@ -18,6 +18,7 @@ import respx
 from fastapi.testclient import TestClient
 
 from stepup_bff.app import create_app
+from stepup_bff.ops.metrics import Metrics
 from stepup_bff.settings import Settings
 from support.fake_fusionauth import APPLICATION_ID, FA_PUBLIC_URL, FA_URL, USER_ID, TokenFactory, discovery, jwks
 
@@ -101,8 +102,9 @@ def fusionauth() -> Iterator[respx.MockRouter]:
 def app_factory(clock: FakeClock) -> Iterator[Any]:
     clients: list[TestClient] = []
 
-    def build(settings: Settings) -> TestClient:
-        client = TestClient(create_app(settings, clock=clock), base_url=PUBLIC_URL, follow_redirects=False)
+    def build(settings: Settings, metrics: Metrics | None = None, **options: Any) -> TestClient:
+        app = create_app(settings, clock=clock, metrics=metrics)
+        client = TestClient(app, base_url=PUBLIC_URL, follow_redirects=False, **options)
         client.__enter__()  # runs the lifespan
         clients.append(client)
         return client

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from stepup_bff.ops.listen import PortInUse, bind_tcp
 from support.live_server import free_port
@@ -54,18 +56,23 @@ def test_port_in_use_is_a_clear_error() -> None:
             bind_tcp("127.0.0.1", taken.getsockname()[1])
 
 
-@pytest.mark.live
-def test_serve_with_two_workers(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
+def _environment(tmp_path: Path, **settings: str) -> dict[str, str]:
+    return {
+        **{name: value for name, value in os.environ.items() if not name.startswith("STEPUP_")},
         "STEPUP_FUSIONAUTH__URL": "http://127.0.0.1:9",
         "STEPUP_FUSIONAUTH__API_KEY": "k",
         "STEPUP_FUSIONAUTH__APPLICATION_ID": "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e",
         "STEPUP_FUSIONAUTH__CLIENT_SECRET": "s",
         "STEPUP_SESSION__SECRET_KEYS": '["' + "w" * 40 + '"]',
         "STEPUP_STORAGE__URL": f"sqlite:///{tmp_path / 'store.sqlite3'}",
+        **settings,
     }
+
+
+@pytest.mark.live
+def test_serve_with_two_workers(tmp_path: Path) -> None:
+    port = free_port()
+    env = _environment(tmp_path)
     process = subprocess.Popen(  # noqa: S603 - our own command
         [sys.executable, "-m", "stepup_bff", "serve", "--port", str(port), "--workers", "2"],
         env=env,
@@ -90,6 +97,149 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=20)
+        if process.stderr:
+            process.stderr.close()
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(url, timeout=5).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _healthz_count(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+    labels = (("method", "GET"), ("route", "/healthz"), ("status", "200"))
+    return samples.get(("stepup_bff_http_request_duration_seconds_count", labels), 0.0)
+
+
+def _workers(serve_pid: int) -> set[int]:
+    """The worker processes of `serve` (uvicorn spawns them with multiprocessing)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == serve_pid and b"spawn_main" in command:
+            found.add(int(entry.name))
+    return found
+
+
+def _wait_for(condition: object, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+@pytest.mark.live
+def test_serve_with_two_workers_aggregates_metrics_on_a_listener_of_its_own(tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = _environment(tmp_path, STEPUP_METRICS__PORT=str(metrics_port), STEPUP_LOG_FORMAT="json")
+    public, metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(  # noqa: S603 - our own command
+            [sys.executable, "-m", "stepup_bff", "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            cwd=tmp_path,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    served = 0
+    try:
+
+        def spawned() -> bool:
+            assert process.poll() is None, err.read_text()
+            return len(_workers(process.pid)) == 2
+
+        _wait_for(spawned, "serve --workers 2 did not spawn two workers")
+        # The directory `serve` made for this run, as the workers inherited it.
+        environ = Path(f"/proc/{min(_workers(process.pid))}/environ").read_bytes().split(b"\0")
+        (directory,) = [Path(item.split(b"=", 1)[1].decode()) for item in environ if item.startswith(b"PROMETHEUS_")]
+
+        def both_workers_up() -> bool:
+            assert process.poll() is None, err.read_text()
+            return len(list(directory.glob("gauge_livesum_*.db"))) == 2
+
+        _wait_for(both_workers_up, "serve --workers 2 did not start two workers")
+        for _ in range(30):  # a new connection each time, so the kernel hands them to either worker
+            try:
+                served += httpx.get(f"{public}/healthz", timeout=5).status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert served >= 20
+        samples = _scrape(metrics)
+        assert samples[("stepup_bff_workers", ())] == 2  # both workers' files, summed by the one listener
+        assert _healthz_count(samples) == served
+        # Never on the public listener.
+        assert httpx.get(f"{public}/metrics", timeout=5).status_code == 404
+
+        # A worker dies: uvicorn starts another; its counts stay in the sum, its live gauges do not.
+        before = _workers(process.pid)
+        assert len(before) == 2
+        os.kill(min(before), signal.SIGKILL)
+
+        def replaced() -> bool:
+            now = _workers(process.pid)
+            # ... and the new worker has written its own values (its app is built).
+            written = {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("gauge_livesum_*.db")}
+            return len(now) == 2 and now != before and now <= written
+
+        _wait_for(replaced, "the dead worker was not replaced")
+        samples = _scrape(metrics)
+        assert samples[("stepup_bff_workers", ())] == 2  # 3 if the dead worker's gauge were still counted
+        assert _healthz_count(samples) == served
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert not directory.exists()  # the metric files go with the run
+    # JSON logs: every line one object; each access line has its request id.
+    records = [json.loads(line) for line in (out.read_text() + err.read_text()).splitlines()]
+    access = [record for record in records if record["logger"] == "stepup_bff.access"]
+    assert len(access) >= served and all(len(record["request_id"]) == 32 for record in access)
+
+
+@pytest.mark.live
+def test_serve_with_one_worker_serves_its_metrics_and_refuses_a_taken_metrics_port(tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = _environment(tmp_path, STEPUP_METRICS__PORT=str(metrics_port), STEPUP_ACCESS_LOG="false")
+    command = [sys.executable, "-m", "stepup_bff", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE)  # noqa: S603
+    try:
+
+        def answers() -> bool:
+            assert process.poll() is None
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _wait_for(answers, "serve did not start")
+        samples = _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert samples[("stepup_bff_workers", ())] == 1 and _healthz_count(samples) == 1
+        # A second server cannot take the metrics port: a clear message, not a traceback.
+        other = _environment(tmp_path, STEPUP_METRICS__PORT=str(metrics_port))
+        taken = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "stepup_bff", "serve", "--port", str(free_port())],
+            env=other,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert taken.returncode == 1
+        assert f"stepup-bff serve: cannot listen for metrics on 127.0.0.1:{metrics_port}" in taken.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
         if process.stderr:
             process.stderr.close()
 

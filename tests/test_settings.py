@@ -123,3 +123,70 @@ def test_cli_prints_one_clear_message_and_exits_2(
     assert err.startswith("stepup-bff: invalid configuration")
     assert "Traceback" not in err
     assert "fusionauth.api_key: is required" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("STEPUP_SESION__IDLE_TIMEOUT", "did you mean STEPUP_SESSION__IDLE_TIMEOUT?"),  # the section misspelt
+        ("STEPUP_LOG_LEVL", "did you mean STEPUP_LOG_LEVEL?"),  # a top-level name misspelt
+        ("STEPUP_SESSION__IDLE_TIMOUT", "did you mean STEPUP_SESSION__IDLE_TIMEOUT?"),  # the key misspelt
+        ("STEPUP_FUSIONAUTH_API_KEY", "did you mean STEPUP_FUSIONAUTH__API_KEY?"),  # one underscore too few
+        ("stepup_metrics__prot", "did you mean STEPUP_METRICS__PORT?"),  # read case-insensitively, so checked so
+        ("STEPUP_TELEMETRY", "config.example.toml lists every setting"),  # nothing close
+    ],
+)
+def test_unknown_environment_variables_are_refused_with_the_closest_setting(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, name: str, hint: str
+) -> None:
+    monkeypatch.setenv(name, "300")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_file)
+    message = str(caught.value)
+    assert f"{name}: is not a known setting" in message
+    assert hint in message
+    assert "300" not in message  # values are never echoed: they may be secrets
+    assert message.count("is not a known setting") == 1  # reported once, not again by the section's own check
+
+
+def test_config_and_every_real_setting_name_are_accepted(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEPUP_CONFIG", str(config_file))
+    monkeypatch.setenv("STEPUP_LOG_FORMAT", "json")
+    monkeypatch.setenv("STEPUP_METRICS__PORT", "9100")
+    monkeypatch.setenv("STEPUP_STEP_UP", '{"max_age": 60}')  # a whole section as JSON is a known name too
+    settings = load_settings()
+    assert (settings.log_format, settings.metrics.port, settings.step_up.max_age) == ("json", 9100, 60)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("\n[step_up]\nmax_agee = 5\n", "step_up.max_agee: is not a known setting; did you mean step_up.max_age?"),
+        ("\n[sesion]\nidle_timeout = 60\n", "sesion: is not a known setting; did you mean session?"),
+        ('log_levl = "debug"\n', "log_levl: is not a known setting; did you mean log_level?"),
+        ("\n[metrics]\nprot = 9100\n", "metrics.prot: is not a known setting; did you mean metrics.port?"),
+    ],
+)
+def test_unknown_toml_keys_get_the_closest_name(tmp_path: Path, extra: str, expected: str) -> None:
+    path = tmp_path / "config.toml"
+    # Top-level keys must come before the first [section] in TOML.
+    path.write_text(extra + VALID_TOML if not extra.startswith("\n") else VALID_TOML + extra)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert expected in str(caught.value)
+
+
+def test_a_misspelt_variable_stops_the_cli_with_exit_code_2(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STEPUP_SESION__IDLE_TIMEOUT", "300")
+    assert main(["serve", "--config", str(config_file)]) == 2
+    err = capsys.readouterr().err
+    assert "STEPUP_SESION__IDLE_TIMEOUT: is not a known setting; did you mean STEPUP_SESSION__IDLE_TIMEOUT?" in err
+    assert "Traceback" not in err
+
+
+def test_metrics_are_never_on_the_public_port(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEPUP_METRICS__PORT", "9000")
+    with pytest.raises(ConfigError, match="metrics.port must differ from server.port"):
+        load_settings(config_file)

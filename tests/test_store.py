@@ -166,3 +166,30 @@ async def test_replace_updates_only_what_exists(store: SqliteStore, clock: FakeC
     assert await store.get("k") == "v2" and await store.ttl("k") == 50
     clock.advance(50)
     assert not await store.replace("k", "v3", ttl=5)  # expired counts as absent
+
+
+async def test_ping_answers_until_the_store_is_closed(tmp_path: Path, clock: FakeClock) -> None:
+    failed: list[tuple[str, str]] = []
+    store = SqliteStore(tmp_path / "ping.sqlite3", clock, on_error=lambda backend, op: failed.append((backend, op)))
+    await store.ping()
+    await store.close()
+    with pytest.raises(sqlite3.Error):
+        await store.ping()
+    assert failed[-1] == ("sqlite", "ping")
+
+
+async def test_every_failed_operation_is_reported_by_name(tmp_path: Path, clock: FakeClock) -> None:
+    failed: list[tuple[str, str]] = []
+    store = SqliteStore(tmp_path / "e.sqlite3", clock, on_error=lambda backend, op: failed.append((backend, op)))
+    await store.close()
+    calls = {
+        "get": store.get("k"),
+        "ttl": store.ttl("k"),
+        "set": store.set("k", "v", ttl=1),
+        "incr": store.incr("k", ttl=1),
+        "list_telegrams": store.list_telegrams("u", limit=1),
+    }
+    for name, call in calls.items():
+        with pytest.raises(sqlite3.Error):
+            await call
+        assert failed[-1] == ("sqlite", name)

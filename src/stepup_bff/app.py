@@ -3,22 +3,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from . import __version__
 from .api import auth, health, native, session, step_up, telegrams
 from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
-from .auth.sessions import SessionManager
+from .auth.sessions import SessionManager, SessionRecord
 from .auth.tokens import TokenVerifier
 from .clock import Clock, SystemClock
 from .errors import install_error_handlers
 from .fusionauth.client import FusionAuthClient, build_http_client
+from .ops.metrics import Metrics, SessionEndReason
+from .ops.readiness import Readiness, readiness_probes
+from .ops.request_context import RequestContextMiddleware
 from .services import Services
 from .settings import Settings, load_settings
 from .stepup.challenge import ChallengeMachine
@@ -37,20 +41,39 @@ def default_frontend_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "frontend"  # a source checkout
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+class _App(FastAPI):
+    """FastAPI with one middleware outside all of FastAPI's own: the request context (ops/request_context.py), so
+    that the answers FastAPI writes itself (500 from ServerErrorMiddleware, 413 from the body limit) also carry the
+    request id and are timed, counted and logged."""
+
+    def __init__(self, *, outermost: Callable[[ASGIApp], ASGIApp], **options: Any) -> None:
+        self._outermost = outermost
+        super().__init__(**options)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._outermost(super().build_middleware_stack())
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, metrics: Metrics | None = None
+) -> FastAPI:
     settings = settings if settings is not None else load_settings()
     clock = clock if clock is not None else SystemClock()
+    metrics = metrics if metrics is not None else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with build_http_client(settings.fusionauth) as http, open_store(settings.storage.url, clock) as store:
-            fusionauth = FusionAuthClient(settings.fusionauth, http, clock)
-            sessions = SessionManager(
-                settings,
-                store,
-                clock,
-                on_end=lambda record: fusionauth.revoke_refresh_token_quietly(record.tokens.refresh_token_id),
-            )
+        async with (
+            build_http_client(settings.fusionauth) as http,
+            open_store(settings.storage.url, clock, on_error=metrics.store_error) as store,
+        ):
+            fusionauth = FusionAuthClient(settings.fusionauth, http, clock, metrics)
+
+            async def session_ended(record: SessionRecord, reason: SessionEndReason) -> None:
+                metrics.session_ended(reason)
+                await fusionauth.revoke_refresh_token_quietly(record.tokens.refresh_token_id)
+
+            sessions = SessionManager(settings, store, clock, on_end=session_ended)
             challenges = ChallengeMachine(
                 settings.step_up,
                 store,
@@ -75,10 +98,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     native=NativeSignIn(
                         settings, store, fusionauth, tokens, sessions, challenges, step_up_service, clock
                     ),
+                    metrics=metrics,
+                    readiness=Readiness(readiness_probes(store, fusionauth), clock),
                 )
             }
 
-    app = FastAPI(
+    app = _App(
+        outermost=lambda inner: RequestContextMiddleware(
+            inner,
+            forwarded_allow_ips=settings.server.forwarded_allow_ips,
+            metrics=metrics,
+            access_log=settings.access_log,
+        ),
         title="stepup-bff",
         version=__version__,
         lifespan=lifespan,

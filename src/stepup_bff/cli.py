@@ -5,33 +5,60 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from .settings import ConfigError, load_settings
+from .settings import ConfigError, Settings, load_settings
+
+# prometheus-client's multiprocess mode (ops/metrics.py); read by prometheus-client itself.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _metrics_directory(enabled: bool) -> Path | None:
+    """Where the workers' metric files go: a new, empty, private directory per run. prometheus-client chooses
+    between memory and files when it is first imported, so this runs before anything imports the app."""
+    os.environ.pop(MULTIPROC_ENV, None)  # an inherited directory could hold another run's numbers
+    if not enabled:
+        return None
+    directory = Path(tempfile.mkdtemp(prefix="stepup-bff-metrics-"))  # mode 0700
+    os.environ[MULTIPROC_ENV] = str(directory)
+    return directory
 
 
 def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    metrics_dir = _metrics_directory(settings.metrics.port is not None)
+    try:
+        return _run_server(args, settings)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_server(args: argparse.Namespace, settings: Settings) -> int:
     from uvicorn.supervisors import Multiprocess
 
     from .app import create_app
     from .ops.listen import PortInUse, bind_tcp
     from .ops.logs import configure_logging
+    from .ops.metrics import MetricsListenerError, MetricsSupervisor, start_listener
 
-    settings = load_settings(args.config)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
     options: dict[str, Any] = {
-        "log_config": configure_logging(settings.log_level),
-        # Behind a load balancer the client address and scheme come from X-Forwarded-*, believed only from the
-        # addresses listed here.
-        "proxy_headers": True,
-        "forwarded_allow_ips": settings.server.forwarded_allow_ips,
+        "log_config": configure_logging(settings.log_level, settings.log_format),
+        # The app applies X-Forwarded-* from server.forwarded_allow_ips itself (ops/request_context.py): it must see
+        # the direct peer to decide whether to believe X-Request-ID too, and uvicorn's rewrite would hide it.
+        "proxy_headers": False,
+        # The app writes its own access line (with the duration and request id); uvicorn's would be a second one.
+        "access_log": False,
         "server_header": False,
         "ws": "none",
     }
@@ -40,16 +67,30 @@ def _serve(args: argparse.Namespace) -> int:
     except PortInUse as exc:
         sys.stderr.write(f"stepup-bff serve: {exc}\n")
         return 1
-    if workers == 1:
-        config = uvicorn.Config(create_app(settings), **options)
-        uvicorn.Server(config).run(sockets=[sock])
+    listener = None
+    if settings.metrics.port is not None:
+        try:
+            listener, _ = start_listener(settings.metrics.host, settings.metrics.port)
+        except MetricsListenerError as exc:
+            sock.close()
+            sys.stderr.write(f"stepup-bff serve: {exc}\n")
+            return 1
+    try:
+        if workers == 1:
+            config = uvicorn.Config(create_app(settings), **options)
+            uvicorn.Server(config).run(sockets=[sock])
+            return 0
+        # Each worker process builds its own app (and store connection, HTTP client) from the same configuration.
+        if args.config is not None:
+            os.environ["STEPUP_CONFIG"] = str(args.config.resolve())
+        config = uvicorn.Config("stepup_bff.app:create_app", factory=True, workers=workers, **options)
+        supervisor = MetricsSupervisor if listener is not None else Multiprocess
+        supervisor(config, sockets=[sock]).run()
         return 0
-    # Each worker process builds its own app (and store connection, HTTP client) from the same configuration.
-    if args.config is not None:
-        os.environ["STEPUP_CONFIG"] = str(args.config.resolve())
-    config = uvicorn.Config("stepup_bff.app:create_app", factory=True, workers=workers, **options)
-    Multiprocess(config, sockets=[sock]).run()
-    return 0
+    finally:
+        if listener is not None:
+            listener.shutdown()
+            listener.server_close()
 
 
 def _doctor(args: argparse.Namespace) -> int:

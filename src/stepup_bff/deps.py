@@ -9,8 +9,8 @@ CurrentUser    -> CurrentSession
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -20,6 +20,9 @@ from .auth.sessions import Session, SessionManager, User
 from .clock import Clock
 from .errors import InvalidRequest, LoginRequired, NotFound, on_invalid_input
 from .fusionauth.client import FusionAuthClient
+from .ops import request_context
+from .ops.metrics import Metrics, SignInKind, StepUpOutcome, StepUpStep
+from .ops.readiness import Readiness
 from .services import Services
 from .settings import Settings
 from .stepup.service import StepUpService
@@ -65,6 +68,14 @@ def get_native_sign_in(services: ServicesDep) -> NativeSignIn:
     return services.native
 
 
+def get_metrics(services: ServicesDep) -> Metrics:
+    return services.metrics
+
+
+def get_readiness(services: ServicesDep) -> Readiness:
+    return services.readiness
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 FusionAuthDep = Annotated[FusionAuthClient, Depends(get_fusionauth)]
@@ -72,6 +83,8 @@ SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
 LoginFlowDep = Annotated[LoginFlow, Depends(get_login_flow)]
 StepUpDep = Annotated[StepUpService, Depends(get_step_up)]
 NativeSignInDep = Annotated[NativeSignIn, Depends(get_native_sign_in)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 
 
 def get_client_address(request: Request) -> str | None:
@@ -103,6 +116,8 @@ NoBody = Depends(require_empty_body)  # @router.post("/path", dependencies=[NoBo
 async def get_optional_session(request: Request, sessions: SessionsDep) -> Session | None:
     cookie = request.cookies.get(sessions.cookie_name)
     session = await sessions.load(cookie)
+    if session is not None:
+        request_context.set_user(session.user.id)  # every later log line of this request names the user
     if cookie and session is None and await sessions.should_clear(cookie):
         # A cookie for a session that is over (signed out, expired, tampered): tell the browser to drop it.
         queue_cookie(request, sessions.clear_cookie_header())
@@ -152,3 +167,27 @@ def get_stepped_up_user(session: SteppedUpSession) -> User:
 
 
 SteppedUpUser = Annotated[User, Depends(get_stepped_up_user)]
+
+
+# -- counting outcomes: route dependencies, listed in the decorator's `dependencies=[...]` -------------------------
+
+
+def counts_step_up(step: StepUpStep, success: StepUpOutcome) -> Any:
+    """Count the route's step-up outcome: `success` when it answers, else the outcome of the error it raises
+    (a dependency with yield sees the route's exception, so the route's body stays as it is)."""
+
+    async def count(metrics: MetricsDep) -> AsyncIterator[None]:
+        with metrics.step_up_outcome(step, success):
+            yield
+
+    return Depends(count)
+
+
+def counts_sign_in(kind: SignInKind) -> Any:
+    """Count the route's sign-in: "success", or the error code the browser is sent home with."""
+
+    async def count(metrics: MetricsDep) -> AsyncIterator[None]:
+        with metrics.sign_in_outcome(kind):
+            yield
+
+    return Depends(count)

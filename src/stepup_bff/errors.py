@@ -10,6 +10,7 @@
     ├── RequestTooLarge (413 request_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── IdempotencyKeyReused (422 idempotency_key_reused)
+    ├── NotReady (503 not_ready, checks: GET /readyz)
     ├── LoginFailed (400, browser navigations only; carries the redirect code)
     ├── SignInError: native sign-in's own answers (POST /auth/native/*)
     │   ├── InvalidCredentials (401 invalid_credentials: unknown user and wrong password alike)
@@ -143,6 +144,18 @@ class IdempotencyKeyReused(AppError):
     status_code = 422
     code = "idempotency_key_reused"
     description = "This Idempotency-Key was already used for a different telegram."
+
+
+class NotReady(AppError):
+    """GET /readyz: a dependency does not answer; `checks` says which ("ok" or how each failed)."""
+
+    status_code = 503
+    code = "not_ready"
+    description = "Not ready to serve requests."
+
+    def __init__(self, checks: Mapping[str, str]) -> None:
+        failing = ", ".join(name for name, verdict in checks.items() if verdict != "ok")
+        super().__init__(f"Not ready: {failing} not answering.", checks=dict(checks))
 
 
 class LoginFailed(AppError):

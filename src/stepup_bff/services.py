@@ -10,6 +10,8 @@ from .auth.sessions import SessionManager
 from .auth.tokens import TokenVerifier
 from .clock import Clock
 from .fusionauth.client import FusionAuthClient
+from .ops.metrics import Metrics
+from .ops.readiness import Readiness
 from .settings import Settings
 from .stepup.service import StepUpService
 from .storage import Store, TelegramStore
@@ -27,3 +29,5 @@ class Services:
     login: LoginFlow
     step_up: StepUpService
     native: NativeSignIn
+    metrics: Metrics
+    readiness: Readiness

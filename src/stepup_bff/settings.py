@@ -7,10 +7,12 @@ Nested keys use `__` in the environment: `[fusionauth] api_key` is `STEPUP_FUSIO
 from __future__ import annotations
 
 import contextvars
+import difflib
 import ipaddress
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -177,6 +179,13 @@ class ServerSettings(_Section):
     forwarded_allow_ips: str = "127.0.0.1"
 
 
+class MetricsSettings(_Section):
+    # Prometheus metrics on a listener of their own, never on the public one. Off unless a port is set.
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    # Loopback by default: only a scraper on this machine (or in this container's network namespace) reaches it.
+    host: str = "127.0.0.1"
+
+
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("stepup_config_file", default=None)
 
 
@@ -195,8 +204,12 @@ class Settings(BaseSettings):
     login: LoginSettings = LoginSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
+    metrics: MetricsSettings = MetricsSettings()
     frontend_dir: Path | None = None  # defaults to the packaged single-page app
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    # One line per request on stdout. On by default; turn off when the load balancer's log says it already.
+    access_log: bool = True
 
     @field_validator("public_url")
     @classmethod
@@ -206,6 +219,12 @@ class Settings(BaseSettings):
         if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ValueError("must use https:// (plain http:// is only allowed for localhost)")
         return value
+
+    @model_validator(mode="after")
+    def _metrics_apart_from_the_app(self) -> Settings:
+        if self.metrics.port is not None and self.metrics.port == self.server.port:
+            raise ValueError("metrics.port must differ from server.port: metrics are never served on the public port")
+        return self
 
     @property
     def cookie_secure(self) -> bool:
@@ -261,7 +280,50 @@ def _required_fields(location: tuple[int | str, ...]) -> list[str]:
     return [name for name, field in model.model_fields.items() if field.is_required()]
 
 
-def _describe(error: ValidationError) -> str:
+def _setting_paths(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every setting, and every section (a section may be given whole, as JSON in the environment)."""
+    for name, field in model.model_fields.items():
+        yield (*prefix, name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _setting_paths(field.annotation, (*prefix, name))
+
+
+def _closest(name: str, candidates: list[str]) -> str | None:
+    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _unknown_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """Each STEPUP_* variable that names no setting, with a message. pydantic-settings reads only the names it knows,
+    so without this a misspelt section or top-level name (STEPUP_SESION__IDLE_TIMEOUT) would be ignored in silence
+    and the server would start on the default."""
+    known = {_env_name(path): path for path in _setting_paths()}
+    suffixes = [name.removeprefix(ENV_PREFIX) for name in known]
+    problems = {}
+    for name in sorted(environ):
+        upper = name.upper()  # pydantic-settings matches names case-insensitively
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV or upper in known:
+            continue
+        # Compared without the prefix every name shares, so that it does not make unrelated names look alike.
+        hint = _closest(upper.removeprefix(ENV_PREFIX), suffixes)
+        problems[upper] = f"  {name}: is not a known setting" + (
+            f"; did you mean {ENV_PREFIX}{hint}?" if hint else " (config.example.toml lists every setting)"
+        )
+    return problems
+
+
+def _known_keys(location: tuple[int | str, ...]) -> list[str]:
+    """The keys of the section that holds `location`'s last part."""
+    model: type[BaseModel] = Settings
+    for part in location[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _describe(error: ValidationError, skip_env: frozenset[str] = frozenset()) -> list[str]:
     lines = []
     for problem in error.errors():
         location = tuple(problem["loc"])
@@ -276,23 +338,33 @@ def _describe(error: ValidationError) -> str:
                     lines.append(f"  {key}: is required (TOML key {key!r} or env {env})")
                 continue
         elif problem["type"] == "extra_forbidden":
-            message = "is not a known setting (check its spelling)"
+            if _env_name(location) in skip_env:
+                continue  # already reported, with its hint, as an unknown environment variable
+            message = "is not a known setting"
+            hint = _closest(str(location[-1]), _known_keys(location)) if location else None
+            if hint is not None:
+                message += f"; did you mean {'.'.join([*map(str, location[:-1]), hint])}?"
         key = ".".join(str(part) for part in location) or "(root)"
         # Only the key and the reason: the rejected value may be a secret.
         lines.append(f"  {key}: {message} (TOML key {key!r} or env {_env_name(location)})")
-    return "\n".join(lines)
+    return lines
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Read the TOML file and the environment; raise ConfigError with one readable message."""
     path = resolve_config_file(config_file, os.environ)
+    source = f" (from {path} and the environment)" if path else " (from the environment; no config file)"
+    unknown = _unknown_environment(os.environ)
     token = _config_file.set(path)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        source = f" (from {path} and the environment)" if path else " (from the environment; no config file)"
-        raise ConfigError(f"invalid configuration{source}:\n{_describe(exc)}") from None
+        lines = [*unknown.values(), *_describe(exc, frozenset(unknown))]
+        raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(lines)) from None
     except (OSError, ValueError) as exc:  # unreadable file or TOML syntax error
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     finally:
         _config_file.reset(token)
+    if unknown:
+        raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(unknown.values()))
+    return settings

@@ -11,11 +11,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
+from conftest import make_settings
 from deploy.files import (
     COMPOSE,
     KICKSTART,
@@ -30,7 +33,9 @@ from deploy.files import (
     service_by_image,
 )
 from fusionauth_dev import create_dev_server
+from stepup_bff.app import create_app
 from stepup_bff.settings import load_settings
+from support.dev_stack import running_stack
 from support.live_server import serve
 
 POSTGRES = ("postgres:",)
@@ -166,7 +171,7 @@ def test_overridden_secrets_reach_both_sides() -> None:
         "FUSIONAUTH_ADMIN_API_KEY": "override-admin-key-0123456789abcdef",
         "FUSIONAUTH_BFF_API_KEY": "override-bff-key-0123456789abcdef",
         "FUSIONAUTH_CLIENT_SECRET": "override-client-secret-0123456789",
-        "STEPUP_SESSION_SECRET_KEY": "override-session-key-0123456789abcdefgh",
+        "BFF_SESSION_SECRET_KEY": "override-session-key-0123456789abcdefgh",
     }
     compose = load_compose(overrides)
     fusionauth = environment(service_by_image(compose, *FUSIONAUTH)[1])
@@ -175,7 +180,7 @@ def test_overridden_secrets_reach_both_sides() -> None:
         assert fusionauth[name] == overrides[name]
     assert bff["STEPUP_FUSIONAUTH__API_KEY"] == overrides["FUSIONAUTH_BFF_API_KEY"]
     assert bff["STEPUP_FUSIONAUTH__CLIENT_SECRET"] == overrides["FUSIONAUTH_CLIENT_SECRET"]
-    assert bff["STEPUP_SESSION__SECRET_KEYS"] == f'["{overrides["STEPUP_SESSION_SECRET_KEY"]}"]'
+    assert bff["STEPUP_SESSION__SECRET_KEYS"] == f'["{overrides["BFF_SESSION_SECRET_KEY"]}"]'
 
 
 def test_the_default_secrets_say_they_are_for_development() -> None:
@@ -209,7 +214,8 @@ def test_every_long_running_service_has_a_healthcheck() -> None:
     compose = load_compose()
     for image in (POSTGRES, FUSIONAUTH):
         assert service_by_image(compose, *image)[1]["healthcheck"]["test"]
-    # The BFF's healthcheck is in its Dockerfile (tests/deploy/test_dockerfile.py).
+    # The BFF's own: readiness here (below); its image's is liveness (tests/deploy/test_dockerfile.py).
+    assert built_service(compose)[1]["healthcheck"]["test"]
     assert built_service(compose)[1]["build"] in (".", {"context": "."})
     assert (ROOT / "Dockerfile").is_file()
 
@@ -238,3 +244,33 @@ def test_the_fusionauth_healthcheck_fails_until_kickstart_has_run() -> None:
     # ... and one that has, with the values compose passes.
     with serve(create_dev_server([KICKSTART], env=env).app) as live:
         assert _run_healthcheck(command, live.port, env) == 0
+
+
+def _bff_healthcheck() -> list[str]:
+    _, bff = built_service(load_compose())
+    test: list[str] = bff["healthcheck"]["test"]
+    return test
+
+
+def test_the_bff_healthcheck_is_readiness() -> None:
+    # Compose acts on health only through depends_on/--wait, which want "can serve"; it restarts on exit, never on
+    # health. So readiness here, while the image's own HEALTHCHECK stays liveness (tests/deploy/test_dockerfile.py).
+    test = _bff_healthcheck()
+    assert test[:3] == ["CMD", "python", "-c"]
+    _, bff = built_service(load_compose())
+    assert f"http://127.0.0.1:{environment(bff)['STEPUP_SERVER__PORT']}/readyz" in test[3]
+
+
+def _run_bff_healthcheck(port: int) -> int:
+    command = [sys.executable, "-c", _bff_healthcheck()[3].replace("127.0.0.1:9000", f"127.0.0.1:{port}")]
+    return subprocess.run(command, capture_output=True, timeout=30, check=False).returncode  # noqa: S603
+
+
+@pytest.mark.live
+def test_the_bff_healthcheck_passes_only_when_fusionauth_answers(tmp_path: Path) -> None:
+    with running_stack(tmp_path / "up") as running:
+        assert _run_bff_healthcheck(int(running.bff_url.rsplit(":", 1)[1])) == 0
+    # FusionAuth does not answer: /healthz would still pass, /readyz does not.
+    with serve(create_app(make_settings(tmp_path / "down"))) as live:
+        assert httpx.get(f"{live.url}/healthz", timeout=5).status_code == 200
+        assert _run_bff_healthcheck(live.port) != 0

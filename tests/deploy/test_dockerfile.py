@@ -10,6 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import make_settings
@@ -123,15 +124,19 @@ def _run(argv: list[str], port: int) -> int:
 
 
 def test_the_healthcheck_asks_healthz() -> None:
+    # Liveness: runtimes that act on this status (Swarm) replace unhealthy containers, and a restart does not bring
+    # FusionAuth back. Readiness (/readyz) is compose's healthcheck and the load balancer's.
     argv = _healthcheck()
     assert argv[:2] == ["python", "-c"]
-    assert "/healthz" in argv[2]
+    assert "/healthz" in argv[2] and "/readyz" not in argv[2]
     assert "STEPUP_SERVER__PORT" in argv[2]
 
 
 @pytest.mark.live
 def test_the_healthcheck_passes_against_a_running_bff_and_fails_without_one(tmp_path: Path) -> None:
     argv = _healthcheck()
+    # This BFF's FusionAuth does not answer (not ready), and the container is still alive.
     with serve(create_app(make_settings(tmp_path))) as live:
+        assert httpx.get(f"{live.url}/readyz", timeout=10).status_code == 503
         assert _run(argv, live.port) == 0
     assert _run(argv, free_port()) != 0

@@ -14,7 +14,17 @@ from fastapi.responses import RedirectResponse
 
 from ..auth.sessions import Tokens, User
 from ..auth.tokens import InvalidToken
-from ..deps import FusionAuthDep, LoginFlowDep, NoBody, OptionalSession, ServicesDep, SessionsDep, SettingsDep
+from ..deps import (
+    FusionAuthDep,
+    LoginFlowDep,
+    MetricsDep,
+    NoBody,
+    OptionalSession,
+    ServicesDep,
+    SessionsDep,
+    SettingsDep,
+    counts_sign_in,
+)
 from ..errors import LoginFailed
 from ..fusionauth.client import TokenExchangeRejected
 from ..web.cookies import queue_cookie
@@ -39,7 +49,7 @@ async def login(
     return RedirectResponse(url, status_code=302)
 
 
-@router.get("/callback", response_class=RedirectResponse, status_code=303)
+@router.get("/callback", response_class=RedirectResponse, status_code=303, dependencies=[counts_sign_in("hosted")])
 async def callback(
     request: Request,
     services: ServicesDep,
@@ -78,7 +88,7 @@ async def callback(
         raise LoginFailed("invalid_token", "The sign-in could not be verified.") from exc
     if previous is not None:
         # A new sign-in replaces whatever session this browser had (ASVS 7.2.4: new id on authentication).
-        await services.sessions.end(previous.id)
+        await services.sessions.end(previous.id, reason="replaced")
     user = User(id=claims.sub, email=claims.email, name=claims.display_name)
     session = await services.sessions.create(
         user, Tokens(tokens.access_token, tokens.refresh_token, tokens.refresh_token_id)
@@ -95,10 +105,12 @@ async def logout(
     sessions: SessionsDep,
     fusionauth: FusionAuthDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
 ) -> LogoutOut:
     """End the local session, revoke the refresh token, and hand back FusionAuth's logout URL to navigate to."""
     if session is not None:
-        await sessions.end(session.id)
+        await sessions.end(session.id, reason="sign_out")
+        metrics.signed_out("hosted")
         logger.info("signed out: user=%s", session.user.id)
     queue_cookie(request, sessions.clear_cookie_header())
     return LogoutOut(redirect=fusionauth.logout_url(f"{settings.public_url}/"))

@@ -9,7 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..auth.native_login import SecondFactorDue
-from ..deps import ClientAddress, NativeSignInDep, OptionalSession, SessionsDep
+from ..deps import ClientAddress, MetricsDep, NativeSignInDep, OptionalSession, SessionsDep, counts_sign_in
+from ..errors import AppError
 from ..web.cookies import queue_cookie
 from .schemas import NativeLoginIn, NativeLoginOut, StepUpFinishIn, StepUpSendIn, StepUpSendOut, StepUpStartOut
 
@@ -24,13 +25,20 @@ async def login(
     sessions: SessionsDep,
     previous: OptionalSession,
     ip: ClientAddress,
+    metrics: MetricsDep,
 ) -> NativeLoginOut:
     """Check the password with FusionAuth. Signed in: the session, as GET /api/session describes it. A second
     factor due: `{"authenticated": false, "two_factor": {"methods", "expires_at"}}` and a pending-sign-in cookie."""
-    outcome = await native.login(body.login_id, body.password, ip, previous)
+    try:
+        outcome = await native.login(body.login_id, body.password, ip, previous)
+    except AppError as exc:
+        metrics.sign_in("native", exc.error_code)
+        raise
     if isinstance(outcome, SecondFactorDue):
+        metrics.sign_in("native", "second_factor_due")
         queue_cookie(request, outcome.cookie)
         return NativeLoginOut(authenticated=False, two_factor=StepUpStartOut.of(outcome.challenge))
+    metrics.sign_in("native", "success")
     queue_cookie(request, sessions.set_cookie_header(outcome.session))
     return NativeLoginOut.of(outcome.session, outcome.session.step_up)
 
@@ -41,7 +49,7 @@ async def send(request: Request, body: StepUpSendIn, native: NativeSignInDep) ->
     return StepUpSendOut.of(await native.send(request.cookies.get(native.cookie_name), body.method_id))
 
 
-@router.post("/two-factor/finish", response_model_exclude_none=True)
+@router.post("/two-factor/finish", response_model_exclude_none=True, dependencies=[counts_sign_in("native")])
 async def finish(
     request: Request,
     body: StepUpFinishIn,

@@ -55,6 +55,11 @@ class SessionOut(BaseModel):
         )
 
 
+class ReadyOut(BaseModel):
+    status: str
+    checks: dict[str, str]  # probe name -> "ok"
+
+
 class LogoutOut(BaseModel):
     redirect: str
 

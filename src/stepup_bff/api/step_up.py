@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..deps import ClientAddress, CurrentSession, NoBody, SessionsDep, StepUpDep
+from ..deps import ClientAddress, CurrentSession, NoBody, SessionsDep, StepUpDep, counts_step_up
 from ..web.cookies import queue_cookie
 from .schemas import (
     StepUpFinishIn,
@@ -19,19 +19,19 @@ from .schemas import (
 router = APIRouter(prefix="/api/step-up", tags=["step-up"])
 
 
-@router.post("/start", dependencies=[NoBody])
+@router.post("/start", dependencies=[NoBody, counts_step_up("start", "started")])
 async def start(session: CurrentSession, step_up: StepUpDep) -> StepUpStartOut:
     """Begin a challenge for the signed-in user; lists their methods with masked destinations."""
     return StepUpStartOut.of(await step_up.start(session))
 
 
-@router.post("/send")
+@router.post("/send", dependencies=[counts_step_up("send", "sent")])
 async def send(body: StepUpSendIn, session: CurrentSession, step_up: StepUpDep) -> StepUpSendOut:
     """Have FusionAuth send a code by email or SMS."""
     return StepUpSendOut.of(await step_up.send(session, body.method_id))
 
 
-@router.post("/finish")
+@router.post("/finish", dependencies=[counts_step_up("finish", "verified")])
 async def finish(
     request: Request,
     body: StepUpFinishIn,

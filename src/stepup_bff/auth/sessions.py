@@ -15,7 +15,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from itsdangerous import BadData
 
@@ -23,6 +23,9 @@ from ..clock import Clock
 from ..settings import Settings
 from ..storage import Store
 from ..web.cookies import cookie_header, expired_cookie_header, make_serializer
+
+if TYPE_CHECKING:
+    from ..ops.metrics import SessionEndReason
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +104,13 @@ class SessionManager:
         store: Store,
         clock: Clock,
         *,
-        on_end: Callable[[SessionRecord], Awaitable[None]] | None = None,
+        on_end: Callable[[SessionRecord, SessionEndReason], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings.session
         self._store = store
         self._clock = clock
-        # Called once for every session that ends (sign-out, replacement, a timeout noticed on use): the app revokes
-        # the refresh token there, so no way of ending a session leaves a live token behind at FusionAuth.
+        # Called once for every session that ends (sign-out, replacement, a timeout noticed on use), with why: the app
+        # revokes the refresh token there, so no way of ending a session leaves a live token behind at FusionAuth.
         self._on_end = on_end
         self._secure = settings.cookie_secure
         self._serializer = make_serializer(self._settings.secret_keys, salt="stepup-bff/session", clock=clock)
@@ -175,11 +178,11 @@ class SessionManager:
             return None
         if now >= record.signed_in_at + self._settings.absolute_timeout:
             logger.info("session ended: absolute timeout")
-            await self.end(session_id)
+            await self.end(session_id, reason="absolute_timeout")
             return None
         if now >= record.last_seen + self._settings.idle_timeout:
             logger.info("session ended after %d s idle", int(now - record.last_seen))
-            await self.end(session_id)
+            await self.end(session_id, reason="idle_timeout")
             return None
         if now - record.last_seen >= TOUCH_INTERVAL:
             record = replace(record, last_seen=now)
@@ -189,11 +192,11 @@ class SessionManager:
                 return None
         return self._session(session_id, user, record, step_up)
 
-    async def end(self, session_id: str) -> None:
+    async def end(self, session_id: str, *, reason: SessionEndReason) -> None:
         """Delete the record and run the end hook; atomic, so of two concurrent ends only one runs it."""
         raw = await self._store.pop(_record_key(session_id))
         if raw is not None and self._on_end is not None:
-            await self._on_end(SessionRecord.loads(raw))
+            await self._on_end(SessionRecord.loads(raw), reason)
 
     async def rotate(self, session: Session, step_up: StepUp | None) -> Session:
         """Move the record to a fresh session id (ASVS 7.2.4: new id on re-authentication)."""

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -23,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from ..clock import Clock
 from ..errors import FusionAuthError, FusionAuthTimeout, FusionAuthUnavailable
 from ..ops.logs import protect_http_client_logs
+from ..ops.metrics import FusionAuthOperation, FusionAuthOutcome, Metrics
+from ..ops.request_context import REQUEST_ID_HEADER, current_request_id
 from ..settings import FusionAuthSettings
 
 logger = logging.getLogger(__name__)
@@ -198,10 +201,13 @@ def build_http_client(settings: FusionAuthSettings) -> httpx.AsyncClient:
 
 
 class FusionAuthClient:
-    def __init__(self, settings: FusionAuthSettings, http: httpx.AsyncClient, clock: Clock) -> None:
+    def __init__(
+        self, settings: FusionAuthSettings, http: httpx.AsyncClient, clock: Clock, metrics: Metrics | None = None
+    ) -> None:
         self._settings = settings
         self._http = http
         self._clock = clock
+        self._metrics = metrics
         self._discovery: Discovery | None = None
         self._discovery_at = 0.0
         self._jwks: dict[str, dict[str, Any]] = {}
@@ -215,24 +221,39 @@ class FusionAuthClient:
         method: str,
         path: str,
         *,
+        operation: FusionAuthOperation,
         api_key: bool = False,
         json_body: Mapping[str, Any] | None = None,
         form: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> FusionAuthResponse:
-        """One call; transport failures, 5xx and unparsable JSON become typed errors. 4xx are returned."""
+        """One call; transport failures, 5xx and unparsable JSON become typed errors. 4xx are returned.
+
+        `operation` names the call in the metrics: a fixed name, because the path may carry a secret."""
         sent_headers = dict(headers or {})
         if api_key:
             # FusionAuth wants the raw key, no "Bearer" (docs/fusionauth.md §1).
             sent_headers["Authorization"] = self._settings.api_key.get_secret_value()
         if self._settings.tenant_id is not None:
             sent_headers["X-FusionAuth-TenantId"] = str(self._settings.tenant_id)
+        request_id = current_request_id()
+        if request_id is not None:
+            # FusionAuth ignores the header; a proxy or packet capture in between can tie its call to our log line.
+            sent_headers[REQUEST_ID_HEADER] = request_id
+        outcome: FusionAuthOutcome = "error"
+        started = time.perf_counter()
         try:
             response = await self._http.request(method, path, json=json_body, data=form, headers=sent_headers)
+            outcome = _outcome(response.status_code)
         except httpx.TimeoutException as exc:
+            outcome = "timeout"
             raise FusionAuthTimeout() from exc
         except httpx.TransportError as exc:  # refused, reset, DNS, TLS
+            outcome = "unavailable"
             raise FusionAuthUnavailable() from exc
+        finally:
+            if self._metrics is not None:
+                self._metrics.observe_fusionauth(operation, outcome, time.perf_counter() - started)
         # Log the path template only: twoFactorId and token ids travel in paths and are secrets.
         logger.debug("fusionauth %s %s -> %d", method, _path_template(path), response.status_code)
         if response.status_code >= 500:
@@ -263,12 +284,19 @@ class FusionAuthClient:
     async def _current_discovery(self) -> Discovery:
         """Call with the lock held."""
         if self._discovery is None or self._clock.now() - self._discovery_at >= DISCOVERY_TTL:
-            answer = await self.request("GET", "/.well-known/openid-configuration")
-            if answer.status_code != 200:
-                raise FusionAuthError()
-            self._discovery = self.parse(Discovery, answer.payload)
+            self._discovery = await self._fetch_discovery("discovery")
             self._discovery_at = self._clock.now()
         return self._discovery
+
+    async def _fetch_discovery(self, operation: FusionAuthOperation) -> Discovery:
+        answer = await self.request("GET", "/.well-known/openid-configuration", operation=operation)
+        if answer.status_code != 200:
+            raise FusionAuthError()
+        return self.parse(Discovery, answer.payload)
+
+    async def ping(self) -> None:
+        """Readiness: FusionAuth answers discovery now (not from our cache). Raises FusionAuthError otherwise."""
+        await self._fetch_discovery("readiness")
 
     async def signing_key(self, kid: str) -> dict[str, Any] | None:
         """The JWK for `kid`; refetches the set once per JWKS_REFETCH_INTERVAL when the kid is unknown."""
@@ -283,7 +311,7 @@ class FusionAuthClient:
 
     async def _fetch_jwks(self) -> None:
         discovery = await self._current_discovery()
-        answer = await self.request("GET", discovery.jwks_path)
+        answer = await self.request("GET", discovery.jwks_path, operation="jwks")
         keys = answer.payload.get("keys") if isinstance(answer.payload, dict) else None
         if answer.status_code != 200 or not isinstance(keys, list):
             raise FusionAuthError()
@@ -315,6 +343,7 @@ class FusionAuthClient:
         answer = await self.request(
             "POST",
             _path_of(discovery.token_endpoint),
+            operation="token",
             form={
                 "grant_type": "authorization_code",
                 "code": code,
@@ -332,7 +361,9 @@ class FusionAuthClient:
 
     async def revoke_refresh_token(self, token_id: str) -> None:
         """DELETE /api/jwt/refresh/{tokenId} with the API key (docs/fusionauth.md §7). 404 = already gone."""
-        answer = await self.request("DELETE", f"/api/jwt/refresh/{_segment(token_id)}", api_key=True)
+        answer = await self.request(
+            "DELETE", f"/api/jwt/refresh/{_segment(token_id)}", operation="revoke_refresh_token", api_key=True
+        )
         if answer.status_code not in (200, 404):
             raise FusionAuthError(f"Revoking the refresh token failed (HTTP {answer.status_code}).")
 
@@ -353,6 +384,7 @@ class FusionAuthClient:
         answer = await self.request(
             "POST",
             "/api/two-factor/start",
+            operation="two_factor_start",
             api_key=True,
             json_body={"userId": user_id, "applicationId": str(self._settings.application_id), "state": state},
         )
@@ -367,7 +399,10 @@ class FusionAuthClient:
     async def send_two_factor_code(self, *, two_factor_id: str, method_id: str) -> None:
         """POST /api/two-factor/send/{twoFactorId}: anonymous, no API key (docs/fusionauth.md §3)."""
         answer = await self.request(
-            "POST", f"/api/two-factor/send/{_segment(two_factor_id)}", json_body={"methodId": method_id}
+            "POST",
+            f"/api/two-factor/send/{_segment(two_factor_id)}",
+            operation="two_factor_send",
+            json_body={"methodId": method_id},
         )
         if answer.status_code != 200:
             raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
@@ -403,7 +438,7 @@ class FusionAuthClient:
         }
         if ip_address:
             body["ipAddress"] = ip_address
-        return await self.request("POST", "/api/two-factor/login", json_body=body)
+        return await self.request("POST", "/api/two-factor/login", operation="two_factor_login", json_body=body)
 
     # -- sign-in (native) --------------------------------------------------------------------------------------------
 
@@ -417,7 +452,7 @@ class FusionAuthClient:
         }
         if ip_address:
             body["ipAddress"] = ip_address  # FusionAuth records it in the login history and judges risk by it
-        answer = await self.request("POST", "/api/login", api_key=True, json_body=body)
+        answer = await self.request("POST", "/api/login", operation="login", api_key=True, json_body=body)
         if answer.status_code in LOGIN_STATUSES:
             return LoginResult(answer.status_code, self.parse(LoginAnswer, answer.payload or {}))
         if answer.status_code == 401:
@@ -459,6 +494,12 @@ def _segment(value: str) -> str:
 def _path_of(url: str) -> str:
     parts = urlsplit(url)
     return parts.path or "/"
+
+
+def _outcome(status: int) -> FusionAuthOutcome:
+    if status >= 500:
+        return "server_error"
+    return "client_error" if status >= 400 else "ok"
 
 
 def _path_template(path: str) -> str:

@@ -153,11 +153,12 @@ class _SharedSignals(uvicorn.Server):
 
 
 async def serve_stack(stack: DevStack, fusionauth_socket: socket.socket, bff_socket: socket.socket) -> None:
-    def server(app: Any) -> _SharedSignals:
-        return _SharedSignals(uvicorn.Config(app, log_config=None, ws="none", server_header=False))
+    def server(app: Any, **options: Any) -> _SharedSignals:
+        return _SharedSignals(uvicorn.Config(app, log_config=None, ws="none", server_header=False, **options))
 
     fusionauth = server(stack.fusionauth.app)
-    bff = server(create_app(stack.settings))
+    # As `serve` runs it: the app applies X-Forwarded-* and writes its own access log (ops/request_context.py).
+    bff = server(create_app(stack.settings), proxy_headers=False, access_log=False)
     servers = (fusionauth, bff)
     loop = asyncio.get_running_loop()
 

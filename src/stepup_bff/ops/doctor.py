@@ -145,7 +145,7 @@ class _Diagnosis:
         self, what: str, method: str, path: str, *, api_key: bool = False, json_body: dict[str, Any] | None = None
     ) -> FusionAuthResponse | None:
         try:
-            return await self.client.request(method, path, api_key=api_key, json_body=json_body)
+            return await self.client.request(method, path, operation="doctor", api_key=api_key, json_body=json_body)
         except FusionAuthError as exc:
             self.transport_failure(what, exc)
             return None

@@ -37,6 +37,10 @@ class Store(Protocol):
         """Seconds until `key` expires, or None if absent."""
         ...
 
+    async def ping(self) -> None:
+        """Return if the store can serve reads and writes now; raise otherwise. Readiness (GET /readyz) calls it."""
+        ...
+
 
 @dataclass(frozen=True)
 class Telegram:

@@ -11,16 +11,20 @@ microseconds, far less than the hop to a worker thread and back (measured with w
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 
 from ..clock import Clock
 from .base import Telegram
+
+if TYPE_CHECKING:
+    from ..ops.metrics import StoreBackend
 
 T = TypeVar("T")
 
@@ -46,14 +50,23 @@ CREATE UNIQUE INDEX IF NOT EXISTS telegrams_idempotency
 """
 
 
+# How long a readiness ping waits for another process's write lock: well inside a probe's timeout.
+PING_BUSY_TIMEOUT_MS = 1000
+
+
 class SqliteStore:
-    def __init__(self, path: str | Path, clock: Clock) -> None:
+    def __init__(
+        self, path: str | Path, clock: Clock, *, on_error: Callable[[StoreBackend, str], None] | None = None
+    ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
+        # Told the backend and the operation whenever SQLite fails one (the app counts them: ops/metrics.py).
+        self._on_error = on_error
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # The file holds refresh tokens: readable by this user only.
         path.touch(mode=0o600, exist_ok=True)
+        self._path = path
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so transactions are exactly as written.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -64,13 +77,29 @@ class SqliteStore:
         self._writes = 0
         # The event loop's own read-only connection (used from that one thread only).
         self._reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=5.0)
+        self._identity = _identity(path)
 
-    async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+    def _failed(self, name: str) -> None:
+        if self._on_error is not None:
+            self._on_error("sqlite", name)
+
+    async def _run(self, operation: Callable[[sqlite3.Connection], T], name: str = "write") -> T:
         def locked() -> T:
             with self._lock:
                 return operation(self._db)
 
-        return await anyio.to_thread.run_sync(locked)
+        try:
+            return await anyio.to_thread.run_sync(locked)
+        except sqlite3.Error:
+            self._failed(name)
+            raise
+
+    def _read(self, name: str, sql: str, parameters: tuple[object, ...]) -> list[Any]:
+        try:
+            return self._reader.execute(sql, parameters).fetchall()
+        except sqlite3.Error:
+            self._failed(name)
+            raise
 
     def _transaction(self, db: sqlite3.Connection, body: Callable[[], T]) -> T:
         db.execute("BEGIN IMMEDIATE")
@@ -84,8 +113,8 @@ class SqliteStore:
 
     async def get(self, key: str) -> str | None:
         now = self._clock.now()
-        row = self._reader.execute("SELECT value FROM kv WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._read("get", "SELECT value FROM kv WHERE key = ? AND expires_at > ?", (key, now))
+        return str(rows[0][0]) if rows else None
 
     async def set(self, key: str, value: str, ttl: float) -> None:
         expires_at = self._clock.now() + ttl
@@ -94,7 +123,7 @@ class SqliteStore:
             db.execute("INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)", (key, value, expires_at))
             self._maybe_purge(db)
 
-        await self._run(op)
+        await self._run(op, "set")
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
         now = self._clock.now()
@@ -111,7 +140,7 @@ class SqliteStore:
 
             return self._transaction(db, body)
 
-        return await self._run(op)
+        return await self._run(op, "add")
 
     async def replace(self, key: str, value: str, ttl: float) -> bool:
         now = self._clock.now()
@@ -122,7 +151,7 @@ class SqliteStore:
             )
             return cursor.rowcount == 1
 
-        return await self._run(op)
+        return await self._run(op, "replace")
 
     async def pop(self, key: str) -> str | None:
         now = self._clock.now()
@@ -136,10 +165,10 @@ class SqliteStore:
 
             return self._transaction(db, body)
 
-        return await self._run(op)
+        return await self._run(op, "pop")
 
     async def delete(self, key: str) -> None:
-        await self._run(lambda db: db.execute("DELETE FROM kv WHERE key = ?", (key,)))
+        await self._run(lambda db: db.execute("DELETE FROM kv WHERE key = ?", (key,)), "delete")
 
     async def incr(self, key: str, ttl: float) -> int:
         now = self._clock.now()
@@ -158,12 +187,12 @@ class SqliteStore:
 
             return self._transaction(db, body)
 
-        return await self._run(op)
+        return await self._run(op, "incr")
 
     async def ttl(self, key: str) -> float | None:
         now = self._clock.now()
-        row = self._reader.execute("SELECT expires_at FROM kv WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
-        return None if row is None else float(row[0]) - now
+        rows = self._read("ttl", "SELECT expires_at FROM kv WHERE key = ? AND expires_at > ?", (key, now))
+        return float(rows[0][0]) - now if rows else None
 
     async def create_telegram(self, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
         def op(db: sqlite3.Connection) -> tuple[Telegram, bool]:
@@ -198,15 +227,16 @@ class SqliteStore:
             finally:
                 db.execute("PRAGMA synchronous=NORMAL")
 
-        return await self._run(op)
+        return await self._run(op, "create_telegram")
 
     async def list_telegrams(self, user_id: str, limit: int) -> list[Telegram]:
         # A read on an index: inline, like get().
-        rows = self._reader.execute(
+        rows = self._read(
+            "list_telegrams",
             "SELECT id, user_id, recipient, message, created_at, status FROM telegrams "
             "WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (user_id, limit),
-        ).fetchall()
+        )
         return [Telegram(*row) for row in rows]
 
     def _maybe_purge(self, db: sqlite3.Connection) -> None:
@@ -215,6 +245,38 @@ class SqliteStore:
         if self._writes % 500 == 0:
             db.execute("DELETE FROM kv WHERE expires_at <= ?", (self._clock.now(),))
 
+    async def ping(self) -> None:
+        """The file is still the one opened, the read connection answers, and the write lock can be taken."""
+        try:
+            # An open SQLite file that was deleted or replaced (a volume unmounted, a data directory wiped) goes
+            # on answering from the old inode, and everything written to it is lost when the process ends.
+            if _identity(self._path) != self._identity:
+                raise sqlite3.OperationalError(f"{self._path} is no longer the database file this store opened")
+        except OSError as exc:
+            self._failed("ping")
+            raise sqlite3.OperationalError(f"{self._path} cannot be read: {exc.strerror}") from exc
+        except sqlite3.Error:
+            self._failed("ping")
+            raise
+        self._read("ping", "SELECT 1 FROM kv LIMIT 1", ())
+
+        def op(db: sqlite3.Connection) -> None:
+            # BEGIN IMMEDIATE takes the write lock that every write needs; waiting briefly, so that a writer stuck
+            # in another process makes us not ready rather than a probe that hangs.
+            db.execute(f"PRAGMA busy_timeout = {PING_BUSY_TIMEOUT_MS}")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ROLLBACK")
+            finally:
+                db.execute("PRAGMA busy_timeout = 5000")
+
+        await self._run(op, "ping")
+
     async def close(self) -> None:
         self._reader.close()
-        await self._run(lambda db: db.close())
+        await self._run(lambda db: db.close(), "close")
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
