@@ -23,7 +23,7 @@ from .fusionauth.client import FusionAuthClient, build_http_client
 from .services import Services
 from .settings import Settings, load_settings
 from .stepup.service import StepUpService
-from .storage import open_store
+from .storage import open_database, open_store
 from .web.cookies import PendingCookiesMiddleware
 from .web.security_headers import SecurityHeadersMiddleware
 
@@ -45,20 +45,25 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with build_http_client(settings.fusionauth) as http, open_store(settings.storage.url, clock) as store:
+        # One client per backend, each with its own pool and timeouts; all closed when the app stops.
+        async with (
+            build_http_client(settings.fusionauth) as http,
+            open_store(settings.storage, clock) as store,
+            open_database(settings.database) as database,
+        ):
             fusionauth = FusionAuthClient(settings.fusionauth, http, clock)
             sessions = SessionManager(
                 settings,
                 store,
                 clock,
-                on_end=lambda record: fusionauth.revoke_refresh_token_quietly(record.tokens.refresh_token_id),
+                on_end=lambda ended: fusionauth.revoke_refresh_token_quietly(ended.refresh_token_id),
             )
             yield {
                 "services": Services(
                     settings=settings,
                     clock=clock,
                     store=store,
-                    telegrams=store,
+                    telegrams=database,
                     fusionauth=fusionauth,
                     tokens=TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock),
                     sessions=sessions,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -19,10 +20,14 @@ def _serve(args: argparse.Namespace) -> int:
     from uvicorn.supervisors import Multiprocess
 
     from .app import create_app
+    from .clock import SystemClock
     from .ops.listen import PortInUse, bind_tcp
     from .ops.logs import configure_logging
+    from .storage import check_backends
 
     settings = load_settings(args.config)
+    # Before binding or forking: an unusable storage.url or database.url stops here with one message (exit 2).
+    asyncio.run(check_backends(settings, SystemClock()))
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
@@ -53,8 +58,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    import asyncio
-
     from .ops.doctor import run_doctor
 
     settings = load_settings(args.config)

@@ -43,7 +43,7 @@ from ..errors import (
 )
 from ..fusionauth.client import FusionAuthClient, TwoFactorFailed, TwoFactorMethod
 from ..settings import StepUpSettings
-from ..storage import Store
+from ..storage import Store, user_key
 
 logger = logging.getLogger(__name__)
 
@@ -125,34 +125,34 @@ class StepUpService:
         self._sessions = sessions
         self._clock = clock
 
-    # -- keys ------------------------------------------------------------------------------------------------------
+    # -- keys: each is the user's (their id is the hash tag, storage/base.py), so every replica counts the same ------
 
     @staticmethod
     def _challenge_key(session: Session) -> str:
-        return "stepup:challenge:" + _session_binding(session.id)
+        return user_key("challenge", session.user.id, _session_binding(session.id))
 
     @staticmethod
     def _failures_key(user_id: str) -> str:
-        return f"stepup:failures:{user_id}"
+        return user_key("failures", user_id)
 
     @staticmethod
     def _consecutive_key(user_id: str) -> str:
-        return f"stepup:consecutive-failures:{user_id}"
+        return user_key("consecutive-failures", user_id)
 
     @staticmethod
-    def _grant_key(grant: str) -> str:
-        return f"stepup:grant:{grant}"
+    def _grant_key(user_id: str, grant: str) -> str:
+        return user_key("grant", user_id, grant)
 
     @staticmethod
-    def _sent_key(challenge: Challenge) -> str:
-        return f"stepup:sent:{challenge.id}"
+    def _per_challenge_key(kind: str, challenge: Challenge) -> str:
+        return user_key(kind, challenge.user_id, challenge.id)
 
     # -- the flow --------------------------------------------------------------------------------------------------
 
     async def start(self, session: Session) -> Challenge:
         await self._refuse_if_blocked(session.user)
         # Each start is an API-keyed call to FusionAuth and a fresh challenge: cap them per user.
-        starts_key = f"stepup:starts:{session.user.id}"
+        starts_key = user_key("starts", session.user.id)
         if await self._store.incr(starts_key, ttl=self._settings.failure_window) > self._settings.max_starts:
             raise TooManyStarts(retry_after=await self._retry_after(starts_key))
         challenge_id = secrets.token_urlsafe(16)
@@ -190,10 +190,12 @@ class StepUpService:
         if method is None or method.method not in SENDABLE:
             raise InvalidMethod()
         # Per user, not per challenge: starting a new challenge must not buy another email or text message.
-        cooldown_key = f"stepup:send-cooldown:{session.user.id}"
+        cooldown_key = user_key("send-cooldown", session.user.id)
         if not await self._store.add(cooldown_key, "1", ttl=self._settings.resend_cooldown):
             raise ResendTooSoon(retry_after=await self._retry_after(cooldown_key))
-        sends = await self._store.incr(f"stepup:sends:{challenge.id}", ttl=self._settings.challenge_ttl + TOMBSTONE)
+        sends = await self._store.incr(
+            self._per_challenge_key("sends", challenge), ttl=self._settings.challenge_ttl + TOMBSTONE
+        )
         if sends > self._settings.max_sends:
             raise TooManySends()
         try:
@@ -204,7 +206,9 @@ class StepUpService:
             # Nothing was sent: let the person try again straight away.
             await self._store.delete(cooldown_key)
             raise
-        await self._store.set(self._sent_key(challenge), method.method, ttl=self._settings.challenge_ttl)
+        await self._store.set(
+            self._per_challenge_key("sent", challenge), method.method, ttl=self._settings.challenge_ttl
+        )
         logger.info("step-up code sent: user=%s method=%s", session.user.id, method.method)
         return method, self._settings.resend_cooldown, self._settings.max_sends - sends
 
@@ -215,7 +219,7 @@ class StepUpService:
 
         `method_id` (optional) says which method the person used; FusionAuth accepts any valid code of the user
         without saying which, so it only labels the result and grants nothing."""
-        lock = f"stepup:finish-lock:{session.user.id}"
+        lock = user_key("finish-lock", session.user.id)
         if not await self._store.add(lock, "1", ttl=self._lock_ttl):
             raise StepUpInProgress()
         try:
@@ -250,7 +254,7 @@ class StepUpService:
         grant = None
         if self._settings.single_use:
             grant = secrets.token_urlsafe(16)
-            await self._store.set(self._grant_key(grant), session.user.id, ttl=self._settings.max_age)
+            await self._store.set(self._grant_key(session.user.id, grant), session.user.id, ttl=self._settings.max_age)
         step_up = StepUp(at=now, until=now + self._settings.max_age, method=method, grant=grant)
         try:
             rotated = await self._sessions.rotate(session, step_up)
@@ -274,7 +278,7 @@ class StepUpService:
         if step_up is None or not self.is_fresh(step_up, self._settings.max_age):
             return None
         if self._settings.single_use and (
-            step_up.grant is None or await self._store.get(self._grant_key(step_up.grant)) is None
+            step_up.grant is None or await self._store.get(self._grant_key(session.user.id, step_up.grant)) is None
         ):
             return None
         return step_up
@@ -291,7 +295,7 @@ class StepUpService:
         if not self._settings.single_use:
             return None
         # Consumed atomically: of two requests riding one grant, exactly one gets through.
-        key = self._grant_key(step_up.grant) if step_up.grant else None
+        key = self._grant_key(session.user.id, step_up.grant) if step_up.grant else None
         owner = await self._store.pop(key) if key else None
         if key is None or owner != session.user.id:
             raise InsufficientUserAuthentication(max_age=max_age)
@@ -335,7 +339,7 @@ class StepUpService:
         failures = await self._store.incr(self._failures_key(session.user.id), ttl=self._settings.failure_window)
         consecutive = await self._store.incr(self._consecutive_key(session.user.id), ttl=CONSECUTIVE_MEMORY)
         attempts = await self._store.incr(
-            f"stepup:attempts:{challenge.id}", ttl=self._settings.challenge_ttl + TOMBSTONE
+            self._per_challenge_key("attempts", challenge), ttl=self._settings.challenge_ttl + TOMBSTONE
         )
         remaining = max(0, self._settings.max_attempts - attempts)
         logger.warning(
@@ -364,7 +368,7 @@ class StepUpService:
         # FusionAuth does not say which method a code came from: take the person's choice, else the channel a
         # code was last sent by, else the authenticator. A label for the UI, not a security property.
         chosen = next((m.method for m in challenge.methods if m.id == method_id), None)
-        sent = await self._store.pop(self._sent_key(challenge))
+        sent = await self._store.pop(self._per_challenge_key("sent", challenge))
         kinds = [m.method for m in challenge.methods]
         return chosen or sent or ("authenticator" if "authenticator" in kinds else kinds[0])
 

@@ -1,8 +1,11 @@
-"""Server-side state: sessions, step-up challenges, attempt counters, telegrams.
+"""Server-side state and durable records.
 
-The `Store` protocol is small on purpose: a key/value map with expiry and the few atomic operations the callers
-need (insert-if-absent, update-if-present, get-and-delete, increment-with-expiry), which map one-to-one onto
-Redis commands (SET NX, SET XX, GETDEL, INCR + EXPIRE). `open_store(url)` picks the implementation.
+Two kinds of data, two settings: `storage.url` holds short-lived state (sessions, sign-ins in progress,
+challenges, counters, locks, grants) behind the small `Store` protocol: a key/value map with expiry and the few
+atomic operations the callers need (insert-if-absent, update-if-present, get-and-delete, increment-with-expiry),
+one Redis command each. `database.url` holds what must never be lost (telegrams) behind `TelegramStore`. SQLite
+serves both on one machine; Redis and PostgreSQL let several machines share them. `open_store` and
+`open_database` pick the implementation from the URL's scheme and are used by the app's lifespan.
 """
 
 from __future__ import annotations
@@ -11,18 +14,60 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ..clock import Clock
-from .base import Store, Telegram, TelegramStore
-from .sqlite import SqliteStore
+from ..settings import DatabaseSettings, Settings, StorageSettings
+from .base import StorageConfigError, Store, Telegram, TelegramStore, user_key
+from .postgres import PostgresDatabase
+from .redis import RedisStore
+from .sqlite import SqliteDatabase, SqliteStore
 
-__all__ = ["SqliteStore", "Store", "Telegram", "TelegramStore", "open_store"]
+__all__ = [
+    "PostgresDatabase",
+    "RedisStore",
+    "SqliteDatabase",
+    "SqliteStore",
+    "StorageConfigError",
+    "Store",
+    "Telegram",
+    "TelegramStore",
+    "check_backends",
+    "open_database",
+    "open_store",
+    "user_key",
+]
 
 
 @asynccontextmanager
-async def open_store(url: str, clock: Clock) -> AsyncIterator[SqliteStore]:
-    if not url.startswith("sqlite:///"):
-        raise ValueError(f"unsupported storage url scheme: {url.split(':', 1)[0]}")
-    store = SqliteStore(url.removeprefix("sqlite:///"), clock)
+async def open_store(settings: StorageSettings, clock: Clock) -> AsyncIterator[Store]:
+    """The store named by storage.url, connected and checked; closed on exit. `StorageConfigError` if unusable."""
+    store: SqliteStore | RedisStore
+    if settings.url.startswith("sqlite:///"):
+        store = SqliteStore(settings.url.removeprefix("sqlite:///"), clock, prefix=settings.prefix)
+    else:  # redis://, rediss://, unix:// (settings.StorageSettings admits no other scheme)
+        store = RedisStore.from_settings(settings)
+        await store.open()
     try:
         yield store
     finally:
         await store.close()
+
+
+@asynccontextmanager
+async def open_database(settings: DatabaseSettings) -> AsyncIterator[TelegramStore]:
+    """The database named by database.url, migrated and checked; closed on exit. `StorageConfigError` if unusable."""
+    database: SqliteDatabase | PostgresDatabase
+    if settings.url.startswith("sqlite:///"):
+        database = SqliteDatabase(settings.url.removeprefix("sqlite:///"))
+    else:  # postgresql:// or postgres://
+        database = await PostgresDatabase.open(settings)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def check_backends(settings: Settings, clock: Clock) -> None:
+    """Open the store and the database once and close them again: `serve` does this before it starts any worker,
+    so a wrong URL or a server that refuses is one clear `StorageConfigError` (exit 2), not a worker's traceback.
+    The database is migrated here too, once, before the workers start."""
+    async with open_store(settings.storage, clock), open_database(settings.database):
+        pass
