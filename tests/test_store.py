@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,27 @@ async def test_redis_going_away_is_store_unavailable_and_comes_back_without_a_re
         redis_live.start()
         assert await store.get("session") == "alive"  # the same pool reconnects; nothing was lost or changed
         assert await store.incr("c", ttl=5) == 1
+
+
+@pytest.mark.live
+async def test_a_redis_timeout_is_unavailable_at_once_and_not_retried(redis_live: RedisServer) -> None:
+    """Retries are for connection failures only: a command that timed out may still run, and running it again
+    (an INCR, a GETDEL) would count twice or hand out a grant twice."""
+    settings = StorageSettings(url=redis_live.url, timeout=0.3)
+    admin, sleeper = redis_live.client(), redis_live.client()
+    admin.ping(), sleeper.ping()  # both connected before the count starts
+    async with open_store(settings, SystemClock()) as store:
+        await store.set("k", "v", ttl=60)  # the pool's connection, made now
+        admin.config_resetstat()
+        busy = threading.Thread(target=lambda: sleeper.execute_command("DEBUG", "SLEEP", "1.5"))
+        busy.start()
+        await anyio.sleep(0.2)  # the server is now busy
+        with pytest.raises(StoreUnavailable):
+            await store.incr("counter", ttl=60)
+        busy.join()
+        # A retry would have dropped the timed-out connection and made a new one for each further attempt.
+        assert admin.info("stats")["total_connections_received"] == 0
+        assert await store.get("k") == "v"  # and afterwards it simply works again
 
 
 @pytest.mark.live

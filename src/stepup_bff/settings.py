@@ -161,16 +161,6 @@ def _scheme_check(schemes: tuple[str, ...]) -> Any:
     return AfterValidator(check)
 
 
-def redact_url(url: str) -> str:
-    """`url` without its password, for messages: redis://:secret@host becomes redis://:***@host."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    userinfo = netloc[0].rpartition(":")[0]
-    return parts._replace(netloc=f"{userinfo}:***@{netloc[2]}").geturl()
-
-
 class StorageSettings(_Section):
     """Server-side state: session records, sign-ins in progress, challenges, counters, locks, grants."""
 

@@ -35,7 +35,7 @@ from support.live_server import free_port
 POSTGRES_USER = "postgres"
 
 
-def _postgres_bin(name: str) -> str | None:
+def postgres_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
@@ -46,7 +46,7 @@ def _postgres_bin(name: str) -> str | None:
 
 def missing_binaries() -> list[str]:
     missing = [name for name in ("redis-server",) if shutil.which(name) is None]
-    missing += [name for name in ("initdb", "pg_ctl") if _postgres_bin(name) is None]
+    missing += [name for name in ("initdb", "pg_ctl") if postgres_bin(name) is None]
     if os.geteuid() == 0:
         try:
             pwd.getpwnam(POSTGRES_USER)
@@ -113,6 +113,8 @@ class RedisServer:
                 "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
                 "--dir", str(self.directory), "--save", "", "--appendonly", "yes", "--appendfsync", "always",
                 "--logfile", str(self.directory / "redis.log"),
+                # DEBUG SLEEP from this machine only: tests use it to make Redis slow on purpose.
+                "--enable-debug-command", "local",
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -195,7 +197,7 @@ class PostgresServer:
         password_file = self.directory / "pwfile"
         password_file.write_text(self.superuser_password)
         self._chown(password_file)
-        initdb = _postgres_bin("initdb")
+        initdb = postgres_bin("initdb")
         assert initdb
         # Password (SCRAM) over TCP, as in production; trust on the private socket directory, for the fixture.
         self._run(
@@ -205,7 +207,7 @@ class PostgresServer:
         password_file.unlink()
 
     def start(self) -> None:
-        pg_ctl = _postgres_bin("pg_ctl")
+        pg_ctl = postgres_bin("pg_ctl")
         assert pg_ctl
         options = (
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
@@ -220,7 +222,7 @@ class PostgresServer:
     def stop(self) -> None:
         if not self.running:
             return
-        pg_ctl = _postgres_bin("pg_ctl")
+        pg_ctl = postgres_bin("pg_ctl")
         assert pg_ctl
         # Fast shutdown: open connections are cut, as when a server goes away.
         self._run(pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop")

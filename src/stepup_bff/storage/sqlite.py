@@ -107,7 +107,10 @@ class SqliteStore:
         self._clock = clock
         self._prefix = prefix
         self._file = _SqliteFile(path, setting="storage.url", unavailable=StoreUnavailable)
-        self._file.db.executescript(_KV_SCHEMA)
+        try:
+            self._file.db.executescript(_KV_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageConfigError(f"storage.url: cannot use the SQLite database {path}: {exc}") from None
         self._writes = 0
 
     async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
