@@ -142,9 +142,12 @@ async def test_postgres_going_away_is_database_unavailable_and_comes_back(
                 await database.list_telegrams("u1", limit=10)
             with pytest.raises(DatabaseUnavailable):
                 await database.ping()
+            # Long enough for the pool's background retries to back off to several seconds between attempts.
+            await anyio.sleep(4)
         finally:
             postgres_live.start()
-        # The same pool: stale connections are checked out and replaced, no request after the restart fails.
+        # The same pool, and the first request after the restart succeeds: the pool gave up its backed-off retries
+        # (reconnect_timeout) and this request started a fresh attempt.
         _, created = await database.create_telegram(Telegram("t3", "u1", "Bob", "After", created_at=3.0), "k3")
         assert created
         assert [t.id for t in await database.list_telegrams("u1", limit=10)] == ["t3", "t1"]

@@ -52,7 +52,7 @@ def test_redis_gone_is_503_everywhere_and_comes_back(
 ) -> None:
     settings = make_settings(
         tmp_path,
-        storage={"url": redis_live.url, "timeout": 0.5, "connect_timeout": 0.5},
+        storage={"url": redis_live.url, "timeout": 1.0, "connect_timeout": 1.0},
         step_up={"single_use": single_use},
     )
     client = stepped_up(app_factory(settings), fusionauth, tokens)
@@ -104,7 +104,7 @@ def test_postgres_gone_means_no_telegram_and_no_201_and_comes_back(
     postgres_live: PostgresServer,
     postgres_url: str,
 ) -> None:
-    settings = make_settings(tmp_path, database={"url": postgres_url, "timeout": 1.0, "connect_timeout": 1.0})
+    settings = make_settings(tmp_path, database={"url": postgres_url, "timeout": 2.0, "connect_timeout": 2.0})
     client = stepped_up(app_factory(settings), fusionauth, tokens)
     assert post(client, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "before"}).status_code == 201
 

@@ -143,14 +143,19 @@ def deploy(
         shared = {
             "STEPUP_PUBLIC_URL": public_url,
             "STEPUP_STORAGE__URL": redis_instance.url,
-            "STEPUP_STORAGE__TIMEOUT": "0.5",
+            "STEPUP_STORAGE__TIMEOUT": "1.0",
             "STEPUP_STORAGE__CONNECT_TIMEOUT": "0.5",
             "STEPUP_DATABASE__URL": database_url,
-            "STEPUP_DATABASE__TIMEOUT": "1.0",
-            "STEPUP_DATABASE__CONNECT_TIMEOUT": "1.0",
+            "STEPUP_DATABASE__TIMEOUT": "2.0",
+            "STEPUP_DATABASE__CONNECT_TIMEOUT": "2.0",
             "STEPUP_LOG_LEVEL": "warning",
             **env,
         }
+        # An earlier test may have stopped either server (and its own fixtures restart them only for itself).
+        if redis_instance.process is None:
+            redis_instance.start()
+        if not postgres_instance.running:
+            postgres_instance.start()
         _no_telegrams(database_url)
         logs = tmp_path_factory.mktemp("bff-logs")
         with bff_processes(fusionauth.settings, [public_port, free_port()], logs, shared) as (a, b):
@@ -221,11 +226,11 @@ def test_a_session_made_on_a_is_valid_on_b_and_sign_out_on_either_ends_it_on_bot
 
 
 def test_the_idle_timeout_ends_a_session_on_both_at_once(deploy: Deploy, redis_live: RedisServer) -> None:
-    with deploy(STEPUP_SESSION__IDLE_TIMEOUT="2", STEPUP_SESSION__ABSOLUTE_TIMEOUT="2") as deployment:
+    with deploy(STEPUP_SESSION__IDLE_TIMEOUT="3", STEPUP_SESSION__ABSOLUTE_TIMEOUT="3") as deployment:
         browser = deployment.sign_in("alice@example.com")
         signed_in = time.monotonic()
         assert _authenticated(browser, deployment.b)
-        time.sleep(max(0.0, signed_in + 2.3 - time.monotonic()))
+        time.sleep(max(0.0, signed_in + 3.3 - time.monotonic()))
         assert not _authenticated(browser, deployment.a)
         assert not _authenticated(browser, deployment.b)
 

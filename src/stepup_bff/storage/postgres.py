@@ -83,6 +83,10 @@ class PostgresDatabase:
             kwargs={"connect_timeout": connect_timeout},
             configure=configure,
             check=AsyncConnectionPool.check_connection,
+            # While the server is away the pool retries in the background with a growing delay (1 s, 2 s, 4 s...),
+            # so it could be that long after the server is back before it tries again. Giving up soon lets the
+            # next request start a fresh attempt at once: recovery within this many seconds of the server's return.
+            reconnect_timeout=settings.connect_timeout + settings.timeout,
             open=False,
             name="stepup-bff",
         )
