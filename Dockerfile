@@ -20,7 +20,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     STEPUP_SERVER__HOST=0.0.0.0 \
     STEPUP_SERVER__PORT=9000 \
-    STEPUP_STORAGE__URL=sqlite:////data/stepup-bff.sqlite3
+    STEPUP_STORAGE__URL=sqlite:////data/stepup-bff.sqlite3 \
+    STEPUP_DATABASE__URL=sqlite:////data/stepup-bff.sqlite3
+# On its own the image keeps its state and records in SQLite on /data (one container); docker-compose.yml points
+# both at Redis and PostgreSQL instead, which is what several replicas need.
 # A fixed, unprivileged uid, so a mounted volume's ownership is predictable. /data is created here and owned by it:
 # a new named volume copies that ownership, so the store is writable without running as root.
 RUN groupadd --system --gid 10001 stepup \

@@ -6,6 +6,7 @@ FusionAuth is mocked at the HTTP boundary only (respx); our own code always runs
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 from stepup_bff.app import create_app
 from stepup_bff.ops.metrics import Metrics
 from stepup_bff.settings import Settings
+from support.backends import PostgresServer, RedisServer, postgres_server, redis_server
 from support.fake_fusionauth import APPLICATION_ID, FA_PUBLIC_URL, FA_URL, USER_ID, TokenFactory, discovery, jwks
 
 PUBLIC_URL = "http://localhost:9000"
@@ -64,6 +66,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         },
         "session": {"secret_keys": [SECRET_KEY]},
         "storage": {"url": f"sqlite:///{tmp_path / 'store.sqlite3'}"},
+        "database": {"url": f"sqlite:///{tmp_path / 'store.sqlite3'}"},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(values.get(key), dict):
@@ -165,3 +168,40 @@ def replace_cookie(client: TestClient, name: str, value: str) -> None:
         jar.clear(cookie.domain, cookie.path, cookie.name)
     for domain in domains:
         client.cookies.set(name, value, domain=domain, path="/")
+
+
+# -- real Redis and PostgreSQL, one of each per test run, started only when a test asks (tests/support/backends.py) --
+
+
+@pytest.fixture(scope="session")
+def redis_instance() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_live(redis_instance: RedisServer) -> RedisServer:
+    """The test run's Redis, emptied for this test and running (a test before may have stopped it)."""
+    if redis_instance.process is None:
+        redis_instance.start()
+    redis_instance.client().flushall()
+    return redis_instance
+
+
+@pytest.fixture(scope="session")
+def postgres_instance() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_live(postgres_instance: PostgresServer) -> PostgresServer:
+    if not postgres_instance.running:
+        postgres_instance.start()
+    return postgres_instance
+
+
+@pytest.fixture
+def postgres_url(postgres_live: PostgresServer) -> str:
+    """A fresh, empty database of its own for this test."""
+    return postgres_live.create_database("t_" + secrets.token_hex(6))

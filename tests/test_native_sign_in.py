@@ -408,8 +408,8 @@ def test_the_store_holds_hashes_not_login_ids_or_addresses(
     login(native, ALICE.email, "wrong")
     with sqlite3.connect(tmp_path / "store.sqlite3") as db:
         keys = [row[0] for row in db.execute("SELECT key FROM kv")]
-    assert any(key.startswith("signin:login-id:") for key in keys)
-    assert any(key.startswith("signin:address:") for key in keys)
+    assert any(key.startswith("stepup:signin:login-id:") for key in keys)  # storage.prefix, then the kind
+    assert any(key.startswith("stepup:signin:address:") for key in keys)
     assert not any("alice" in key.lower() or "testclient" in key for key in keys)
 
 

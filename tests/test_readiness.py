@@ -38,7 +38,7 @@ def store_file(settings: Settings) -> Path:
 def test_ready_when_store_and_fusionauth_answer(ready_client: TestClient, fusionauth: respx.MockRouter) -> None:
     response = ready_client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"store": "ok", "fusionauth": "ok"}}
+    assert response.json() == {"status": "ready", "checks": {"store": "ok", "database": "ok", "fusionauth": "ok"}}
     assert fusionauth["discovery"].call_count == 1
 
 
@@ -60,7 +60,7 @@ def test_fusionauth_going_away_and_coming_back(
     down = ready_client.get("/readyz")
     assert down.status_code == 503
     assert down.json()["error"] == "not_ready"
-    assert down.json()["checks"] == {"store": "ok", "fusionauth": verdict}
+    assert down.json()["checks"] == {"store": "ok", "database": "ok", "fusionauth": verdict}
     assert "fusionauth" in down.json()["error_description"]
     # Liveness does not care: restarting the BFF would not bring FusionAuth back.
     assert ready_client.get("/healthz").status_code == 200
@@ -100,13 +100,15 @@ def test_store_file_going_away_and_coming_back(ready_client: TestClient, setting
     path.rename(moved)
     down = ready_client.get("/readyz")
     assert down.status_code == 503
-    assert down.json()["checks"] == {"store": "unavailable", "fusionauth": "ok"}
+    # By default the store and the database share the one SQLite file, so both checks see it go.
+    assert down.json()["checks"] == {"store": "unavailable", "database": "unavailable", "fusionauth": "ok"}
     path.write_bytes(b"")  # an empty file in its place is not the store either
     assert ready_client.get("/readyz").json()["checks"]["store"] == "unavailable"
     path.unlink()
     moved.rename(path)
     assert ready_client.get("/readyz").status_code == 200
-    assert sample_value(metrics, "stepup_bff_store_errors_total", backend="sqlite", operation="ping") == 2
+    # Two failing readiness checks, each pinging the store and the database.
+    assert sample_value(metrics, "stepup_bff_store_errors_total", backend="sqlite", operation="ping") == 4
 
 
 def test_store_that_cannot_take_its_write_lock_is_not_ready(ready_client: TestClient, settings: Settings) -> None:

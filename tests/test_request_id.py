@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from conftest import JSON_HEADERS, make_settings, sign_in
 from stepup_bff.ops.metrics import Metrics
 from stepup_bff.settings import Settings
-from support.fake_fusionauth import TokenFactory
+from support.fake_fusionauth import USER_ID, TokenFactory
 from support.metrics import sample_value
 from support.two_factor import VALID_CODE, FakeTwoFactor
 
@@ -54,14 +54,19 @@ def test_an_unexpected_error_still_carries_the_request_id(
     metrics = Metrics()
     client: TestClient = app_factory(settings, metrics, raise_server_exceptions=False)
     assert sign_in(client, fusionauth, tokens).status_code == 303
-    # A session record that is not JSON any more (a corrupted store): nothing handles that, so it is a 500.
-    with sqlite3.connect(settings.storage.url.removeprefix("sqlite:///")) as db:
-        db.execute("UPDATE kv SET value = 'not json' WHERE key LIKE 'session:%'")
-    response = client.get("/api/session")
+    # A telegram row that is not what we wrote (a hand-edited database: SQLite keeps text in a REAL column):
+    # nothing handles that, so it is a 500.
+    with sqlite3.connect(settings.database.url.removeprefix("sqlite:///")) as db:
+        db.execute(
+            "INSERT INTO telegrams (id, user_id, recipient, message, created_at, status) "
+            "VALUES ('tg_x', ?, 'Bob', 'Hi', 'not a time', 'queued')",
+            (USER_ID,),
+        )
+    response = client.get("/api/telegrams")
     assert response.status_code == 500
     assert response.json()["error"] == "internal_error"
     assert GENERATED.fullmatch(response.headers["x-request-id"])
-    labels = {"route": "/api/session", "method": "GET", "status": "500"}
+    labels = {"route": "/api/telegrams", "method": "GET", "status": "500"}
     assert sample_value(metrics, "stepup_bff_http_request_duration_seconds_count", **labels) == 1
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 import respx
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
@@ -12,6 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 from conftest import JSON_HEADERS, SECRET_KEY, FakeClock, make_settings, replace_cookie, sign_in
 from stepup_bff.settings import Settings
 from stepup_bff.web.cookies import make_serializer
+from support.backends import RedisServer
 from support.fake_fusionauth import USER_ID, TokenFactory
 
 COOKIE = "stepup_session"
@@ -165,3 +168,19 @@ def test_a_timed_out_session_has_its_refresh_token_revoked(
     assert fusionauth["revoke"].calls.last.request.url.path == f"/api/jwt/refresh/{issued}"
     assert not _authenticated(signed_in)  # noticed once, revoked once
     assert fusionauth["revoke"].call_count == 1
+
+
+@pytest.mark.live
+def test_an_authenticated_read_is_one_redis_round_trip(
+    app_factory: Any, tmp_path: Path, fusionauth: respx.MockRouter, tokens: TokenFactory, redis_live: RedisServer
+) -> None:
+    client: TestClient = app_factory(make_settings(tmp_path, storage={"url": redis_live.url}))
+    assert sign_in(client, fusionauth, tokens).status_code == 303
+    admin = redis_live.client()
+    admin.config_resetstat()
+    assert _authenticated(client)
+    stats = admin.info("commandstats")
+    # One GET of the sealed record; nothing else (no touch yet: it is due once a minute).
+    assert {name: stat["calls"] for name, stat in stats.items() if not name.startswith("cmdstat_config")} == {
+        "cmdstat_get": 1
+    }

@@ -190,3 +190,27 @@ def test_metrics_are_never_on_the_public_port(config_file: Path, monkeypatch: py
     monkeypatch.setenv("STEPUP_METRICS__PORT", "9000")
     with pytest.raises(ConfigError, match="metrics.port must differ from server.port"):
         load_settings(config_file)
+
+
+def test_store_and_database_urls_are_checked_without_echoing_them(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(config_file)
+    assert settings.database.url == settings.storage.url  # by default one SQLite file holds both
+    assert settings.storage.prefix == "stepup:"
+    for name, value in {
+        "STEPUP_STORAGE__URL": "memcached://:hunter2@cache:11211",
+        "STEPUP_DATABASE__URL": "mongodb://admin:hunter2@db/stepup",
+        "STEPUP_STORAGE__PREFIX": "{all-in-one-slot}:",
+    }.items():
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError) as raised:
+            load_settings(config_file)
+        assert "hunter2" not in str(raised.value)
+        assert name.removeprefix("STEPUP_").lower().replace("__", ".") in str(raised.value)
+        monkeypatch.delenv(name)
+    for url in ("redis://:pw@redis:6379/0", "rediss://redis:6380/1", "unix:///run/redis.sock?db=0"):
+        monkeypatch.setenv("STEPUP_STORAGE__URL", url)
+        assert load_settings(config_file).storage.url == url
+    monkeypatch.setenv("STEPUP_DATABASE__URL", "postgresql://stepup:pw@db:5432/stepup")
+    assert load_settings(config_file).database.url.startswith("postgresql://")

@@ -15,7 +15,7 @@ from . import __version__
 from .api import auth, health, native, session, step_up, telegrams
 from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
-from .auth.sessions import SessionManager, SessionRecord
+from .auth.sessions import EndedSession, SessionManager
 from .auth.tokens import TokenVerifier
 from .clock import Clock, SystemClock
 from .errors import install_error_handlers
@@ -27,7 +27,7 @@ from .services import Services
 from .settings import Settings, load_settings
 from .stepup.challenge import ChallengeMachine
 from .stepup.service import StepUpService
-from .storage import open_store
+from .storage import open_database, open_store
 from .web.cookies import PendingCookiesMiddleware
 from .web.edge import EdgeMiddleware
 from .web.methods import HeadMiddleware
@@ -63,15 +63,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # One client per backend, each with its own pool and timeouts; all closed when the app stops.
         async with (
             build_http_client(settings.fusionauth) as http,
-            open_store(settings.storage.url, clock, on_error=metrics.store_error) as store,
+            open_store(settings.storage, clock, on_error=metrics.store_error) as store,
+            open_database(settings.database, on_error=metrics.store_error) as database,
         ):
             fusionauth = FusionAuthClient(settings.fusionauth, http, clock, metrics)
 
-            async def session_ended(record: SessionRecord, reason: SessionEndReason) -> None:
+            async def session_ended(ended: EndedSession, reason: SessionEndReason) -> None:
                 metrics.session_ended(reason)
-                await fusionauth.revoke_refresh_token_quietly(record.tokens.refresh_token_id)
+                await fusionauth.revoke_refresh_token_quietly(ended.refresh_token_id)
 
             sessions = SessionManager(settings, store, clock, on_end=session_ended)
             challenges = ChallengeMachine(
@@ -89,7 +91,7 @@ def create_app(
                     settings=settings,
                     clock=clock,
                     store=store,
-                    telegrams=store,
+                    telegrams=database,
                     fusionauth=fusionauth,
                     tokens=tokens,
                     sessions=sessions,
@@ -99,7 +101,7 @@ def create_app(
                         settings, store, fusionauth, tokens, sessions, challenges, step_up_service, clock
                     ),
                     metrics=metrics,
-                    readiness=Readiness(readiness_probes(store, fusionauth), clock),
+                    readiness=Readiness(readiness_probes(store, database, fusionauth), clock),
                 )
             }
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import sys
@@ -45,10 +46,14 @@ def _run_server(args: argparse.Namespace, settings: Settings) -> int:
     from uvicorn.supervisors import Multiprocess
 
     from .app import create_app
+    from .clock import SystemClock
     from .ops.listen import PortInUse, bind_tcp
     from .ops.logs import configure_logging
     from .ops.metrics import MetricsListenerError, MetricsSupervisor, start_listener
+    from .storage import check_backends
 
+    # Before binding or forking: an unusable storage.url or database.url stops here with one message (exit 2).
+    asyncio.run(check_backends(settings, SystemClock()))
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
@@ -94,8 +99,6 @@ def _run_server(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    import asyncio
-
     from .ops.doctor import run_doctor
 
     settings = load_settings(args.config)

@@ -30,9 +30,11 @@
     │   ├── TooManySends (429 too_many_sends)
     │   ├── TooManyStarts (429 too_many_starts, retry_after)
     │   └── StepUpBlocked (429 step_up_blocked, retry_after)
-    └── FusionAuthError (502 fusionauth_error)
-        ├── FusionAuthUnavailable (503 fusionauth_unavailable)
-        └── FusionAuthTimeout (504 fusionauth_timeout)
+    ├── FusionAuthError (502 fusionauth_error)
+    │   ├── FusionAuthUnavailable (503 fusionauth_unavailable)
+    │   └── FusionAuthTimeout (504 fusionauth_timeout)
+    └── StoreUnavailable (503 store_unavailable): storage.url (sessions, challenges, counters) failed
+        └── DatabaseUnavailable (503 database_unavailable): database.url (telegrams) failed
 
 JSON bodies are
 `{"error": "<code>", "error_description": "...", **extra}`; browser navigations (GET /auth/*) get a redirect to
@@ -331,6 +333,25 @@ class FusionAuthTimeout(FusionAuthError):
     description = "The sign-in service did not answer in time. Try again in a moment."
 
 
+class StoreUnavailable(AppError):
+    """The store (storage.url: Redis or SQLite) failed. Fail closed: a request that needs state gets this 503, never
+    an anonymous answer, a grant or a 500. Raised by the store implementations, which translate their library's
+    errors; the next request tries again, so the service recovers by itself when the store comes back."""
+
+    status_code = 503
+    code = "store_unavailable"
+    description = "The service cannot reach its session store right now. Try again in a moment."
+
+
+class DatabaseUnavailable(StoreUnavailable):
+    """The durable records (database.url: PostgreSQL or SQLite) failed: a telegram that could not be committed is
+    this 503, never a 201. A subclass, so `except StoreUnavailable` covers both; its own code tells operators which
+    backend to look at."""
+
+    code = "database_unavailable"
+    description = "The service cannot reach its database right now. Nothing was saved; try again in a moment."
+
+
 _UNDO_KEY = "undo_on_invalid_input"
 
 
@@ -361,7 +382,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         for undo in request.scope.get("state", {}).get(_UNDO_KEY, []):
-            await undo()
+            try:
+                await undo()
+            except AppError as failed:  # the store went away meanwhile: say so (503), never a 500
+                return error_response(request, failed)
         # Only where and what, never the rejected input: it may be a one-time code or a token.
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc'] if part != 'body') or 'body'}: {error['msg']}"

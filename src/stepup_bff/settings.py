@@ -148,6 +148,11 @@ class StepUpSettings(_Section):
     challenge_ttl: Seconds = 300
 
 
+STORE_SCHEMES = ("sqlite:///", "redis://", "rediss://", "unix://")
+DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+Timeout = Annotated[float, Field(gt=0, le=60)]
+
+
 class LoginSettings(_Section):
     # true: the SPA may sign people in with its own form through POST /auth/native/login (FusionAuth's Login API);
     # the hosted page stays. Off by default: the API key then also needs POST /api/login.
@@ -158,22 +163,44 @@ class LoginSettings(_Section):
     failure_window: Seconds = 900  # seconds (15 min)
 
 
-class StorageSettings(_Section):
-    # sqlite:///relative/path, sqlite:////absolute/path or redis://host:port/db
-    url: str = "sqlite:///data/stepup-bff.sqlite3"
-
-    @field_validator("url")
-    @classmethod
-    def _known_scheme(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "redis://", "rediss://")):
-            raise ValueError("must start with sqlite:/// or redis://")
+def _scheme_check(schemes: tuple[str, ...]) -> Any:
+    def check(value: str) -> str:
+        if not value.startswith(schemes):
+            # The value itself is not repeated: a URL may carry a password.
+            raise ValueError("must start with " + ", ".join(schemes[:-1]) + " or " + schemes[-1])
         return value
+
+    return AfterValidator(check)
+
+
+class StorageSettings(_Section):
+    """Server-side state: session records, sign-ins in progress, challenges, counters, locks, grants."""
+
+    # sqlite:///relative/path or sqlite:////absolute/path (one machine); redis://[:password@]host:port/db,
+    # rediss://... (TLS) or unix:///path/to/redis.sock?db=0 (several machines share one Redis).
+    url: Annotated[str, _scheme_check(STORE_SCHEMES)] = "sqlite:///data/stepup-bff.sqlite3"
+    # Put before every key, so several deployments can share one Redis (`{` and `}` would make it a hash tag).
+    prefix: Annotated[str, Field(max_length=64, pattern=r"^[^\s{}]*$")] = "stepup:"
+    timeout: Timeout = 1.0  # seconds to wait for Redis to answer a command
+    connect_timeout: Timeout = 1.0  # seconds to wait for a connection to Redis
+    max_connections: Annotated[int, Field(ge=1, le=10000)] = 64  # Redis connections per worker process
+
+
+class DatabaseSettings(_Section):
+    """Durable records (telegrams): what must never be lost, and is shared by every replica."""
+
+    # sqlite:///relative/path or sqlite:////absolute/path (one machine; may be the store's file);
+    # postgresql://user:password@host:5432/dbname (several machines; libpq's URL, ?sslmode=verify-full etc.).
+    url: Annotated[str, _scheme_check(DATABASE_SCHEMES)] = "sqlite:///data/stepup-bff.sqlite3"
+    timeout: Timeout = 5.0  # seconds a statement may run, and to wait for a pooled connection
+    connect_timeout: Timeout = 2.0  # seconds to wait for a new connection
+    pool_size: Annotated[int, Field(ge=1, le=1000)] = 10  # PostgreSQL connections per worker process
 
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 9000
-    # Worker processes of `serve`; each has its own event loop, all share the store (SQLite is multi-process safe).
+    # Worker processes of `serve`; each has its own event loop and connections, all share the store and database.
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     # Proxies whose X-Forwarded-For/-Proto we believe (uvicorn's forwarded_allow_ips): the load balancer's address.
     forwarded_allow_ips: str = "127.0.0.1"
@@ -203,6 +230,7 @@ class Settings(BaseSettings):
     step_up: StepUpSettings = StepUpSettings()
     login: LoginSettings = LoginSettings()
     storage: StorageSettings = StorageSettings()
+    database: DatabaseSettings = DatabaseSettings()
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
     frontend_dir: Path | None = None  # defaults to the packaged single-page app

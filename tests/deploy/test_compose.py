@@ -7,6 +7,7 @@ healthcheck, the piece that makes the BFF wait for kickstart, is run for real ag
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -34,14 +35,18 @@ from deploy.files import (
 )
 from fusionauth_dev import create_dev_server
 from stepup_bff.app import create_app
-from stepup_bff.settings import load_settings
+from stepup_bff.settings import DatabaseSettings, load_settings
+from stepup_bff.storage import open_database
+from support.backends import PostgresServer, postgres_bin
 from support.dev_stack import running_stack
 from support.live_server import serve
 
 POSTGRES = ("postgres:",)
+REDIS = ("redis:",)
 FUSIONAUTH = ("fusionauth/fusionauth-app:",)
 MAIL_CATCHERS = ("sj26/mailcatcher:", "axllent/mailpit:")
 KICKSTART_SETTINGS = load_kickstart(KICKSTART)
+INIT_SCRIPTS = ROOT / "docker" / "postgres-init"
 
 
 def _tenant() -> dict[str, object]:
@@ -50,13 +55,14 @@ def _tenant() -> dict[str, object]:
     return tenant
 
 
-def test_the_file_has_the_four_services_and_named_volumes() -> None:
+def test_the_file_has_the_five_services_and_named_volumes() -> None:
     compose = load_compose()
     service_by_image(compose, *POSTGRES)
+    service_by_image(compose, *REDIS)
     service_by_image(compose, *FUSIONAUTH)
     service_by_image(compose, *MAIL_CATCHERS)
     built_service(compose)
-    assert len(compose["services"]) == 4
+    assert len(compose["services"]) == 5
     declared = set(compose.get("volumes") or {})
     for service in compose["services"].values():
         for volume in service.get("volumes") or []:
@@ -159,10 +165,9 @@ def test_the_bff_configuration_loads_from_its_environment_alone(
     assert settings.fusionauth.api_key.get_secret_value() == fusionauth_env["FUSIONAUTH_BFF_API_KEY"]
     assert settings.fusionauth.client_secret.get_secret_value() == fusionauth_env["FUSIONAUTH_CLIENT_SECRET"]
     assert settings.fusionauth.api_key.get_secret_value() != fusionauth_env["FUSIONAUTH_ADMIN_API_KEY"]
-    # The store lives on a volume, so a restarted container keeps its sessions.
-    storage = PurePosixPath(settings.storage.url.removeprefix("sqlite:///"))
-    volume_targets = [PurePosixPath(volume.split(":")[1]) for volume in bff["volumes"]]
-    assert any(target in storage.parents for target in volume_targets)
+    # Nothing lives in the BFF's container: state in Redis, records in PostgreSQL, so replicas can share them.
+    assert settings.storage.url.startswith("redis://") and settings.database.url.startswith("postgresql://")
+    assert "volumes" not in bff
 
 
 def test_overridden_secrets_reach_both_sides() -> None:
@@ -212,7 +217,7 @@ def test_the_bff_starts_only_when_fusionauth_is_ready() -> None:
 
 def test_every_long_running_service_has_a_healthcheck() -> None:
     compose = load_compose()
-    for image in (POSTGRES, FUSIONAUTH):
+    for image in (POSTGRES, REDIS, FUSIONAUTH):
         assert service_by_image(compose, *image)[1]["healthcheck"]["test"]
     # The BFF's own: readiness here (below); its image's is liveness (tests/deploy/test_dockerfile.py).
     assert built_service(compose)[1]["healthcheck"]["test"]
@@ -274,3 +279,76 @@ def test_the_bff_healthcheck_passes_only_when_fusionauth_answers(tmp_path: Path)
     with serve(create_app(make_settings(tmp_path / "down"))) as live:
         assert httpx.get(f"{live.url}/healthz", timeout=5).status_code == 200
         assert _run_bff_healthcheck(live.port) != 0
+
+
+# -- Redis and the BFF's own database ------------------------------------------------------------------------------
+
+
+def test_the_bff_uses_the_compose_redis_with_its_password_and_waits_for_it() -> None:
+    compose = load_compose({"REDIS_PASSWORD": "override-redis-password"})
+    redis_name, redis = service_by_image(compose, *REDIS)
+    _, bff = built_service(compose)
+    storage = urlsplit(environment(bff)["STEPUP_STORAGE__URL"])
+    assert (storage.scheme, storage.hostname, storage.port) == ("redis", redis_name, 6379)
+    assert storage.password == environment(redis)["REDIS_PASSWORD"] == "override-redis-password"
+    assert '--requirepass "$REDIS_PASSWORD"' in redis["command"][-1]
+    assert "--appendonly yes" in redis["command"][-1]  # a restart keeps sessions and counters
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert "ports" not in redis  # reached over the compose network only
+    assert bff["depends_on"][redis_name]["condition"] == "service_healthy"
+    assert "redis-cli ping" in redis["healthcheck"]["test"][1]
+
+
+def test_the_bff_database_is_its_own_in_the_compose_postgres() -> None:
+    overrides = {"BFF_DATABASE_USER": "bff", "BFF_DATABASE_PASSWORD": "override-db-password"}
+    for env in ({}, overrides):
+        compose = load_compose(env)
+        db_name, db = service_by_image(compose, *POSTGRES)
+        _, bff = built_service(compose)
+        database = urlsplit(environment(bff)["STEPUP_DATABASE__URL"])
+        db_env = environment(db)
+        assert (database.hostname, database.port) == (db_name, 5432)
+        # The role and database the init script creates, with the password it sets: never FusionAuth's.
+        assert database.username == db_env["BFF_DATABASE_USER"] == database.path.lstrip("/")
+        assert database.password == db_env["BFF_DATABASE_PASSWORD"]
+        assert database.path != "/fusionauth" and database.username != db_env["POSTGRES_USER"]
+        assert bff["depends_on"][db_name]["condition"] == "service_healthy"
+    assert "dev-only" in environment(built_service(load_compose())[1])["STEPUP_DATABASE__URL"]
+    _, db = service_by_image(load_compose(), *POSTGRES)
+    init = next(volume for volume in db["volumes"] if ":/docker-entrypoint-initdb.d" in volume)
+    assert init.endswith(":ro") and (ROOT / init.split(":")[0]).resolve() == INIT_SCRIPTS
+
+
+@pytest.mark.live
+def test_the_init_script_creates_the_database_the_bff_then_migrates(
+    postgres_live: PostgresServer, tmp_path: Path
+) -> None:
+    """Run docker/postgres-init as the postgres image would (psql as the superuser on the local socket), then open
+    the BFF's database.url from compose (host and port pointed at the test server) and migrate it."""
+    compose = load_compose()
+    _, db = service_by_image(compose, *POSTGRES)
+    env = {
+        **environment(db),
+        "POSTGRES_USER": "postgres",  # the test server's superuser
+        "PGHOST": str(postgres_live.socket_dir),
+        "PGPORT": str(postgres_live.port),
+        "PATH": f"{Path(postgres_bin('psql') or 'psql').parent}:{os.environ['PATH']}",
+    }
+    for script in sorted(INIT_SCRIPTS.glob("*.sh")):
+        completed = subprocess.run(  # noqa: S603 - this repository's own script
+            [shutil.which("sh") or "/bin/sh", str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr
+    url = urlsplit(environment(built_service(compose)[1])["STEPUP_DATABASE__URL"])
+    local = url._replace(netloc=f"{url.username}:{url.password}@127.0.0.1:{postgres_live.port}").geturl()
+
+    async def migrate() -> None:
+        async with open_database(DatabaseSettings(url=local)) as database:
+            await database.ping()
+
+    asyncio.run(migrate())

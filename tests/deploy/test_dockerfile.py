@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from conftest import make_settings
-from deploy.files import DOCKERIGNORE, ROOT, built_service, config_example, final_stage, load_compose
+from deploy.files import DOCKERIGNORE, ROOT, built_service, config_example, environment, final_stage, load_compose
 from deploy.files import dockerfile_stages as stages
 from stepup_bff.app import create_app
 from support.live_server import free_port, serve
@@ -88,13 +88,16 @@ def test_the_single_page_app_is_where_the_bff_looks() -> None:
     assert (ROOT / "frontend" / "index.html").is_file()
 
 
-def test_the_store_is_on_the_volume_the_user_owns() -> None:
-    storage = _env()["STEPUP_STORAGE__URL"]
-    assert storage.startswith("sqlite:////data/")
+def test_the_store_and_database_are_on_the_volume_the_user_owns() -> None:
+    # On its own, the image keeps both in SQLite on /data (the default relative path would be under /app).
+    for name in ("STEPUP_STORAGE__URL", "STEPUP_DATABASE__URL"):
+        assert _env()[name].startswith("sqlite:////data/"), name
     assert json.loads(_arguments("VOLUME")[0]) == ["/data"]
     assert "chown stepup:stepup /data" in " ".join(_arguments("RUN"))
-    _, bff = built_service(load_compose())
-    assert any(volume.split(":")[1] == "/data" for volume in bff["volumes"])
+    # Compose overrides both with its Redis and PostgreSQL.
+    bff = environment(built_service(load_compose())[1])
+    assert bff["STEPUP_STORAGE__URL"].startswith("redis://")
+    assert bff["STEPUP_DATABASE__URL"].startswith("postgresql://")
 
 
 def test_every_copied_path_is_in_the_build_context() -> None:

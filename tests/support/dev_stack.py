@@ -1,22 +1,32 @@
-"""The dev FusionAuth and the BFF on free localhost ports, built exactly as `stepup-bff dev` builds them."""
+"""The dev FusionAuth and the BFF on free localhost ports, built exactly as `stepup-bff dev` builds them; and BFF
+*processes* (`stepup-bff serve`) configured from the same settings, for tests with several instances."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
+import os
 import re
 import secrets
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pyotp
+from pydantic import SecretStr
 
 from stepup_bff.app import create_app
 from stepup_bff.ops.dev import DevStack, authorize_bff_request, build_stack, default_kickstart
+from stepup_bff.settings import ENV_PREFIX, Settings
 from support.live_server import free_port, serve
 
 # kickstart.json reads its secrets from #{ENV.NAME}; each test run gets its own.
@@ -72,9 +82,12 @@ class RunningStack:
         return str(codes[-1])
 
 
-def sign_in_through_form(bff_url: str, fusionauth_url: str, login_id: str, password: str) -> httpx.Client:
+def sign_in_through_form(
+    bff_url: str, fusionauth_url: str, login_id: str, password: str, *, callback_url: str | None = None
+) -> httpx.Client:
     """A person's browser, as an httpx client: follow the redirects, fill in FusionAuth's sign-in form, come back
-    signed in. The caller closes the client."""
+    signed in. `callback_url` (another instance's origin) makes the load balancer send the way back elsewhere than
+    the way in. The caller closes the client."""
     browser = httpx.Client(timeout=10)
     to_fusionauth = browser.get(f"{bff_url}/auth/login", params={"return_to": "/"})
     assert to_fusionauth.status_code == 302
@@ -88,7 +101,10 @@ def sign_in_through_form(bff_url: str, fusionauth_url: str, login_id: str, passw
         f"{fusionauth_url}/oauth2/authorize", data={**fields, "loginId": login_id, "password": password}
     )
     assert submitted.status_code == 302, submitted.text
-    callback = browser.get(submitted.headers["location"])
+    location = submitted.headers["location"]
+    if callback_url is not None:
+        location = urlsplit(location)._replace(netloc=urlsplit(callback_url).netloc).geturl()
+    callback = browser.get(location)
     assert callback.status_code == 303 and callback.headers["location"] == "/", callback.headers
     return browser
 
@@ -110,3 +126,84 @@ def running_stack(tmp_path: Path, login: dict[str, Any] | None = None, **step_up
             http.send(authorize_bff_request(stack)).raise_for_status()
         with serve(create_app(stack.settings), port=bff_port):
             yield RunningStack(stack, stack.bff_url, f"http://localhost:{fusionauth.port}")
+
+
+# -- BFF processes ------------------------------------------------------------------------------------------------
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """STEPUP_* variables that configure `stepup-bff serve` exactly like `settings` (secrets included)."""
+    env: dict[str, str] = {}
+
+    def encode(value: Any) -> str:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, list):
+            return json.dumps([encode(item) for item in value])
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    def put(name: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                put(f"{name}__{key.upper()}" if name else key.upper(), item)
+        elif value is not None:
+            env[ENV_PREFIX + name] = encode(value)
+
+    put("", settings.model_dump())
+    return env
+
+
+@dataclass(frozen=True)
+class BffProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextlib.contextmanager
+def bff_processes(
+    settings: Settings, ports: list[int], log_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[list[BffProcess]]:
+    """`stepup-bff serve` once per port, all with `settings` (plus `env` on top): instances of one deployment
+    behind a load balancer. Started together, waited for on /healthz, stopped with SIGTERM after."""
+    environment = {**os.environ, **settings_environment(settings), **(env or {})}
+    started: list[BffProcess] = []
+    try:
+        for port in ports:
+            log = log_dir / f"bff-{port}.log"
+            with log.open("wb") as output:
+                process = subprocess.Popen(  # noqa: S603 - our own command
+                    [sys.executable, "-m", "stepup_bff", "serve", "--port", str(port)],
+                    env=environment,
+                    cwd=log_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            started.append(BffProcess(f"http://localhost:{port}", process, log))
+        deadline = time.monotonic() + 60
+        for bff in started:
+            while True:
+                try:
+                    if httpx.get(f"{bff.url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert bff.process.poll() is None, f"{bff.url} exited: {bff.log.read_text(errors='replace')}"
+                assert time.monotonic() < deadline, f"{bff.url} did not start: {bff.log.read_text(errors='replace')}"
+                time.sleep(0.05)
+        for bff in started:  # a process that lost its port to another would exit: /healthz was not its answer
+            assert bff.process.poll() is None, f"{bff.url} exited: {bff.log.read_text(errors='replace')}"
+        yield started
+    finally:
+        for bff in started:
+            if bff.process.poll() is None:
+                bff.process.send_signal(signal.SIGTERM)
+        for bff in started:
+            try:
+                bff.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                bff.process.kill()
+                bff.process.wait(timeout=10)

@@ -88,7 +88,7 @@ async def callback(
         raise LoginFailed("invalid_token", "The sign-in could not be verified.") from exc
     if previous is not None:
         # A new sign-in replaces whatever session this browser had (ASVS 7.2.4: new id on authentication).
-        await services.sessions.end(previous.id, reason="replaced")
+        await services.sessions.end(previous, reason="replaced")
     user = User(id=claims.sub, email=claims.email, name=claims.display_name)
     session = await services.sessions.create(
         user, Tokens(tokens.access_token, tokens.refresh_token, tokens.refresh_token_id)
@@ -109,7 +109,7 @@ async def logout(
 ) -> LogoutOut:
     """End the local session, revoke the refresh token, and hand back FusionAuth's logout URL to navigate to."""
     if session is not None:
-        await sessions.end(session.id, reason="sign_out")
+        await sessions.end(session, reason="sign_out")
         metrics.signed_out("hosted")
         logger.info("signed out: user=%s", session.user.id)
     queue_cookie(request, sessions.clear_cookie_header())

@@ -240,7 +240,7 @@ class NativeSignIn:
         user = User(id=answer.user.id, email=email, name=answer.user.display_name)
         if previous is not None:
             # A new sign-in replaces whatever session this browser had (ASVS 7.2.4: new id on authentication).
-            await self._sessions.end(previous.id, reason="replaced")
+            await self._sessions.end(previous, reason="replaced")
         refresh = answer.refreshToken.get_secret_value() if answer.refreshToken else None
         session = await self._sessions.create(user, Tokens(token, refresh, answer.refreshTokenId))
         if step_up_method is not None:

@@ -29,7 +29,15 @@ from pydantic import SecretStr
 from fusionauth_dev import DevServer, Seed, create_dev_server, fill_missing
 
 from ..app import create_app
-from ..settings import FusionAuthSettings, LoginSettings, SessionSettings, Settings, StepUpSettings, StorageSettings
+from ..settings import (
+    DatabaseSettings,
+    FusionAuthSettings,
+    LoginSettings,
+    SessionSettings,
+    Settings,
+    StepUpSettings,
+    StorageSettings,
+)
 from .listen import PortInUse, bind_tcp
 from .logs import configure_logging
 
@@ -63,11 +71,13 @@ def build_stack(
     fusionauth_port: int,
     kickstart: Sequence[Path],
     storage_url: str,
+    database_url: str | None = None,
     env: Mapping[str, str] | None = None,
     step_up: Mapping[str, Any] | None = None,
     login: Mapping[str, Any] | None = None,
 ) -> DevStack:
-    """The dev FusionAuth seeded from kickstart, and BFF settings that match it."""
+    """The dev FusionAuth seeded from kickstart, and BFF settings that match it. The database defaults to the
+    store's SQLite file."""
     # Missing FUSIONAUTH_* kickstart secrets get random values: nothing fixed that someone could deploy by mistake.
     filled, _ = fill_missing(os.environ if env is None else env)
     # "localhost", not 127.0.0.1: the BFF may use plain http only there, and redirect URLs must match exactly.
@@ -87,6 +97,7 @@ def build_stack(
         # A new key each run: sessions from an earlier run (whose dev FusionAuth is gone) simply end.
         session=SessionSettings(secret_keys=[SecretStr(secrets.token_urlsafe(32))]),
         storage=StorageSettings(url=storage_url),
+        database=DatabaseSettings(url=database_url or storage_url),
         step_up=StepUpSettings(**(step_up or {})),
         # The SPA's own sign-in form beside the hosted page: kickstart allows the BFF's key POST /api/login.
         login=LoginSettings(**{"native": True, **(login or {})}),

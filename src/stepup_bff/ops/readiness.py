@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..clock import Clock
 from ..errors import FusionAuthError
 from ..fusionauth.client import FusionAuthClient
-from ..storage import Store
+from ..storage import Store, TelegramStore
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +35,10 @@ class Probe:
     cache_for: float = 0.0  # seconds; 0 asks every time
 
 
-def readiness_probes(store: Store, fusionauth: FusionAuthClient) -> list[Probe]:
+def readiness_probes(store: Store, database: TelegramStore, fusionauth: FusionAuthClient) -> list[Probe]:
     return [
         Probe("store", store.ping),
+        Probe("database", database.ping),
         Probe("fusionauth", fusionauth.ping, cache_for=FUSIONAUTH_CACHE),
     ]
 

@@ -45,7 +45,7 @@ from ..errors import (
 )
 from ..fusionauth.client import FusionAuthClient, TwoFactorFailed, TwoFactorMethod
 from ..settings import StepUpSettings
-from ..storage import Store
+from ..storage import Store, user_key
 
 logger = logging.getLogger(__name__)
 
@@ -149,11 +149,11 @@ class Attempts:
 
     @staticmethod
     def failures_key(subject: str) -> str:
-        return f"stepup:failures:{subject}"
+        return user_key("failures", subject)
 
     @staticmethod
     def consecutive_key(subject: str) -> str:
-        return f"stepup:consecutive-failures:{subject}"
+        return user_key("consecutive-failures", subject)
 
     async def refuse_if_blocked(self, subject: str) -> None:
         consecutive = await self._store.get(self.consecutive_key(subject))
@@ -169,7 +169,7 @@ class Attempts:
         settings = self._settings
         failures = await self._store.incr(self.failures_key(subject), ttl=settings.failure_window)
         consecutive = await self._store.incr(self.consecutive_key(subject), ttl=CONSECUTIVE_MEMORY)
-        attempts = await self._store.incr(f"stepup:attempts:{scope}", ttl=settings.challenge_ttl + TOMBSTONE)
+        attempts = await self._store.incr(user_key("attempts", subject, scope), ttl=settings.challenge_ttl + TOMBSTONE)
         remaining = max(0, settings.max_attempts - attempts)
         logger.warning(
             "two-factor wrong code: subject=%s attempt=%d/%d failures=%d/%d",
@@ -215,19 +215,21 @@ class ChallengeMachine:
         self._clock = clock
         self.attempts = Attempts(settings, store)
 
+    # Keys (storage/base.py): a subject's own keys carry the subject as their hash tag; the challenge record is
+    # named by its binding, which only one browser can name.
     @staticmethod
     def _key(binding: str) -> str:
-        return "stepup:challenge:" + binding
+        return "challenge:" + binding
 
     @staticmethod
     def _sent_key(challenge: Challenge) -> str:
-        return f"stepup:sent:{challenge.id}"
+        return user_key("sent", challenge.subject, challenge.id)
 
     # -- opening ---------------------------------------------------------------------------------------------------
 
     async def count_start(self, subject: str) -> None:
         """Cap the challenges a subject may start per failure window (each start is an API-keyed call)."""
-        key = f"stepup:starts:{subject}"
+        key = user_key("starts", subject)
         if await self._store.incr(key, ttl=self._settings.failure_window) > self._settings.max_starts:
             raise TooManyStarts(retry_after=await retry_after(self._store, key))
 
@@ -271,10 +273,12 @@ class ChallengeMachine:
         if method is None or method.method not in SENDABLE:
             raise InvalidMethod()
         # Per subject, not per challenge: starting a new challenge must not buy another email or text message.
-        cooldown_key = f"stepup:send-cooldown:{subject}"
+        cooldown_key = user_key("send-cooldown", subject)
         if not await self._store.add(cooldown_key, "1", ttl=self._settings.resend_cooldown):
             raise ResendTooSoon(retry_after=await retry_after(self._store, cooldown_key))
-        sends = await self._store.incr(f"stepup:sends:{challenge.id}", ttl=self._settings.challenge_ttl + TOMBSTONE)
+        sends = await self._store.incr(
+            user_key("sends", subject, challenge.id), ttl=self._settings.challenge_ttl + TOMBSTONE
+        )
         if sends > self._settings.max_sends:
             raise TooManySends()
         try:
@@ -306,7 +310,7 @@ class ChallengeMachine:
         `accept` may refuse an answer (FusionAuth vouching for another user or another challenge): the challenge is
         then discarded and nothing is granted. `method_id` (optional) says which method the person used; FusionAuth
         accepts any valid code of the user without saying which, so it only labels the result."""
-        lock = f"stepup:finish-lock:{subject}"
+        lock = user_key("finish-lock", subject)
         if not await self._store.add(lock, "1", ttl=self._lock_ttl):
             raise StepUpInProgress()
         try:

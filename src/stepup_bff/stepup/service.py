@@ -24,7 +24,7 @@ from ..clock import Clock
 from ..errors import InsufficientUserAuthentication, LoginRequired, NoSecondFactor
 from ..fusionauth.client import FusionAuthClient, TwoFactorFailed, TwoFactorLogin
 from ..settings import StepUpSettings
-from ..storage import Store
+from ..storage import Store, user_key
 from .challenge import Challenge, ChallengeMachine, Sent
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,8 @@ class StepUpService:
         self._challenges = challenges
 
     @staticmethod
-    def _grant_key(grant: str) -> str:
-        return f"stepup:grant:{grant}"
+    def _grant_key(user_id: str, grant: str) -> str:
+        return user_key("grant", user_id, grant)
 
     # -- the flow --------------------------------------------------------------------------------------------------
 
@@ -119,7 +119,7 @@ class StepUpService:
         grant = None
         if self._settings.single_use:
             grant = secrets.token_urlsafe(16)
-            await self._store.set(self._grant_key(grant), user_id, ttl=self._settings.max_age)
+            await self._store.set(self._grant_key(user_id, grant), user_id, ttl=self._settings.max_age)
         return StepUp(at=now, until=now + self._settings.max_age, method=method, grant=grant)
 
     # -- the guard -------------------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ class StepUpService:
         if step_up is None or not self.is_fresh(step_up, self._settings.max_age):
             return None
         if self._settings.single_use and (
-            step_up.grant is None or await self._store.get(self._grant_key(step_up.grant)) is None
+            step_up.grant is None or await self._store.get(self._grant_key(session.user.id, step_up.grant)) is None
         ):
             return None
         return step_up
@@ -151,7 +151,7 @@ class StepUpService:
         if not self._settings.single_use:
             return None
         # Consumed atomically: of two requests riding one grant, exactly one gets through.
-        key = self._grant_key(step_up.grant) if step_up.grant else None
+        key = self._grant_key(session.user.id, step_up.grant) if step_up.grant else None
         owner = await self._store.pop(key) if key else None
         if key is None or owner != session.user.id:
             raise InsufficientUserAuthentication(max_age=max_age)

@@ -1,35 +1,79 @@
-"""Server-side state: sessions, step-up challenges, attempt counters, telegrams.
+"""Server-side state and durable records.
 
-The `Store` protocol is small on purpose: a key/value map with expiry and the few atomic operations the callers
-need (insert-if-absent, update-if-present, get-and-delete, increment-with-expiry), which map one-to-one onto
-Redis commands (SET NX, SET XX, GETDEL, INCR + EXPIRE). `open_store(url)` picks the implementation.
+Two kinds of data, two settings: `storage.url` holds short-lived state (sessions, sign-ins in progress,
+challenges, counters, locks, grants) behind the small `Store` protocol: a key/value map with expiry and the few
+atomic operations the callers need (insert-if-absent, update-if-present, get-and-delete, increment-with-expiry),
+one Redis command each. `database.url` holds what must never be lost (telegrams) behind `TelegramStore`. SQLite
+serves both on one machine; Redis and PostgreSQL let several machines share them. `open_store` and
+`open_database` pick the implementation from the URL's scheme and are used by the app's lifespan.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from ..clock import Clock
-from .base import Store, Telegram, TelegramStore
-from .sqlite import SqliteStore
+from ..settings import DatabaseSettings, Settings, StorageSettings
+from .base import ErrorHook, StorageConfigError, Store, Telegram, TelegramStore, user_key
+from .postgres import PostgresDatabase
+from .redis import RedisStore
+from .sqlite import SqliteDatabase, SqliteStore
 
-if TYPE_CHECKING:
-    from ..ops.metrics import StoreBackend
-
-__all__ = ["SqliteStore", "Store", "Telegram", "TelegramStore", "open_store"]
+__all__ = [
+    "PostgresDatabase",
+    "RedisStore",
+    "SqliteDatabase",
+    "SqliteStore",
+    "StorageConfigError",
+    "Store",
+    "Telegram",
+    "TelegramStore",
+    "ErrorHook",
+    "check_backends",
+    "open_database",
+    "open_store",
+    "user_key",
+]
 
 
 @asynccontextmanager
 async def open_store(
-    url: str, clock: Clock, *, on_error: Callable[[StoreBackend, str], None] | None = None
-) -> AsyncIterator[SqliteStore]:
-    """`on_error` is told the backend and the operation whenever the backend fails one (the app counts them)."""
-    if not url.startswith("sqlite:///"):
-        raise ValueError(f"unsupported storage url scheme: {url.split(':', 1)[0]}")
-    store = SqliteStore(url.removeprefix("sqlite:///"), clock, on_error=on_error)
+    settings: StorageSettings, clock: Clock, *, on_error: ErrorHook | None = None
+) -> AsyncIterator[Store]:
+    """The store named by storage.url, connected and checked; closed on exit. `StorageConfigError` if unusable.
+    `on_error` is told the backend and the operation whenever the backend fails one (the app counts them)."""
+    store: SqliteStore | RedisStore
+    if settings.url.startswith("sqlite:///"):
+        store = SqliteStore(settings.url.removeprefix("sqlite:///"), clock, prefix=settings.prefix, on_error=on_error)
+    else:  # redis://, rediss://, unix:// (settings.StorageSettings admits no other scheme)
+        store = RedisStore.from_settings(settings, on_error=on_error)
+        await store.open()
     try:
         yield store
     finally:
         await store.close()
+
+
+@asynccontextmanager
+async def open_database(
+    settings: DatabaseSettings, *, on_error: ErrorHook | None = None
+) -> AsyncIterator[TelegramStore]:
+    """The database named by database.url, migrated and checked; closed on exit. `StorageConfigError` if unusable."""
+    database: SqliteDatabase | PostgresDatabase
+    if settings.url.startswith("sqlite:///"):
+        database = SqliteDatabase(settings.url.removeprefix("sqlite:///"), on_error=on_error)
+    else:  # postgresql:// or postgres://
+        database = await PostgresDatabase.open(settings, on_error=on_error)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def check_backends(settings: Settings, clock: Clock) -> None:
+    """Open the store and the database once and close them again: `serve` does this before it starts any worker,
+    so a wrong URL or a server that refuses is one clear `StorageConfigError` (exit 2), not a worker's traceback.
+    The database is migrated here too, once, before the workers start."""
+    async with open_store(settings.storage, clock), open_database(settings.database):
+        pass

@@ -1,12 +1,46 @@
-"""The storage interface. Values are strings (callers store JSON); every key may expire."""
+"""The storage interfaces: `Store` for server-side state (storage.url), `TelegramStore` for durable records
+(database.url). Values in the store are strings (callers store JSON); every key may expire.
+
+Key names. Callers pass logical keys (`session:{<user id>}:<hash>`); each implementation puts `storage.prefix`
+(default `stepup:`) in front, so several deployments can share one Redis and callers never see it.
+
+Hash tags (Redis Cluster). Cluster places a key by the text between its first `{` and the next `}` when there is
+one, and a script or MULTI may only touch keys that land in one slot. So every key that belongs to a user carries
+the user id as its hash tag, built by `user_key()`: `<kind>:{<user id>}[:<more>]`. Whatever later touches several
+keys of one user at once (a per-user session index that ends every session of a user in one script, a failure
+counter and its lock together) then runs unchanged on Cluster. A key that belongs to no user needs no tag. Every
+operation below touches exactly one key.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
+
+from ..settings import ConfigError
+
+Backend = Literal["sqlite", "redis", "postgresql"]
+# Told the backend and the operation (a method name of the store) whenever a backend fails one: the app counts
+# them (ops/metrics.py, stepup_bff_store_errors_total).
+ErrorHook = Callable[[Backend, str], None]
+
+
+def user_key(kind: str, user_id: str, *parts: str) -> str:
+    """A key of `user_id`'s, with the user id as its hash tag (see the module docstring)."""
+    return ":".join([kind, "{" + user_id + "}", *parts])
+
+
+class StorageConfigError(ConfigError):
+    """storage.url or database.url cannot be used at start-up (unreachable, refused, no such database). The message
+    names the setting and the reason, never a password; the CLI prints it and exits 2, like any configuration
+    error."""
 
 
 class Store(Protocol):
+    """Every method raises `errors.StoreUnavailable` when the store cannot be reached or fails: callers never see
+    a library's own exceptions, and a failure is never mistaken for "absent"."""
+
     async def get(self, key: str) -> str | None:
         """The live value, or None if absent or expired."""
         ...
@@ -16,11 +50,11 @@ class Store(Protocol):
         ...
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
-        """Insert only if absent (or expired); True if this call inserted. Redis: SET NX EX."""
+        """Insert only if absent (or expired); True if this call inserted. Redis: SET NX PX."""
         ...
 
     async def replace(self, key: str, value: str, ttl: float) -> bool:
-        """Update only if present (and live); True if updated. Redis: SET XX EX. Never re-creates a deleted key."""
+        """Update only if present (and live); True if updated. Redis: SET XX PX. Never re-creates a deleted key."""
         ...
 
     async def pop(self, key: str) -> str | None:
@@ -30,7 +64,8 @@ class Store(Protocol):
     async def delete(self, key: str) -> None: ...
 
     async def incr(self, key: str, ttl: float) -> int:
-        """Add one and return the new count; the first increment starts a `ttl`-second window (fixed window)."""
+        """Add one and return the new count; the first increment starts a `ttl`-second window (fixed window). The
+        count and its expiry are written together, so no crash can leave a counter that never expires."""
         ...
 
     async def ttl(self, key: str) -> float | None:
@@ -38,7 +73,8 @@ class Store(Protocol):
         ...
 
     async def ping(self) -> None:
-        """Return if the store can serve reads and writes now; raise otherwise. Readiness (GET /readyz) calls it."""
+        """Return if the store can serve reads and writes now; raise `errors.StoreUnavailable` if not. Readiness
+        (GET /readyz) calls it."""
         ...
 
 
@@ -53,10 +89,18 @@ class Telegram:
 
 
 class TelegramStore(Protocol):
+    """Durable records. Every method raises `errors.DatabaseUnavailable` when the database fails; a method that
+    returns has committed what it wrote."""
+
     async def create_telegram(self, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
-        """Store durably; with an idempotency key already used by this user, return the original and False."""
+        """Store durably; with an idempotency key already used by this user, return the original and False. A
+        unique index decides, so concurrent requests on different machines still store one telegram."""
         ...
 
     async def list_telegrams(self, user_id: str, limit: int) -> list[Telegram]:
         """The user's telegrams, newest first."""
+        ...
+
+    async def ping(self) -> None:
+        """Return if the database answers; raise `errors.DatabaseUnavailable` if not."""
         ...

@@ -1,4 +1,4 @@
-"""SQLite store: the embedded default, safe for several worker processes on one machine.
+"""SQLite: the embedded default for the store and the database, safe for several worker processes on one machine.
 
 WAL mode lets readers run alongside the single writer; every read-modify-write runs in a `BEGIN IMMEDIATE`
 transaction, which takes the database's write lock up front, so two processes can never both see "absent" or
@@ -7,6 +7,9 @@ stalls the event loop. Plain reads (`get`, `ttl`, `list_telegrams`; every authen
 inline on their own read-only connection: a WAL reader never waits for a writer, and an indexed lookup takes
 microseconds, far less than the hop to a worker thread and back (measured with wrk on one worker: GET
 /api/session 516 -> 601 requests/s, GET /api/telegrams 350 -> 450).
+
+The store (`SqliteStore`, a key/value table) and the database (`SqliteDatabase`, telegrams) may share one file,
+which is the default: each opens its own connections.
 """
 
 from __future__ import annotations
@@ -14,94 +17,119 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio.to_thread
 
 from ..clock import Clock
-from .base import Telegram
-
-if TYPE_CHECKING:
-    from ..ops.metrics import StoreBackend
+from ..errors import DatabaseUnavailable, StoreUnavailable
+from . import migrations
+from .base import ErrorHook, StorageConfigError, Telegram
 
 T = TypeVar("T")
 
-_SCHEMA = """
+_KV_SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at);
-CREATE TABLE IF NOT EXISTS telegrams (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    message TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    status TEXT NOT NULL,
-    idempotency_key TEXT
-);
-CREATE INDEX IF NOT EXISTS telegrams_by_user ON telegrams (user_id, created_at DESC);
-CREATE UNIQUE INDEX IF NOT EXISTS telegrams_idempotency
-    ON telegrams (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 """
 
 
 # How long a readiness ping waits for another process's write lock: well inside a probe's timeout.
 PING_BUSY_TIMEOUT_MS = 1000
 
+# Errors in our own SQL, not in the database: they stay bugs (a 500 and a traceback), not "unavailable".
+_BUGS = (sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.InterfaceError)
 
-class SqliteStore:
+
+class _SqliteFile:
+    """One SQLite file: a writer connection used from worker threads (one at a time) and the event loop's own
+    read-only connection. Every sqlite3 error becomes `unavailable` (fail closed; the next call tries again)."""
+
     def __init__(
-        self, path: str | Path, clock: Clock, *, on_error: Callable[[StoreBackend, str], None] | None = None
+        self, path: str | Path, *, setting: str, unavailable: type[StoreUnavailable], on_error: ErrorHook | None
     ) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        # Told the backend and the operation whenever SQLite fails one (the app counts them: ops/metrics.py).
+        self._unavailable = unavailable
         self._on_error = on_error
+        self._lock = threading.Lock()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The file holds refresh tokens: readable by this user only.
-        path.touch(mode=0o600, exist_ok=True)
-        self._path = path
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so transactions are exactly as written.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable across application crashes in WAL mode; only an OS crash may lose the last commits.
-        # Telegrams are the one thing that must never be lost, so their writes use FULL (see create_telegram).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._writes = 0
-        # The event loop's own read-only connection (used from that one thread only).
-        self._reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=5.0)
-        self._identity = _identity(path)
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The file holds session records and telegrams: readable by this user only.
+            path.touch(mode=0o600, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so transactions are exactly as written.
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across application crashes in WAL mode; only an OS crash may lose the last commits.
+            # Telegrams are the one thing that must never be lost, so their writes use FULL (SqliteDatabase).
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=5.0)
+            self._identity = _identity(path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageConfigError(f"{setting}: cannot open the SQLite database {path}: {exc}") from None
 
-    def _failed(self, name: str) -> None:
+    def failed(self, name: str, exc: BaseException) -> StoreUnavailable:
+        """The error to raise for a failed operation, once it has been reported."""
         if self._on_error is not None:
             self._on_error("sqlite", name)
+        error = self._unavailable()
+        error.__cause__ = exc
+        return error
 
-    async def _run(self, operation: Callable[[sqlite3.Connection], T], name: str = "write") -> T:
+    async def run(self, operation: Callable[[sqlite3.Connection], T], name: str) -> T:
         def locked() -> T:
             with self._lock:
-                return operation(self._db)
+                return operation(self.db)
 
         try:
             return await anyio.to_thread.run_sync(locked)
-        except sqlite3.Error:
-            self._failed(name)
+        except _BUGS:
             raise
+        except sqlite3.Error as exc:  # locked for longer than the timeout, disk full, I/O error, corrupt file
+            raise self.failed(name, exc) from exc
 
-    def _read(self, name: str, sql: str, parameters: tuple[object, ...]) -> list[Any]:
+    def read(self, sql: str, params: Sequence[Any], name: str) -> list[Any]:
         try:
-            return self._reader.execute(sql, parameters).fetchall()
-        except sqlite3.Error:
-            self._failed(name)
+            return self._reader.execute(sql, params).fetchall()
+        except _BUGS:
             raise
+        except sqlite3.Error as exc:
+            raise self.failed(name, exc) from exc
 
-    def _transaction(self, db: sqlite3.Connection, body: Callable[[], T]) -> T:
+    async def ping(self) -> None:
+        """The file is still the one opened, the read connection answers, and the write lock can be taken."""
+        try:
+            # An open SQLite file that was deleted or replaced (a volume unmounted, a data directory wiped) goes on
+            # answering from the old inode, and everything written to it is lost when the process ends.
+            if _identity(self.path) != self._identity:
+                raise sqlite3.OperationalError(f"{self.path} is no longer the database file this store opened")
+        except OSError as exc:
+            raise self.failed("ping", exc) from exc
+        except sqlite3.Error as exc:
+            raise self.failed("ping", exc) from exc
+        self.read("SELECT 1", (), "ping")
+
+        def op(db: sqlite3.Connection) -> None:
+            # BEGIN IMMEDIATE takes the write lock that every write needs; waiting briefly, so that a writer stuck
+            # in another process makes us not ready rather than a probe that hangs.
+            db.execute(f"PRAGMA busy_timeout = {PING_BUSY_TIMEOUT_MS}")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ROLLBACK")
+            finally:
+                db.execute("PRAGMA busy_timeout = 5000")
+
+        await self.run(op, "ping")
+
+    @staticmethod
+    def transaction(db: sqlite3.Connection, body: Callable[[], T]) -> T:
         db.execute("BEGIN IMMEDIATE")
         try:
             result = body()
@@ -111,13 +139,39 @@ class SqliteStore:
         db.execute("COMMIT")
         return result
 
+    async def close(self) -> None:
+        self._reader.close()
+        await anyio.to_thread.run_sync(self.db.close)
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, clock: Clock, *, prefix: str = "", on_error: ErrorHook | None = None) -> None:
+        self._clock = clock
+        self._prefix = prefix
+        self._file = _SqliteFile(path, setting="storage.url", unavailable=StoreUnavailable, on_error=on_error)
+        try:
+            self._file.db.executescript(_KV_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageConfigError(f"storage.url: cannot use the SQLite database {path}: {exc}") from None
+        self._writes = 0
+
+    async def _run(self, operation: Callable[[sqlite3.Connection], T], name: str) -> T:
+        return await self._file.run(operation, name)
+
+    def _get_row(self, key: str, name: str) -> tuple[str, float] | None:
+        rows = self._file.read(
+            "SELECT value, expires_at FROM kv WHERE key = ? AND expires_at > ?",
+            (self._prefix + key, self._clock.now()),
+            name,
+        )
+        return (str(rows[0][0]), float(rows[0][1])) if rows else None
+
     async def get(self, key: str) -> str | None:
-        now = self._clock.now()
-        rows = self._read("get", "SELECT value FROM kv WHERE key = ? AND expires_at > ?", (key, now))
-        return str(rows[0][0]) if rows else None
+        row = self._get_row(key, "get")
+        return None if row is None else row[0]
 
     async def set(self, key: str, value: str, ttl: float) -> None:
-        expires_at = self._clock.now() + ttl
+        key, expires_at = self._prefix + key, self._clock.now() + ttl
 
         def op(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)", (key, value, expires_at))
@@ -126,7 +180,7 @@ class SqliteStore:
         await self._run(op, "set")
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
-        now = self._clock.now()
+        key, now = self._prefix + key, self._clock.now()
 
         def op(db: sqlite3.Connection) -> bool:
             def body() -> bool:
@@ -138,12 +192,12 @@ class SqliteStore:
                 )
                 return True
 
-            return self._transaction(db, body)
+            return self._file.transaction(db, body)
 
         return await self._run(op, "add")
 
     async def replace(self, key: str, value: str, ttl: float) -> bool:
-        now = self._clock.now()
+        key, now = self._prefix + key, self._clock.now()
 
         def op(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
@@ -154,7 +208,7 @@ class SqliteStore:
         return await self._run(op, "replace")
 
     async def pop(self, key: str) -> str | None:
-        now = self._clock.now()
+        key, now = self._prefix + key, self._clock.now()
 
         def op(db: sqlite3.Connection) -> str | None:
             def body() -> str | None:
@@ -163,15 +217,16 @@ class SqliteStore:
                     return None
                 return str(row[0])
 
-            return self._transaction(db, body)
+            return self._file.transaction(db, body)
 
         return await self._run(op, "pop")
 
     async def delete(self, key: str) -> None:
+        key = self._prefix + key
         await self._run(lambda db: db.execute("DELETE FROM kv WHERE key = ?", (key,)), "delete")
 
     async def incr(self, key: str, ttl: float) -> int:
-        now = self._clock.now()
+        key, now = self._prefix + key, self._clock.now()
 
         def op(db: sqlite3.Connection) -> int:
             def body() -> int:
@@ -185,29 +240,60 @@ class SqliteStore:
                 db.execute("UPDATE kv SET value = ? WHERE key = ?", (str(count), key))
                 return count
 
-            return self._transaction(db, body)
+            return self._file.transaction(db, body)
 
         return await self._run(op, "incr")
 
     async def ttl(self, key: str) -> float | None:
-        now = self._clock.now()
-        rows = self._read("ttl", "SELECT expires_at FROM kv WHERE key = ? AND expires_at > ?", (key, now))
-        return float(rows[0][0]) - now if rows else None
+        row = self._get_row(key, "ttl")
+        return None if row is None else row[1] - self._clock.now()
+
+    async def ping(self) -> None:
+        await self._file.ping()
+
+    def _maybe_purge(self, db: sqlite3.Connection) -> None:
+        # Expired rows are invisible to reads already; deleting them now and then keeps the file small.
+        self._writes += 1
+        if self._writes % 500 == 0:
+            db.execute("DELETE FROM kv WHERE expires_at <= ?", (self._clock.now(),))
+
+    async def close(self) -> None:
+        await self._file.close()
+
+
+_TELEGRAM_COLUMNS = "id, user_id, recipient, message, created_at, status"
+
+
+class SqliteDatabase:
+    """Telegrams in SQLite. The schema is brought up to date when it opens (storage/migrations.py)."""
+
+    def __init__(self, path: str | Path, *, on_error: ErrorHook | None = None) -> None:
+        self._file = _SqliteFile(path, setting="database.url", unavailable=DatabaseUnavailable, on_error=on_error)
+        try:
+            self._file.transaction(self._file.db, lambda: self._migrate(self._file.db))
+        except sqlite3.Error as exc:
+            raise StorageConfigError(f"database.url: cannot migrate the SQLite database {path}: {exc}") from None
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        # Inside BEGIN IMMEDIATE: of several workers starting at once, one migrates and the others then see it done.
+        db.execute(migrations.SCHEMA_TABLE)
+        applied = [row[0] for row in db.execute("SELECT version FROM schema_migrations")]
+        for migration in migrations.pending(applied):
+            for statement in migration.sqlite:
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, time.time()),
+            )
 
     async def create_telegram(self, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
         def op(db: sqlite3.Connection) -> tuple[Telegram, bool]:
             def body() -> tuple[Telegram, bool]:
-                if idempotency_key is not None:
-                    row = db.execute(
-                        "SELECT id, user_id, recipient, message, created_at, status FROM telegrams "
-                        "WHERE user_id = ? AND idempotency_key = ?",
-                        (telegram.user_id, idempotency_key),
-                    ).fetchone()
-                    if row is not None:
-                        return Telegram(*row), False
-                db.execute(
+                inserted = db.execute(
                     "INSERT INTO telegrams (id, user_id, recipient, message, created_at, status, idempotency_key) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
                     (
                         telegram.id,
                         telegram.user_id,
@@ -218,63 +304,38 @@ class SqliteStore:
                         idempotency_key,
                     ),
                 )
-                return telegram, True
+                if inserted.rowcount == 1:
+                    return telegram, True
+                row = db.execute(
+                    f"SELECT {_TELEGRAM_COLUMNS} FROM telegrams WHERE user_id = ? AND idempotency_key = ?",  # noqa: S608
+                    (telegram.user_id, idempotency_key),
+                ).fetchone()
+                return Telegram(*row), False
 
             # An accepted telegram must survive even an OS crash: sync this commit to disk.
             db.execute("PRAGMA synchronous=FULL")
             try:
-                return self._transaction(db, body)
+                return self._file.transaction(db, body)
             finally:
                 db.execute("PRAGMA synchronous=NORMAL")
 
-        return await self._run(op, "create_telegram")
+        return await self._file.run(op, "create_telegram")
 
     async def list_telegrams(self, user_id: str, limit: int) -> list[Telegram]:
-        # A read on an index: inline, like get().
-        rows = self._read(
-            "list_telegrams",
-            "SELECT id, user_id, recipient, message, created_at, status FROM telegrams "
+        # A read on an index: inline, like SqliteStore.get().
+        rows = self._file.read(
+            f"SELECT {_TELEGRAM_COLUMNS} FROM telegrams "  # noqa: S608 - a constant column list
             "WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (user_id, limit),
+            "list_telegrams",
         )
         return [Telegram(*row) for row in rows]
 
-    def _maybe_purge(self, db: sqlite3.Connection) -> None:
-        # Expired rows are invisible to reads already; deleting them now and then keeps the file small.
-        self._writes += 1
-        if self._writes % 500 == 0:
-            db.execute("DELETE FROM kv WHERE expires_at <= ?", (self._clock.now(),))
-
     async def ping(self) -> None:
-        """The file is still the one opened, the read connection answers, and the write lock can be taken."""
-        try:
-            # An open SQLite file that was deleted or replaced (a volume unmounted, a data directory wiped) goes
-            # on answering from the old inode, and everything written to it is lost when the process ends.
-            if _identity(self._path) != self._identity:
-                raise sqlite3.OperationalError(f"{self._path} is no longer the database file this store opened")
-        except OSError as exc:
-            self._failed("ping")
-            raise sqlite3.OperationalError(f"{self._path} cannot be read: {exc.strerror}") from exc
-        except sqlite3.Error:
-            self._failed("ping")
-            raise
-        self._read("ping", "SELECT 1 FROM kv LIMIT 1", ())
-
-        def op(db: sqlite3.Connection) -> None:
-            # BEGIN IMMEDIATE takes the write lock that every write needs; waiting briefly, so that a writer stuck
-            # in another process makes us not ready rather than a probe that hangs.
-            db.execute(f"PRAGMA busy_timeout = {PING_BUSY_TIMEOUT_MS}")
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute("ROLLBACK")
-            finally:
-                db.execute("PRAGMA busy_timeout = 5000")
-
-        await self._run(op, "ping")
+        await self._file.ping()
 
     async def close(self) -> None:
-        self._reader.close()
-        await self._run(lambda db: db.close(), "close")
+        await self._file.close()
 
 
 def _identity(path: Path) -> tuple[int, int]:

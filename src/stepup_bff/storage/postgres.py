@@ -1,0 +1,176 @@
+"""PostgreSQL database: telegrams shared by every replica (database.url = postgresql://...).
+
+psycopg 3 with its async pool (psycopg-pool), one pool per process owned by the app's lifespan. Why psycopg rather
+than asyncpg: it is typed (mypy strict needs no stubs), it works behind pgbouncer's transaction pooling without
+turning off a statement cache, it takes libpq's URLs and options (sslmode, target_session_attrs) as operators know
+them, and its pool is maintained by the same authors.
+
+- The schema is migrated at start-up on one connection, in one transaction, under an advisory lock, so replicas
+  starting together never run the same step twice (storage/migrations.py).
+- Idempotency is the unique index's: `INSERT ... ON CONFLICT DO NOTHING`, then read the original. Of two replicas
+  inserting the same key at once, PostgreSQL makes the second wait for the first's commit and then do nothing.
+- Each telegram is committed (synchronous_commit, PostgreSQL's default) before the method returns, so before 201.
+- Every connection is checked when it leaves the pool, so a restarted server costs no request a failure; errors of
+  the database (not of our SQL) become `DatabaseUnavailable` (503), and the pool reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from ..errors import DatabaseUnavailable
+from ..settings import DatabaseSettings
+from . import migrations
+from .base import ErrorHook, StorageConfigError, Telegram
+
+logger = logging.getLogger(__name__)
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+# Errors in our own SQL or data: bugs (a 500 and a traceback), not an unavailable database.
+_BUGS = (psycopg.ProgrammingError, psycopg.IntegrityError, psycopg.DataError)
+# Any bigint will do as long as every release uses the same one: it names "migrating stepup-bff's schema".
+_MIGRATION_LOCK = int.from_bytes(b"stepupdb", "big") >> 1
+_COLUMNS = "id, user_id, recipient, message, created_at, status"
+
+
+def describe(url: str) -> str:
+    """host:port/dbname of a libpq URL, without user or password, for messages."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(unparsable URL)"
+    return f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+
+
+class PostgresDatabase:
+    def __init__(self, pool: AsyncConnectionPool[Connection], *, on_error: ErrorHook | None = None) -> None:
+        self._pool = pool
+        self._on_error = on_error
+
+    @classmethod
+    async def open(cls, settings: DatabaseSettings, *, on_error: ErrorHook | None = None) -> PostgresDatabase:
+        """Connect, migrate and fill the pool; a clear `StorageConfigError` naming database.url if any of it fails."""
+        connect_timeout = max(2, math.ceil(settings.connect_timeout))  # libpq counts whole seconds, at least 2
+        try:
+            async with await psycopg.AsyncConnection.connect(settings.url, connect_timeout=connect_timeout) as conn:
+                await _migrate(conn)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StorageConfigError(
+                f"database.url: cannot use PostgreSQL at {describe(settings.url)}: {reason}"
+            ) from None
+        statement_timeout = f"{math.ceil(settings.timeout * 1000)}ms"
+
+        async def configure(conn: Connection) -> None:
+            # A statement that hangs (a lock, a dying server) ends with an error instead of holding the request.
+            await conn.execute("SELECT set_config('statement_timeout', %s, false)", (statement_timeout,))
+            await conn.commit()
+
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            settings.url,
+            min_size=1,
+            max_size=settings.pool_size,
+            timeout=settings.timeout,  # how long a request waits for a connection before it is a 503
+            kwargs={"connect_timeout": connect_timeout},
+            configure=configure,
+            check=AsyncConnectionPool.check_connection,
+            # While the server is away the pool retries in the background with a growing delay (1 s, 2 s, 4 s...),
+            # so it could be that long after the server is back before it tries again. Giving up soon lets the
+            # next request start a fresh attempt at once: recovery within this many seconds of the server's return.
+            reconnect_timeout=settings.connect_timeout + settings.timeout,
+            open=False,
+            name="stepup-bff",
+        )
+        try:
+            await pool.open(wait=True, timeout=settings.connect_timeout + settings.timeout)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise StorageConfigError(
+                f"database.url: cannot use PostgreSQL at {describe(settings.url)}: {exc}"
+            ) from None
+        return cls(pool, on_error=on_error)
+
+    @asynccontextmanager
+    async def _transaction(self, name: str) -> AsyncIterator[Connection]:
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except _BUGS:
+            raise
+        except psycopg.Error as exc:
+            logger.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).strip().splitlines()[:1])
+            if self._on_error is not None:
+                self._on_error("postgresql", name)
+            raise DatabaseUnavailable() from exc
+
+    async def create_telegram(self, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
+        async with self._transaction("create_telegram") as conn:
+            inserted = await conn.execute(
+                "INSERT INTO telegrams (id, user_id, recipient, message, created_at, status, idempotency_key) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+                (
+                    telegram.id,
+                    telegram.user_id,
+                    telegram.recipient,
+                    telegram.message,
+                    telegram.created_at,
+                    telegram.status,
+                    idempotency_key,
+                ),
+            )
+            if await inserted.fetchone() is not None:
+                result = telegram, True
+            else:
+                # The key's first telegram, committed by whichever request (on whichever replica) won the insert.
+                found = await conn.execute(
+                    f"SELECT {_COLUMNS} FROM telegrams WHERE user_id = %s AND idempotency_key = %s",  # noqa: S608
+                    (telegram.user_id, idempotency_key),
+                )
+                row = await found.fetchone()
+                assert row is not None  # noqa: S101 - the conflict means the row exists and is committed
+                result = Telegram(*row), False
+        # Leaving the transaction block committed it: only now may the caller answer 201.
+        return result
+
+    async def list_telegrams(self, user_id: str, limit: int) -> list[Telegram]:
+        async with self._transaction("list_telegrams") as conn:
+            rows = await conn.execute(
+                f"SELECT {_COLUMNS} FROM telegrams WHERE user_id = %s "  # noqa: S608 - a constant column list
+                "ORDER BY created_at DESC, seq DESC LIMIT %s",
+                (user_id, limit),
+            )
+            return [Telegram(*row) for row in await rows.fetchall()]
+
+    async def ping(self) -> None:
+        async with self._transaction("ping") as conn:
+            await conn.execute("SELECT 1")
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+async def _migrate(conn: Connection) -> None:
+    async with conn.transaction():
+        # Replicas starting at once queue here; the first applies the steps, the others find them applied.
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        await conn.execute(migrations.SCHEMA_TABLE)
+        applied = [row[0] for row in await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()]
+        for migration in migrations.pending(applied):
+            for statement in migration.postgresql:
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                (migration.version, migration.name, time.time()),
+            )
+            logger.info("database migrated to version %d (%s)", migration.version, migration.name)

@@ -1,0 +1,151 @@
+"""Redis store: server-side state shared by every replica (storage.url = redis://, rediss:// or unix://).
+
+Each operation of the `Store` protocol is one Redis command, or one MULTI/EXEC transaction, so it is atomic on the
+server whatever other replicas do, and costs one round trip:
+
+    get      GET                       pop      GETDEL (Redis >= 6.2)
+    set      SET PX                    delete   DEL
+    add      SET NX PX                 incr     MULTI; SET NX PX (0); INCR; EXEC
+    replace  SET XX PX                 ttl      PTTL
+
+`incr` creates the counter with its expiry and increments it inside one transaction (INCR keeps the expiry), so no
+crash between two commands can leave a counter that never expires, and the window is fixed, not sliding. Expiry is
+Redis's own (PX, milliseconds): replicas need not agree on the time.
+
+One connection pool per process, owned by the app's lifespan, with explicit connect and read timeouts. A command is
+retried (twice, with a short backoff) only when the connection fails: a timeout is not retried, since the command
+may be running and a retry would only add load. Every redis-py error becomes `StoreUnavailable` (503), so nothing
+is ever decided on a failed read; the pool reconnects by itself when Redis is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from ..errors import StoreUnavailable
+from ..settings import StorageSettings
+from .base import ErrorHook, StorageConfigError
+
+logger = logging.getLogger(__name__)
+
+# GETDEL arrived in Redis 6.2.
+MINIMUM_VERSION = (6, 2)
+
+
+def _ms(ttl: float) -> int:
+    # PX takes whole milliseconds, at least 1 (0 is an error); round up so a key never expires early.
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _text(value: bytes | str | None) -> str | None:
+    # The pool decodes replies (decode_responses=True); redis-py's types allow bytes too.
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStore:
+    def __init__(self, client: Redis, prefix: str, *, on_error: ErrorHook | None = None) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._on_error = on_error
+
+    @contextmanager
+    def _unavailable_on_error(self, name: str) -> Iterator[None]:
+        try:
+            yield
+        except RedisError as exc:
+            logger.warning("store unavailable: %s: %s", type(exc).__name__, exc)
+            if self._on_error is not None:
+                self._on_error("redis", name)
+            raise StoreUnavailable() from exc
+
+    @classmethod
+    def from_settings(cls, settings: StorageSettings, *, on_error: ErrorHook | None = None) -> RedisStore:
+        pool = BlockingConnectionPool.from_url(
+            settings.url,
+            max_connections=settings.max_connections,
+            timeout=settings.timeout,  # how long a request waits for a free connection
+            socket_timeout=settings.timeout,
+            socket_connect_timeout=settings.connect_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2, supported_errors=(RedisConnectionError,)),
+            decode_responses=True,
+            client_name="stepup-bff",
+        )
+        return cls(Redis(connection_pool=pool), settings.prefix, on_error=on_error)
+
+    async def open(self) -> None:
+        """Check at start-up that Redis answers and is recent enough; a clear `StorageConfigError` if not."""
+        try:
+            await self._redis.ping()
+            info: dict[str, Any] = await self._redis.info("server")
+        except RedisError as exc:
+            await self.close()
+            raise StorageConfigError(f"storage.url: cannot use Redis at {self._where()}: {exc}") from None
+        version = tuple(int(part) for part in str(info.get("redis_version", "0.0")).split(".")[:2])
+        if version < MINIMUM_VERSION:
+            await self.close()
+            raise StorageConfigError(
+                f"storage.url: Redis {info.get('redis_version')} is too old; stepup-bff needs Redis 6.2 or later"
+            )
+
+    def _where(self) -> str:
+        """Where the pool connects, without any password."""
+        kwargs = self._redis.connection_pool.connection_kwargs
+        if kwargs.get("path"):
+            return f"unix:{kwargs['path']}"
+        return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)} (db {kwargs.get('db', 0)})"
+
+    async def get(self, key: str) -> str | None:
+        with self._unavailable_on_error("get"):
+            return _text(await self._redis.get(self._prefix + key))
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        with self._unavailable_on_error("set"):
+            await self._redis.set(self._prefix + key, value, px=_ms(ttl))
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        with self._unavailable_on_error("add"):
+            return bool(await self._redis.set(self._prefix + key, value, px=_ms(ttl), nx=True))
+
+    async def replace(self, key: str, value: str, ttl: float) -> bool:
+        with self._unavailable_on_error("replace"):
+            return bool(await self._redis.set(self._prefix + key, value, px=_ms(ttl), xx=True))
+
+    async def pop(self, key: str) -> str | None:
+        with self._unavailable_on_error("pop"):
+            return _text(await self._redis.getdel(self._prefix + key))
+
+    async def delete(self, key: str) -> None:
+        with self._unavailable_on_error("delete"):
+            await self._redis.delete(self._prefix + key)
+
+    async def incr(self, key: str, ttl: float) -> int:
+        key = self._prefix + key
+        with self._unavailable_on_error("incr"):
+            async with self._redis.pipeline(transaction=True) as multi:
+                multi.set(key, 0, px=_ms(ttl), nx=True)  # a new window: the counter and its expiry in one step
+                multi.incr(key)
+                _, count = await multi.execute()
+        return int(count)
+
+    async def ttl(self, key: str) -> float | None:
+        with self._unavailable_on_error("ttl"):
+            remaining = int(await self._redis.pttl(self._prefix + key))
+        # -2: absent; -1: no expiry, which nothing here ever writes (every write above sets PX).
+        return None if remaining < 0 else remaining / 1000
+
+    async def ping(self) -> None:
+        with self._unavailable_on_error("ping"):
+            await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose(close_connection_pool=True)

@@ -1,0 +1,171 @@
+"""The durable records (TelegramStore), held against SQLite and a real PostgreSQL alike: idempotency decided by the
+unique index even between separate connection pools, the versioned migrations, and failing closed
+(DatabaseUnavailable) when the database goes away, then recovering without a restart."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import psycopg
+import pytest
+
+from stepup_bff.errors import DatabaseUnavailable
+from stepup_bff.settings import DatabaseSettings
+from stepup_bff.storage import StorageConfigError, Telegram, TelegramStore, open_database
+from stepup_bff.storage.migrations import MIGRATIONS
+from support.backends import PostgresServer
+from support.live_server import free_port
+
+pytestmark = pytest.mark.anyio
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.live)]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[TelegramStore]:
+    async with open_database(DatabaseSettings(url=database_url)) as opened:
+        yield opened
+
+
+def _applied_versions(url: str) -> list[int]:
+    query = "SELECT version FROM schema_migrations ORDER BY version"
+    if url.startswith("sqlite:///"):
+        return [row[0] for row in sqlite3.connect(url.removeprefix("sqlite:///")).execute(query)]
+    with psycopg.connect(url) as conn:
+        return [int(row[0]) for row in conn.execute(query)]
+
+
+async def test_telegrams_are_idempotent_per_user_and_listed_newest_first(database: TelegramStore) -> None:
+    first = Telegram("t1", "u1", "Bob", "Happy birthday", created_at=1.0)
+    again = Telegram("t2", "u1", "Bob", "Happy birthday", created_at=2.0)
+    stored, created = await database.create_telegram(first, "key-1")
+    assert created and stored == first
+    stored, created = await database.create_telegram(again, "key-1")
+    assert not created and stored == first
+    # Another user may use the same key.
+    _, created = await database.create_telegram(Telegram("t3", "u2", "Eve", "Hi", created_at=3.0), "key-1")
+    assert created
+    await database.create_telegram(Telegram("t4", "u1", "Carol", "Hello", created_at=4.0), None)
+    await database.create_telegram(Telegram("t5", "u1", "Dan", "Same tick", created_at=4.0), None)
+    assert [t.id for t in await database.list_telegrams("u1", limit=10)] == ["t5", "t4", "t1"]
+    assert [t.id for t in await database.list_telegrams("u1", limit=1)] == ["t5"]
+    await database.ping()
+
+
+async def test_one_idempotency_key_stores_one_telegram_across_separate_pools(database_url: str) -> None:
+    """Two replicas are two processes with their own connections: only the unique index can decide."""
+    settings = DatabaseSettings(url=database_url)
+    results: list[tuple[Telegram, bool]] = []
+    async with open_database(settings) as first, open_database(settings) as second:
+
+        async def send(database: TelegramStore, n: int) -> None:
+            telegram = Telegram(f"t{n}", "u1", "Bob", "Happy birthday", created_at=float(n))
+            results.append(await database.create_telegram(telegram, "same-key"))
+
+        async with anyio.create_task_group() as group:
+            for n in range(12):
+                group.start_soon(send, first if n % 2 else second, n)
+        listed = await first.list_telegrams("u1", limit=100)
+    assert [created for _, created in results].count(True) == 1
+    winner = next(telegram for telegram, created in results if created)
+    assert {telegram.id for telegram, _ in results} == {winner.id}  # every answer names the one stored
+    assert [t.id for t in listed] == [winner.id]
+
+
+async def test_migrations_run_once_and_are_recorded(database_url: str) -> None:
+    settings = DatabaseSettings(url=database_url)
+    async with open_database(settings) as database:
+        await database.create_telegram(Telegram("t1", "u1", "Bob", "Hi", created_at=1.0), None)
+    async with open_database(settings) as database:  # a restart, or a second replica: nothing re-applied or lost
+        assert [t.id for t in await database.list_telegrams("u1", limit=10)] == ["t1"]
+    assert _applied_versions(database_url) == [migration.version for migration in MIGRATIONS]
+
+
+async def test_replicas_starting_together_migrate_once(database_url: str) -> None:
+    settings = DatabaseSettings(url=database_url)
+    opened: list[bool] = []
+
+    async def start() -> None:
+        async with open_database(settings):
+            opened.append(True)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(4):
+            group.start_soon(start)
+    assert opened == [True] * 4
+    assert _applied_versions(database_url) == [migration.version for migration in MIGRATIONS]
+
+
+async def test_an_existing_sqlite_telegram_table_is_adopted(tmp_path: Path) -> None:
+    """Releases before the migration table kept telegrams in the store's file: upgrading must not lose them."""
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE telegrams (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, recipient TEXT NOT NULL,"
+        " message TEXT NOT NULL, created_at REAL NOT NULL, status TEXT NOT NULL, idempotency_key TEXT);"
+        "INSERT INTO telegrams VALUES ('t-old', 'u1', 'Bob', 'From before', 1.0, 'queued', 'k');"
+    )
+    old.close()
+    async with open_database(DatabaseSettings(url=f"sqlite:///{path}")) as database:
+        assert [t.id for t in await database.list_telegrams("u1", limit=10)] == ["t-old"]
+        _, created = await database.create_telegram(Telegram("t-new", "u1", "Bob", "From before", 2.0), "k")
+        assert not created  # the old rows' keys are enforced by the new unique index
+
+
+@pytest.mark.live
+async def test_postgres_going_away_is_database_unavailable_and_comes_back(
+    postgres_live: PostgresServer, postgres_url: str
+) -> None:
+    async with open_database(DatabaseSettings(url=postgres_url, timeout=1.0, connect_timeout=1.0)) as database:
+        await database.create_telegram(Telegram("t1", "u1", "Bob", "Before", created_at=1.0), "k1")
+        postgres_live.stop()
+        try:
+            with pytest.raises(DatabaseUnavailable):
+                await database.create_telegram(Telegram("t2", "u1", "Bob", "During", created_at=2.0), "k2")
+            with pytest.raises(DatabaseUnavailable):
+                await database.list_telegrams("u1", limit=10)
+            with pytest.raises(DatabaseUnavailable):
+                await database.ping()
+            # Long enough for the pool's background retries to back off to several seconds between attempts.
+            await anyio.sleep(4)
+        finally:
+            postgres_live.start()
+        # The same pool, and the first request after the restart succeeds: the pool gave up its backed-off retries
+        # (reconnect_timeout) and this request started a fresh attempt.
+        _, created = await database.create_telegram(Telegram("t3", "u1", "Bob", "After", created_at=3.0), "k3")
+        assert created
+        assert [t.id for t in await database.list_telegrams("u1", limit=10)] == ["t3", "t1"]
+
+
+@pytest.mark.live
+async def test_postgres_start_up_errors_name_the_setting_and_hide_the_password(postgres_live: PostgresServer) -> None:
+    postgres_live.create_database("startup")
+    cases = {
+        postgres_live.url("startup", dbname="no_such_db"): 'database "no_such_db" does not exist',
+        postgres_live.url("startup", password="hunter2-wrong"): "password authentication failed",
+        f"postgresql://startup:hunter2-wrong@127.0.0.1:{free_port()}/startup": "Connection refused",
+    }
+    for url, reason in cases.items():
+        with pytest.raises(StorageConfigError) as raised:
+            async with open_database(DatabaseSettings(url=url, connect_timeout=2.0)):
+                pass
+        message = str(raised.value)
+        assert message.startswith("database.url: cannot use PostgreSQL at 127.0.0.1:")
+        assert reason in message
+        assert "hunter2" not in message and postgres_live.passwords["startup"] not in message

@@ -1,0 +1,164 @@
+"""Tokens at rest: whoever reads the store (the SQLite file, Redis's memory or its append-only file) gets no token,
+and a sealed record opens only for its own session id under its own key."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import respx
+from fastapi.testclient import TestClient
+
+from conftest import make_settings, sign_in
+from stepup_bff.auth.sealing import Unsealable, open_sealed, seal
+from stepup_bff.settings import Settings
+from support.backends import RedisServer
+from support.fake_fusionauth import TokenFactory
+
+COOKIE_NAME = "stepup_session"
+
+
+def _issued(fusionauth: respx.MockRouter) -> dict[str, Any]:
+    issued: dict[str, Any] = fusionauth["token"].calls.last.response.json()
+    return issued
+
+
+def _every_byte_on_disk(directory: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file())
+
+
+def _kv(settings: Settings) -> dict[str, str]:
+    path = settings.storage.url.removeprefix("sqlite:///")
+    return dict(sqlite3.connect(path).execute("SELECT key, value FROM kv").fetchall())
+
+
+def _records(settings: Settings) -> dict[str, str]:
+    return {key: value for key, value in _kv(settings).items() if key.startswith("stepup:session:{")}
+
+
+def _authenticated(client: TestClient) -> bool:
+    response = client.get("/api/session")
+    assert response.status_code == 200
+    return bool(response.json()["authenticated"])
+
+
+# -- the format ------------------------------------------------------------------------------------------------------
+
+
+def test_a_sealed_value_opens_only_with_its_session_id_and_key() -> None:
+    sealed = seal("session-a", "session:{u1}:aaa", b"the tokens")
+    assert sealed.startswith("v1.") and b"the tokens" not in sealed.encode()
+    assert open_sealed("session-a", "session:{u1}:aaa", sealed) == b"the tokens"
+    with pytest.raises(Unsealable):
+        open_sealed("session-b", "session:{u1}:aaa", sealed)  # another session's id: another key
+    with pytest.raises(Unsealable):
+        open_sealed("session-a", "session:{u2}:aaa", sealed)  # moved under another key
+    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    with pytest.raises(Unsealable):
+        open_sealed("session-a", "session:{u1}:aaa", flipped)  # altered
+    with pytest.raises(Unsealable, match="unknown format"):
+        open_sealed("session-a", "session:{u1}:aaa", "v9." + sealed[3:])
+    with pytest.raises(Unsealable):
+        open_sealed("session-a", "session:{u1}:aaa", "v1.not-base64!")
+    assert seal("session-a", "k", b"x") != seal("session-a", "k", b"x")  # a fresh nonce every time
+
+
+# -- SQLite ------------------------------------------------------------------------------------------------------------
+
+
+def test_the_sqlite_file_holds_no_token(
+    signed_in: TestClient, settings: Settings, fusionauth: respx.MockRouter
+) -> None:
+    issued = _issued(fusionauth)
+    assert _authenticated(signed_in)
+    on_disk = _every_byte_on_disk(Path(settings.storage.url.removeprefix("sqlite:///")).parent)
+    for secret in (issued["access_token"], issued["refresh_token"], signed_in.cookies["stepup_session"]):
+        assert secret.encode() not in on_disk
+    (record,) = _records(settings).values()
+    envelope = json.loads(record)
+    # Readable: whose it is, and the refresh token's id, so any way of ending it can revoke the token.
+    assert envelope["uid"] == issued["userId"] and envelope["rtid"] == issued["refresh_token_id"]
+    assert envelope["sealed"].startswith("v1.")
+
+
+def test_a_record_moved_under_another_session_is_refused_and_ended(
+    app_factory: Any, tmp_path: Path, fusionauth: respx.MockRouter, tokens: TokenFactory
+) -> None:
+    settings = make_settings(tmp_path)
+    victim: TestClient = app_factory(settings)
+    assert sign_in(victim, fusionauth, tokens).status_code == 303
+    victims_record = next(iter(_records(settings).items()))
+    attacker: TestClient = app_factory(settings)
+    assert sign_in(attacker, fusionauth, tokens).status_code == 303
+    attackers_key = next(key for key in _records(settings) if key != victims_record[0])
+    # Someone who can write to the store copies the victim's record under their own session's key.
+    sqlite3.connect(settings.storage.url.removeprefix("sqlite:///"), isolation_level=None).execute(
+        "UPDATE kv SET value = ? WHERE key = ?", (victims_record[1], attackers_key)
+    )
+    assert not _authenticated(attacker)
+    assert attackers_key not in _records(settings)  # ended, not left behind
+    assert _authenticated(victim)
+
+
+def test_altering_the_readable_refresh_token_id_is_refused(
+    signed_in: TestClient, settings: Settings, fusionauth: respx.MockRouter
+) -> None:
+    ((key, value),) = _records(settings).items()
+    envelope = json.loads(value)
+    envelope["rtid"] = "someone-elses-token-id"
+    sqlite3.connect(settings.storage.url.removeprefix("sqlite:///"), isolation_level=None).execute(
+        "UPDATE kv SET value = ? WHERE key = ?", (json.dumps(envelope), key)
+    )
+    assert not _authenticated(signed_in)
+
+
+def test_sign_out_revokes_by_the_readable_id_and_step_up_reseals_for_the_new_id(
+    signed_in: TestClient, settings: Settings, fusionauth: respx.MockRouter
+) -> None:
+    from support.two_factor import VALID_CODE, FakeTwoFactor
+
+    issued = _issued(fusionauth)
+    FakeTwoFactor(fusionauth)
+    headers = {"X-CSRF": "1"}
+    assert signed_in.post("/api/step-up/start", json={}, headers=headers).status_code == 200
+    before = set(_records(settings))
+    assert signed_in.post("/api/step-up/finish", json={"code": VALID_CODE}, headers=headers).status_code == 200
+    after = _records(settings)
+    assert set(after).isdisjoint(before)  # a new key for the new session id, sealed for it
+    assert _authenticated(signed_in)
+    assert signed_in.post("/auth/logout", headers=headers).status_code == 200
+    assert fusionauth["revoke"].calls.last.request.url.path == f"/api/jwt/refresh/{issued['refresh_token_id']}"
+
+
+# -- Redis -------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.live
+def test_redis_holds_no_token_in_memory_or_on_disk(
+    app_factory: Any, tmp_path: Path, fusionauth: respx.MockRouter, tokens: TokenFactory, redis_live: RedisServer
+) -> None:
+    settings = make_settings(tmp_path, storage={"url": redis_live.url})
+    client: TestClient = app_factory(settings)
+    assert sign_in(client, fusionauth, tokens).status_code == 303
+    assert _authenticated(client)
+    issued = _issued(fusionauth)
+    redis = redis_live.client()
+    values = "".join(str(redis.get(key)) for key in redis.keys("*"))
+    (key,) = redis.keys("stepup:session:{*")
+    assert key.startswith(f"stepup:session:{{{issued['userId']}}}:")  # the user id is the key's hash tag
+    on_disk = _every_byte_on_disk(redis_live.directory)  # the append-only file has every write
+    for secret in (issued["access_token"], issued["refresh_token"], client.cookies[COOKIE_NAME]):
+        assert secret not in values
+        assert secret.encode() not in on_disk
+    assert issued["refresh_token_id"] in values  # readable by design, for revocation
+
+    # A second session of the same user; the first one's record copied over it in Redis is refused.
+    other: TestClient = app_factory(settings)
+    assert sign_in(other, fusionauth, tokens).status_code == 303
+    (other_key,) = set(redis.keys("stepup:session:{*")) - {key}
+    redis.set(other_key, str(redis.get(key)), keepttl=True)
+    assert not _authenticated(other)
+    assert _authenticated(client)
