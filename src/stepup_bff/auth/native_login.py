@@ -39,7 +39,7 @@ from ..stepup.challenge import Challenge, ChallengeMachine, Sent
 from ..stepup.service import StepUpService
 from ..storage import Store
 from ..web.cookies import cookie_header, expired_cookie_header, make_serializer
-from .guessing import FailureBudget, digest, normalise_login_id
+from .guessing import FailureBudget, address_bucket, digest, normalise_login_id
 from .sessions import Session, SessionManager, Tokens, User
 from .tokens import InvalidToken, TokenVerifier
 
@@ -121,7 +121,7 @@ class NativeSignIn:
         self, login_id: str, password: str, ip_address: str | None, previous: Session | None
     ) -> SignedIn | SecondFactorDue:
         login_key = digest("login-id", normalise_login_id(login_id))
-        address_key = digest("address", ip_address or "unknown")
+        address_key = digest("address", address_bucket(ip_address))  # an IPv6 address counts as its /64
         # Counted before FusionAuth is asked; the per-id budget first, so that guesses at one account refused
         # there never spend the address's budget, which the other people behind that address share.
         if not await self._per_login_id.take(login_key):
