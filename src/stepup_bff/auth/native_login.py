@@ -31,6 +31,7 @@ from ..errors import (
     InvalidCredentials,
     NoChallenge,
     SignInRefused,
+    StoreUnavailable,
     TooManyAttempts,
 )
 from ..fusionauth.client import FusionAuthClient, LoginResult
@@ -131,20 +132,23 @@ class NativeSignIn:
             await self._per_login_id.give_back(login_key)
             logger.warning("native sign-in refused: too many failures from address=%s", address_key[:12])
             raise TooManyAttempts(retry_after=await self._per_address.retry_after(address_key))
-        failed = False
+        result: LoginResult | None = None
         try:
-            result = await self._fusionauth.login(login_id=login_id, password=password, ip_address=ip_address)
-            failed = result.status == 404
-        finally:
-            if not failed:  # the right password, or no verdict at all: not a guess that failed
-                await self._per_login_id.give_back(login_key)
-                await self._per_address.give_back(address_key)
-        if result.status == 404:
-            logger.info("native sign-in failed: login=%s", login_key[:12])
-            raise InvalidCredentials()  # the same for an unknown user and a wrong password: FusionAuth's 404
-        if result.status == 242:
-            return await self._second_factor(result, "login:" + login_key)
-        return SignedIn(await self._sign_in(result, previous, step_up_method=None))
+            try:
+                result = await self._fusionauth.login(login_id=login_id, password=password, ip_address=ip_address)
+            finally:
+                if result is None or result.status != 404:  # the right password, or no verdict: not a failed guess
+                    await self._per_login_id.give_back(login_key)
+                    await self._per_address.give_back(address_key)
+            if result.status == 404:
+                logger.info("native sign-in failed: login=%s", login_key[:12])
+                raise InvalidCredentials()  # the same for an unknown user and a wrong password: FusionAuth's 404
+            if result.status == 242:
+                return await self._second_factor(result, "login:" + login_key)
+            return SignedIn(await self._sign_in(result, previous, step_up_method=None))
+        except StoreUnavailable:
+            await self._revoke_unheld(result)
+            raise
 
     async def _second_factor(self, result: LoginResult, subject: str) -> SecondFactorDue:
         two_factor_id = result.answer.twoFactorId
@@ -184,14 +188,31 @@ class NativeSignIn:
         self, cookie: str | None, code: str, ip_address: str | None, previous: Session | None, method_id: str | None
     ) -> Session:
         pending = self._pending(cookie)
+        issued: LoginResult | None = None
 
         async def complete(challenge: Challenge) -> LoginResult:
-            return await self._fusionauth.complete_two_factor_sign_in(
+            nonlocal issued
+            issued = await self._fusionauth.complete_two_factor_sign_in(
                 two_factor_id=challenge.two_factor_id, code=code, ip_address=ip_address
             )
+            return issued
 
-        verified = await self._challenges.verify(self._binding(pending), pending.subject, complete, method_id=method_id)
-        return await self._sign_in(verified.answer, previous, step_up_method=verified.method)
+        try:
+            verified = await self._challenges.verify(
+                self._binding(pending), pending.subject, complete, method_id=method_id
+            )
+            return await self._sign_in(verified.answer, previous, step_up_method=verified.method)
+        except StoreUnavailable:
+            await self._revoke_unheld(issued)  # the challenge machine's own writes come after FusionAuth's answer
+            raise
+
+    async def _revoke_unheld(self, result: LoginResult | None) -> None:
+        """The store failed after FusionAuth issued tokens, before (or while) a session record took them: revoke the
+        refresh token. Only ending a session revokes one (the end hook), and no session holds this one, so it would
+        stay live at FusionAuth for its whole lifetime, listed as the user's, held by nobody. (A record written just
+        before the failure keeps a dead token; its cookie was never sent.)"""
+        if result is not None:
+            await self._fusionauth.revoke_refresh_token_quietly(result.answer.refreshTokenId)
 
     def clear_cookie_header(self) -> str:
         return expired_cookie_header(self.cookie_name, path=self._path, secure=self._secure)
