@@ -157,3 +157,43 @@ def test_hosted_sign_in_with_the_store_gone_revokes_what_fusionauth_issued(
 
     assert (response.status_code, response.headers["location"]) == (303, "/?error=store_unavailable")
     assert revoked(fusionauth) == [answer["refresh_token_id"]]
+
+
+# -- a locked account: FusionAuth answers 423 before it looks at the password ----------------------------------------
+
+
+LOCKED = "locked@example.com"
+
+
+@pytest.fixture
+def with_locked_account(fusionauth: respx.MockRouter, accounts: FakeLogin) -> None:
+    def login(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["loginId"] == LOCKED:
+            return httpx.Response(423)  # whatever the password (FusionAuth/fusionauth-issues#2524)
+        return accounts.login(request)
+
+    fusionauth["login"].side_effect = login
+
+
+def test_a_locked_account_looks_like_an_unknown_one(
+    app_factory: Any, tmp_path: Path, fusionauth: respx.MockRouter, with_locked_account: None
+) -> None:
+    client: TestClient = app_factory(make_settings(tmp_path, login={"native": True, "max_failures_per_login_id": 3}))
+
+    def answers(login_id: str) -> list[tuple[int, bytes, list[tuple[str, str]]]]:
+        """Status, body and headers (but the date and the request id) of as many guesses as the budget allows, and
+        one more."""
+        seen = []
+        for _ in range(4):
+            response = guess(client, "192.0.2.1", login_id)
+            headers = [h for h in response.headers.multi_items() if h[0] not in ("date", "x-request-id")]
+            seen.append((response.status_code, response.content, headers))
+        return seen
+
+    # A guesser who types an email address and any password must not learn that an account exists: not from the
+    # answer (401 invalid_credentials, not 403 account_locked), nor from the limit (a 423 costs an attempt too).
+    locked, unknown = answers(LOCKED), answers("nobody@example.com")
+
+    assert locked == unknown
+    assert [status for status, _, _ in locked] == [401, 401, 401, 429]
+    assert fusionauth["login"].call_count == 6

@@ -13,7 +13,7 @@ hash of the login id. Completing it (`/api/two-factor/login` *without* noJWT, §
 step-up.
 
 Password guessing is limited per login id and per client address before FusionAuth is asked (`auth.guessing`).
-Unknown user and wrong password get the very same answer. No refusal creates a session.
+Unknown user, wrong password and locked account get the very same answer. No refusal creates a session.
 """
 
 from __future__ import annotations
@@ -46,8 +46,15 @@ from .tokens import InvalidToken, TokenVerifier
 
 logger = logging.getLogger(__name__)
 
-# FusionAuth's conditional successes and refusals (docs/fusionauth.md §5), as answers that say what to do. 404
-# (unknown user or wrong password) is InvalidCredentials; 242 is the second factor.
+# FusionAuth's answers that say nothing of the password being right, answered alike (InvalidCredentials) and counted
+# as failed guesses: 404 (unknown user or wrong password) and 423, which FusionAuth gives a locked account *before* it
+# looks at the password (FusionAuth/fusionauth-issues#2524). Told apart, 423 would say to anyone who types an email
+# address with any password that an account exists (ASVS V6.3.8), and, uncounted, that guessing at it costs nothing.
+# The person whose account it is learns nothing from us either; FusionAuth (its hosted page, an administrator) does.
+NO_SIGN_IN = frozenset({404, 423})
+
+# FusionAuth's conditional successes and refusals (docs/fusionauth.md §5), as answers that say what to do. 242 is the
+# second factor.
 REFUSALS: dict[int, tuple[str, str]] = {
     202: (
         "not_registered",
@@ -67,7 +74,6 @@ REFUSALS: dict[int, tuple[str, str]] = {
     ),
     409: ("login_prevented", "Your account is locked or suspended. Contact support."),
     410: ("account_expired", "Your account has expired. Contact support."),
-    423: ("account_locked", "Your account is locked. Try again later or contact support."),
 }
 
 
@@ -137,12 +143,12 @@ class NativeSignIn:
             try:
                 result = await self._fusionauth.login(login_id=login_id, password=password, ip_address=ip_address)
             finally:
-                if result is None or result.status != 404:  # the right password, or no verdict: not a failed guess
+                if result is None or result.status not in NO_SIGN_IN:  # the right password, or no verdict at all
                     await self._per_login_id.give_back(login_key)
                     await self._per_address.give_back(address_key)
-            if result.status == 404:
-                logger.info("native sign-in failed: login=%s", login_key[:12])
-                raise InvalidCredentials()  # the same for an unknown user and a wrong password: FusionAuth's 404
+            if result.status in NO_SIGN_IN:
+                logger.info("native sign-in failed: login=%s status=%d", login_key[:12], result.status)
+                raise InvalidCredentials()  # the same for an unknown user, a wrong password and a locked account
             if result.status == 242:
                 return await self._second_factor(result, "login:" + login_key)
             return SignedIn(await self._sign_in(result, previous, step_up_method=None))
