@@ -25,7 +25,7 @@ from ..deps import (
     SettingsDep,
     counts_sign_in,
 )
-from ..errors import LoginFailed
+from ..errors import LoginFailed, StoreUnavailable
 from ..fusionauth.client import TokenExchangeRejected
 from ..web.cookies import queue_cookie
 from .schemas import LogoutOut
@@ -86,13 +86,19 @@ async def callback(
     except InvalidToken as exc:
         logger.warning("sign-in failed: token rejected: %s", exc)
         raise LoginFailed("invalid_token", "The sign-in could not be verified.") from exc
-    if previous is not None:
-        # A new sign-in replaces whatever session this browser had (ASVS 7.2.4: new id on authentication).
-        await services.sessions.end(previous, reason="replaced")
     user = User(id=claims.sub, email=claims.email, name=claims.display_name)
-    session = await services.sessions.create(
-        user, Tokens(tokens.access_token, tokens.refresh_token, tokens.refresh_token_id)
-    )
+    try:
+        if previous is not None:
+            # A new sign-in replaces whatever session this browser had (ASVS 7.2.4: new id on authentication).
+            await services.sessions.end(previous, reason="replaced")
+        session = await services.sessions.create(
+            user, Tokens(tokens.access_token, tokens.refresh_token, tokens.refresh_token_id)
+        )
+    except StoreUnavailable:
+        # No record holds the refresh token, so no session end will ever revoke it: do it now, or it stays live at
+        # FusionAuth, held by nobody.
+        await services.fusionauth.revoke_refresh_token_quietly(tokens.refresh_token_id)
+        raise
     queue_cookie(request, services.sessions.set_cookie_header(session))
     logger.info("signed in: user=%s", user.id)
     return RedirectResponse(pending.return_to, status_code=303)

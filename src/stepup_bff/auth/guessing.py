@@ -12,6 +12,7 @@ the store (or in a copy of it).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import unicodedata
 
 from ..stepup.challenge import retry_after
@@ -22,6 +23,26 @@ def normalise_login_id(login_id: str) -> str:
     """How FusionAuth matches login ids (case-insensitively), so `Alice@Example.com ` and `alice@example.com` share
     one budget."""
     return unicodedata.normalize("NFKC", login_id).strip().casefold()
+
+
+def address_bucket(address: str | None) -> str:
+    """What a client address's failures count under: an IPv4 address itself, an IPv6 address its /64.
+
+    Whoever has IPv6 has a /64 at least (one LAN, one subscriber) and picks source addresses in it freely: counted
+    per address, a guesser would move to a fresh one for every attempt and never reach the per-address limit. An
+    IPv4 client that a dual-stack listener or proxy writes as `::ffff:a.b.c.d` is the same client as `a.b.c.d`.
+    FusionAuth is still told the exact address (`ipAddress`); this is only the key of the budget."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an IP address (a test client's name): itself
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return f"{ipaddress.IPv6Address(int(ip) >> 64 << 64)}/64"  # int() drops any %zone as well
+    return str(ip)
 
 
 def digest(kind: str, value: str) -> str:

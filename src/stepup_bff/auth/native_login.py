@@ -13,7 +13,7 @@ hash of the login id. Completing it (`/api/two-factor/login` *without* noJWT, §
 step-up.
 
 Password guessing is limited per login id and per client address before FusionAuth is asked (`auth.guessing`).
-Unknown user and wrong password get the very same answer. No refusal creates a session.
+Unknown user, wrong password and locked account get the very same answer. No refusal creates a session.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from ..errors import (
     InvalidCredentials,
     NoChallenge,
     SignInRefused,
+    StoreUnavailable,
     TooManyAttempts,
 )
 from ..fusionauth.client import FusionAuthClient, LoginResult
@@ -39,14 +40,21 @@ from ..stepup.challenge import Challenge, ChallengeMachine, Sent
 from ..stepup.service import StepUpService
 from ..storage import Store
 from ..web.cookies import cookie_header, expired_cookie_header, make_serializer
-from .guessing import FailureBudget, digest, normalise_login_id
+from .guessing import FailureBudget, address_bucket, digest, normalise_login_id
 from .sessions import Session, SessionManager, Tokens, User
 from .tokens import InvalidToken, TokenVerifier
 
 logger = logging.getLogger(__name__)
 
-# FusionAuth's conditional successes and refusals (docs/fusionauth.md §5), as answers that say what to do. 404
-# (unknown user or wrong password) is InvalidCredentials; 242 is the second factor.
+# FusionAuth's answers that say nothing of the password being right, answered alike (InvalidCredentials) and counted
+# as failed guesses: 404 (unknown user or wrong password) and 423, which FusionAuth gives a locked account *before* it
+# looks at the password (FusionAuth/fusionauth-issues#2524). Told apart, 423 would say to anyone who types an email
+# address with any password that an account exists (ASVS V6.3.8), and, uncounted, that guessing at it costs nothing.
+# The person whose account it is learns nothing from us either; FusionAuth (its hosted page, an administrator) does.
+NO_SIGN_IN = frozenset({404, 423})
+
+# FusionAuth's conditional successes and refusals (docs/fusionauth.md §5), as answers that say what to do. 242 is the
+# second factor.
 REFUSALS: dict[int, tuple[str, str]] = {
     202: (
         "not_registered",
@@ -66,7 +74,6 @@ REFUSALS: dict[int, tuple[str, str]] = {
     ),
     409: ("login_prevented", "Your account is locked or suspended. Contact support."),
     410: ("account_expired", "Your account has expired. Contact support."),
-    423: ("account_locked", "Your account is locked. Try again later or contact support."),
 }
 
 
@@ -121,7 +128,7 @@ class NativeSignIn:
         self, login_id: str, password: str, ip_address: str | None, previous: Session | None
     ) -> SignedIn | SecondFactorDue:
         login_key = digest("login-id", normalise_login_id(login_id))
-        address_key = digest("address", ip_address or "unknown")
+        address_key = digest("address", address_bucket(ip_address))  # an IPv6 address counts as its /64
         # Counted before FusionAuth is asked; the per-id budget first, so that guesses at one account refused
         # there never spend the address's budget, which the other people behind that address share.
         if not await self._per_login_id.take(login_key):
@@ -131,20 +138,23 @@ class NativeSignIn:
             await self._per_login_id.give_back(login_key)
             logger.warning("native sign-in refused: too many failures from address=%s", address_key[:12])
             raise TooManyAttempts(retry_after=await self._per_address.retry_after(address_key))
-        failed = False
+        result: LoginResult | None = None
         try:
-            result = await self._fusionauth.login(login_id=login_id, password=password, ip_address=ip_address)
-            failed = result.status == 404
-        finally:
-            if not failed:  # the right password, or no verdict at all: not a guess that failed
-                await self._per_login_id.give_back(login_key)
-                await self._per_address.give_back(address_key)
-        if result.status == 404:
-            logger.info("native sign-in failed: login=%s", login_key[:12])
-            raise InvalidCredentials()  # the same for an unknown user and a wrong password: FusionAuth's 404
-        if result.status == 242:
-            return await self._second_factor(result, "login:" + login_key)
-        return SignedIn(await self._sign_in(result, previous, step_up_method=None))
+            try:
+                result = await self._fusionauth.login(login_id=login_id, password=password, ip_address=ip_address)
+            finally:
+                if result is None or result.status not in NO_SIGN_IN:  # the right password, or no verdict at all
+                    await self._per_login_id.give_back(login_key)
+                    await self._per_address.give_back(address_key)
+            if result.status in NO_SIGN_IN:
+                logger.info("native sign-in failed: login=%s status=%d", login_key[:12], result.status)
+                raise InvalidCredentials()  # the same for an unknown user, a wrong password and a locked account
+            if result.status == 242:
+                return await self._second_factor(result, "login:" + login_key)
+            return SignedIn(await self._sign_in(result, previous, step_up_method=None))
+        except StoreUnavailable:
+            await self._revoke_unheld(result)
+            raise
 
     async def _second_factor(self, result: LoginResult, subject: str) -> SecondFactorDue:
         two_factor_id = result.answer.twoFactorId
@@ -184,14 +194,31 @@ class NativeSignIn:
         self, cookie: str | None, code: str, ip_address: str | None, previous: Session | None, method_id: str | None
     ) -> Session:
         pending = self._pending(cookie)
+        issued: LoginResult | None = None
 
         async def complete(challenge: Challenge) -> LoginResult:
-            return await self._fusionauth.complete_two_factor_sign_in(
+            nonlocal issued
+            issued = await self._fusionauth.complete_two_factor_sign_in(
                 two_factor_id=challenge.two_factor_id, code=code, ip_address=ip_address
             )
+            return issued
 
-        verified = await self._challenges.verify(self._binding(pending), pending.subject, complete, method_id=method_id)
-        return await self._sign_in(verified.answer, previous, step_up_method=verified.method)
+        try:
+            verified = await self._challenges.verify(
+                self._binding(pending), pending.subject, complete, method_id=method_id
+            )
+            return await self._sign_in(verified.answer, previous, step_up_method=verified.method)
+        except StoreUnavailable:
+            await self._revoke_unheld(issued)  # the challenge machine's own writes come after FusionAuth's answer
+            raise
+
+    async def _revoke_unheld(self, result: LoginResult | None) -> None:
+        """The store failed after FusionAuth issued tokens, before (or while) a session record took them: revoke the
+        refresh token. Only ending a session revokes one (the end hook), and no session holds this one, so it would
+        stay live at FusionAuth for its whole lifetime, listed as the user's, held by nobody. (A record written just
+        before the failure keeps a dead token; its cookie was never sent.)"""
+        if result is not None:
+            await self._fusionauth.revoke_refresh_token_quietly(result.answer.refreshTokenId)
 
     def clear_cookie_header(self) -> str:
         return expired_cookie_header(self.cookie_name, path=self._path, secure=self._secure)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from itsdangerous import BadData
 
 from ..clock import Clock
+from ..errors import StoreUnavailable
 from ..settings import Settings
 from ..storage import Store, user_key
 from ..web.cookies import cookie_header, expired_cookie_header, make_serializer
@@ -277,7 +278,14 @@ class SessionManager:
         now = self._clock.now()
         record = replace(record, last_seen=now)
         new_key = _record_key(session.user.id, new_id)
-        await self._store.set(new_key, _seal_record(new_id, new_key, record), ttl=self._remaining(record, now))
+        try:
+            await self._store.set(new_key, _seal_record(new_id, new_key, record), ttl=self._remaining(record, now))
+        except StoreUnavailable:
+            # The old record is taken and the new one not written (Redis refusing writes but not deletes, a timeout):
+            # the session has ended, so end it as every session ends, or its refresh token stays live at FusionAuth
+            # with no record left to revoke it by.
+            await self._run_end_hook(raw, "store_failure")
+            raise
         await self._store.set(_rotated_key(session.user.id, session.id), "1", ttl=ROTATION_GRACE)
         return self._session(new_id, session.user, record, step_up)
 

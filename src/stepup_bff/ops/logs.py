@@ -39,6 +39,12 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         r"\1" + _REDACTED,
     ),
+    # Native sign-in's Login API: the password in its body (a quoted string, spaces and all) and the opaque refresh
+    # token in its answer (`refreshToken`; `refreshTokenId` is caught above). JSON or a Python repr.
+    (
+        re.compile(r"""(["'](?:password|refreshToken)["']\s*:\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""),
+        r'\1"' + _REDACTED + '"',
+    ),
     # Anything shaped like a JWT (header.payload.signature, base64url, header starting {"): access and id tokens.
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), _REDACTED),
 )
@@ -58,7 +64,8 @@ _TRIGGERS = (
     "stepup_login_",
     "_token",
     "twoFactorId",
-    "refreshTokenId",
+    "refreshToken",  # and refreshTokenId
+    "password",
     "client_secret",
     "code_verifier",
     "api_key",

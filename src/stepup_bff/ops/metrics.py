@@ -81,7 +81,7 @@ StepUpOutcome = Literal[
 ]
 # How a person signed in: FusionAuth's hosted page today; "native" is the BFF's own form.
 SignInKind = Literal["hosted", "native"]
-SessionEndReason = Literal["sign_out", "replaced", "idle_timeout", "absolute_timeout", "tampered"]
+SessionEndReason = Literal["sign_out", "replaced", "idle_timeout", "absolute_timeout", "tampered", "store_failure"]
 StoreBackend = Literal["sqlite", "redis", "postgresql"]
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -14,9 +14,11 @@ operation below touches exactly one key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from urllib.parse import unquote
 
 from ..settings import ConfigError
 
@@ -35,6 +37,30 @@ class StorageConfigError(ConfigError):
     """storage.url or database.url cannot be used at start-up (unreachable, refused, no such database). The message
     names the setting and the reason, never a password; the CLI prints it and exits 2, like any configuration
     error."""
+
+
+_URL_DELIMITERS = re.compile(r"[:/?#\[\]@]")
+
+
+def hide_password(text: str, url: str) -> str:
+    """`text` (a message about `url`, a library's included) with every piece of the URL's password replaced.
+
+    A password with a character that should have been percent-encoded (`/`, `@`, `%`, as generated ones have)
+    makes libpq and redis-py read part of it as a host, port or database name, or quote the whole URL in their
+    error, so neither the parsed parts nor the library's text can be trusted to leave it out. Everything between
+    `://` and the last `@` that follows a `:` may be password: it, its decoded form and each piece between URL
+    delimiters are replaced wherever they occur. This may hide more than the password, never less."""
+    _, scheme, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not scheme or at < 0:
+        return text  # no credentials in the URL
+    user, colon, password = rest[:at].partition(":")
+    secret = password if colon else user
+    pieces = {secret, unquote(secret)}
+    pieces.update(piece for whole in tuple(pieces) for piece in _URL_DELIMITERS.split(whole))
+    for piece in sorted(filter(None, pieces), key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
 
 
 class Store(Protocol):

@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..errors import DatabaseUnavailable
 from ..settings import DatabaseSettings
 from . import migrations
-from .base import ErrorHook, StorageConfigError, Telegram
+from .base import ErrorHook, StorageConfigError, Telegram, hide_password
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,9 @@ class PostgresDatabase:
                 await _migrate(conn)
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StorageConfigError(
-                f"database.url: cannot use PostgreSQL at {describe(settings.url)}: {reason}"
-            ) from None
+            # Both the parsed parts and libpq's text may carry a piece of a password that was not percent-encoded.
+            message = f"database.url: cannot use PostgreSQL at {describe(settings.url)}: {reason}"
+            raise StorageConfigError(hide_password(message, settings.url)) from None
         statement_timeout = f"{math.ceil(settings.timeout * 1000)}ms"
 
         async def configure(conn: Connection) -> None:
@@ -95,9 +95,8 @@ class PostgresDatabase:
             await pool.open(wait=True, timeout=settings.connect_timeout + settings.timeout)
         except psycopg.Error as exc:
             await pool.close()
-            raise StorageConfigError(
-                f"database.url: cannot use PostgreSQL at {describe(settings.url)}: {exc}"
-            ) from None
+            message = f"database.url: cannot use PostgreSQL at {describe(settings.url)}: {exc}"
+            raise StorageConfigError(hide_password(message, settings.url)) from None
         return cls(pool, on_error=on_error)
 
     @asynccontextmanager

@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 
 from ..errors import StoreUnavailable
 from ..settings import StorageSettings
-from .base import ErrorHook, StorageConfigError
+from .base import ErrorHook, StorageConfigError, hide_password
 
 logger = logging.getLogger(__name__)
 
@@ -70,16 +70,23 @@ class RedisStore:
 
     @classmethod
     def from_settings(cls, settings: StorageSettings, *, on_error: ErrorHook | None = None) -> RedisStore:
-        pool = BlockingConnectionPool.from_url(
-            settings.url,
-            max_connections=settings.max_connections,
-            timeout=settings.timeout,  # how long a request waits for a free connection
-            socket_timeout=settings.timeout,
-            socket_connect_timeout=settings.connect_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2, supported_errors=(RedisConnectionError,)),
-            decode_responses=True,
-            client_name="stepup-bff",
-        )
+        try:
+            pool = BlockingConnectionPool.from_url(
+                settings.url,
+                max_connections=settings.max_connections,
+                timeout=settings.timeout,  # how long a request waits for a free connection
+                socket_timeout=settings.timeout,
+                socket_connect_timeout=settings.connect_timeout,
+                retry=Retry(
+                    ExponentialBackoff(cap=0.2, base=0.02), retries=2, supported_errors=(RedisConnectionError,)
+                ),
+                decode_responses=True,
+                client_name="stepup-bff",
+            )
+        except ValueError as exc:
+            # redis-py's reason may quote a piece of a password that was not percent-encoded ("port ... 'pa'").
+            message = f"storage.url: not a usable Redis URL ({exc}); percent-encode special characters in a password"
+            raise StorageConfigError(hide_password(message, settings.url)) from None
         return cls(Redis(connection_pool=pool), settings.prefix, on_error=on_error)
 
     async def open(self) -> None:

@@ -5,7 +5,8 @@ has done nothing at all (no FusionAuth call, no store write, no cookie). The REA
 In this order:
 
 1. The single-valued headers we read (Origin, Sec-Fetch-Site, X-CSRF, Content-Type, Content-Length, Host,
-   Idempotency-Key) appear at most once: 400 `invalid_request`.
+   Idempotency-Key) appear at most once, and Transfer-Encoding never comes with Content-Length: 400
+   `invalid_request` (the latter on a connection that is then closed).
 2. A declared Content-Length over `MAX_BODY_SIZE` is refused unread: 413 `request_too_large`.
 3. No query parameter appears twice: 400 `invalid_request` (RFC 6749 section 3.1 for the OAuth callback). Browser
    navigations (GET /auth/*) get the redirect to `/?error=invalid_request` instead, as for every error.
@@ -45,6 +46,11 @@ SINGLE_VALUED_HEADERS = frozenset(
 )
 
 _DIGITS = re.compile(r"[0-9]+")
+# RFC 9112 section 6.1: a request with both Transfer-Encoding and Content-Length is framed by the former, and the
+# server MUST close the connection after answering it. h11 (uvicorn's parser) frames it by Transfer-Encoding and
+# keeps the connection open, so behind a proxy that frames by Content-Length, whatever the proxy sent as the rest
+# of the body would be answered here as a request of its own: request smuggling. Refused, and closed.
+_CLOSE = {"Connection": "close"}
 _UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
 
 
@@ -70,7 +76,11 @@ class EdgeMiddleware:
             # The path is the client's: keep it to printable ASCII so that no CR/LF can forge a log line.
             path = _UNPRINTABLE.sub("?", scope["path"][:200])
             logger.warning("refused %s %s: %s (%s)", request.method, path, exc.error_code, exc)
-            await error_response(request, exc)(scope, receive, send)
+            response = error_response(request, exc)
+            if exc.headers == _CLOSE:
+                # A navigation's redirect carries no error headers, and this one must close the connection too.
+                response.headers.update(_CLOSE)
+            await response(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -86,6 +96,8 @@ class EdgeMiddleware:
                 headers[key] = raw_value.decode("latin-1")
 
         declared = headers.get("content-length")
+        if declared is not None and any(name.lower() == b"transfer-encoding" for name, _ in scope["headers"]):
+            raise InvalidRequest("Transfer-Encoding and Content-Length may not both be sent.", headers=_CLOSE)
         if declared is not None:
             declared = declared.strip()
             if not _DIGITS.fullmatch(declared):
