@@ -208,6 +208,12 @@ def test_fusionauth_failures_are_counted_by_outcome(
     assert count == 1
 
 
+def test_head_is_counted_under_the_route_that_answered_it(counted: TestClient, metrics: Metrics) -> None:
+    assert counted.head("/api/session").status_code == 200
+    labels = {"route": "/api/session", "method": "HEAD", "status": "200"}
+    assert sample_value(metrics, "stepup_bff_http_request_duration_seconds_count", **labels) == 1
+
+
 def test_route_and_method_labels_stay_bounded(counted: TestClient, metrics: Metrics) -> None:
     # Every file path of the single-page app, and every unknown path, is one series; so is every odd method.
     for path in ("/", "/app.js", "/no-such-file-1", "/no-such-file-2", "/api/nothing/here"):

@@ -214,3 +214,28 @@ def test_store_and_database_urls_are_checked_without_echoing_them(
         assert load_settings(config_file).storage.url == url
     monkeypatch.setenv("STEPUP_DATABASE__URL", "postgresql://stepup:pw@db:5432/stepup")
     assert load_settings(config_file).database.url.startswith("postgresql://")
+
+
+@pytest.mark.parametrize(
+    ("written", "origin"),
+    [
+        ("https://App.Example.com", "https://app.example.com"),
+        ("https://app.example.com:443/", "https://app.example.com"),
+        ("HTTPS://app.example.com:8443", "https://app.example.com:8443"),
+        ("http://LOCALHOST:80", "http://localhost"),
+        ("http://[::1]:9000", "http://[::1]:9000"),
+    ],
+)
+def test_public_url_is_kept_as_browsers_send_origin(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, written: str, origin: str
+) -> None:
+    # Otherwise an upper-case host or an explicit default port never equals the browser's Origin header, and every
+    # state-changing request is refused as cross-site.
+    monkeypatch.setenv("STEPUP_PUBLIC_URL", written)
+    assert load_settings(config_file).public_url == origin
+
+
+def test_public_url_with_credentials_is_refused(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEPUP_PUBLIC_URL", "https://user:pw@app.example.com")
+    with pytest.raises(ConfigError, match="public_url: must be an origin"):
+        load_settings(config_file)

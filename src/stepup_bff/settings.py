@@ -48,9 +48,17 @@ def _origin(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("must be an origin without a path, e.g. https://app.example.com")
-    return f"{parts.scheme}://{parts.netloc}"
+    # Serialised as browsers send `Origin` (RFC 6454 6.1): lower-case scheme and host, no default port. Written
+    # any other way (`https://App.example.com:443`) it would never match, and every state-changing request would
+    # be refused as cross-site.
+    host = parts.hostname  # urlsplit lower-cases it
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = "" if parts.port in (None, default_port) else f":{parts.port}"
+    return f"{parts.scheme}://{host}{port}"
 
 
 def _base_url(value: str) -> str:

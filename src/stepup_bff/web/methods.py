@@ -34,7 +34,13 @@ class HeadMiddleware:
             await send(message)
 
         # A copy: the server's own scope (its access log) still says HEAD.
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        mirrored = {**scope, "method": "GET"}
+        await self.app(mirrored, receive, send_without_body)
+        # What routing recorded on the copy, handed back so that the metrics and the access line outside name the
+        # route a HEAD was answered by, as for its GET.
+        for key in ("route", "endpoint"):
+            if key in mirrored:
+                scope[key] = mirrored[key]
 
 
 def allowed_methods(request: Request) -> str:
