@@ -89,7 +89,8 @@ def step_up_guards(routes: Iterable[Any]) -> list[tuple[str | None, bool]]:
 def check_step_up_actions(settings: Settings, routes: Iterable[Any] | None = None) -> None:
     """ConfigError if [step_up.actions] names an action no route has, or binds one whose route cannot be bound.
     `routes` defaults to the app's own routers' (`serve` checks before it builds any app)."""
-    check_routes(settings.step_up, step_up_guards(routes if routes is not None else ROUTERS))
+    own = [route for router in ROUTERS for route in router.routes]
+    check_routes(settings.step_up, step_up_guards(routes if routes is not None else own))
 
 
 def create_app(
