@@ -64,8 +64,6 @@ class Outbox:
             self._messages.append(message)
             del self._messages[:-MAX_MESSAGES]
         logger.info("dev outbox: %s to %s: code %s", method, to, code)
-        if text:
-            logger.info("dev outbox: %s", text)
         return message
 
     def messages(self) -> list[Message]:
