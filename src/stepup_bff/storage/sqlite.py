@@ -129,6 +129,16 @@ class _SqliteFile:
 
         await self.run(op, "ping")
 
+    @classmethod
+    def durable_transaction(cls, db: sqlite3.Connection, body: Callable[[], T]) -> T:
+        """`transaction`, with its commit synced to disk (synchronous=FULL): for a record that must survive even an
+        OS crash."""
+        db.execute("PRAGMA synchronous=FULL")
+        try:
+            return cls.transaction(db, body)
+        finally:
+            db.execute("PRAGMA synchronous=NORMAL")
+
     @staticmethod
     def transaction(db: sqlite3.Connection, body: Callable[[], T]) -> T:
         db.execute("BEGIN IMMEDIATE")
@@ -360,11 +370,7 @@ class SqliteDatabase:
                 return event
 
             # A security event is as much a record as a telegram: synced to disk like one.
-            db.execute("PRAGMA synchronous=FULL")
-            try:
-                return self._file.transaction(db, body)
-            finally:
-                db.execute("PRAGMA synchronous=NORMAL")
+            return self._file.durable_transaction(db, body)
 
         return await self._file.run(op, "append_activity")
 
