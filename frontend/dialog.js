@@ -180,6 +180,7 @@ function createTwoFactorDialog(flow) {
   // started again while it was on its way) must not touch the dialog.
   let generation = 0;
   let openedWith = {}; // what open() was given: passed to flow.start() again by "Start again"
+  let closedByUs = false; // close() closed the <dialog> itself: its "close" event is not a person cancelling
 
   const selected = () => options.find((option) => option.id === selectedId) ?? null;
   const needsSend = (option) => option && option.method !== "authenticator";
@@ -514,7 +515,12 @@ function createTwoFactorDialog(flow) {
     stopWait();
     if (started && !result) discard();
     started = false;
-    if (dialog.open) dialog.close();
+    if (dialog.open) {
+      // The <dialog>'s own "close" event comes later, as a task: by then this dialog may be open again for the
+      // next challenge (several requests, each confirmed in turn), which that stale event must not close.
+      closedByUs = true;
+      dialog.close();
+    }
     dialog.remove();
     // Put focus back where it was (the Send button, typically), whatever closed the dialog.
     if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
@@ -538,7 +544,13 @@ function createTwoFactorDialog(flow) {
   restartButton.addEventListener("click", () => (flow.restartLabel ? close() : start()));
   cancelButton.addEventListener("click", () => close());
   // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished step-up counts as cancelled.
-  dialog.addEventListener("close", () => close());
+  dialog.addEventListener("close", () => {
+    if (closedByUs) {
+      closedByUs = false;
+      return;
+    }
+    close();
+  });
 
   return {
     element: dialog,

@@ -78,6 +78,10 @@ export function errorMessage(error) {
       return "Not sent: you didn't confirm it's you. Your telegram is still here when you're ready.";
     case "insufficient_user_authentication":
       return "Your confirmation didn't go through in time. Please send again.";
+    case "too_many_pending":
+      return Number.isFinite(retryAfter)
+        ? `Too many telegrams are waiting for a confirmation. Try again in ${formatWait(retryAfter)}.`
+        : "Too many telegrams are waiting for a confirmation. Try again in a moment.";
     case "too_many_requests":
     case "rate_limited":
       return Number.isFinite(retryAfter)

@@ -360,3 +360,30 @@ def test_setting_one_key_of_send_telegram_keeps_its_binding(tmp_path: Path) -> N
         make_settings(tmp_path, step_up={"actions": {"send_telegram": {"single_use": False}}})
     with pytest.raises(ValueError, match="must not be longer than step_up.max_age"):
         make_settings(tmp_path, step_up={"actions": {"send_telegram": {"max_age": 301}}})
+
+
+def test_refusals_waiting_for_a_confirmation_are_capped_per_user(signed_in: TestClient, clock: FakeClock) -> None:
+    """Each refusal keeps a pending transaction in the store: a client cannot fill it by sending request after
+    request."""
+    for n in range(30):
+        challenge_of(post(signed_in, "/api/telegrams", {**TELEGRAM, "message": f"number {n}"}))
+    capped = post(signed_in, "/api/telegrams", TELEGRAM)
+    assert capped.status_code == 429 and capped.json()["error"] == "too_many_pending"
+    assert 0 < capped.json()["retry_after"] <= 300 and capped.headers["retry-after"]
+    clock.advance(300)
+    challenge_of(post(signed_in, "/api/telegrams", TELEGRAM))
+
+
+def test_transactions_refused_together_stay_confirmable_after_one_step_up_rotates_the_session(
+    signed_in: TestClient, two_factor: FakeTwoFactor
+) -> None:
+    """Two requests refused at once (two tabs, two telegrams): confirming the first gives the session a new id, and the
+    second is still this sign-in's to confirm."""
+    ann, ben = {**TELEGRAM, "recipient": "Ann"}, {**TELEGRAM, "recipient": "Ben"}
+    refused_ann, refused_ben = post(signed_in, "/api/telegrams", ann), post(signed_in, "/api/telegrams", ben)
+    before = signed_in.cookies["stepup_session"]
+    assert confirm_transaction(signed_in, refused_ann).status_code == 200
+    assert signed_in.cookies["stepup_session"] != before  # rotated
+    assert post(signed_in, "/api/telegrams", ann).status_code == 201
+    assert confirm_transaction(signed_in, refused_ben).status_code == 200
+    assert post(signed_in, "/api/telegrams", ben).status_code == 201

@@ -30,6 +30,7 @@
     │   ├── ResendTooSoon (429 resend_too_soon, retry_after)
     │   ├── TooManySends (429 too_many_sends)
     │   ├── TooManyStarts (429 too_many_starts, retry_after)
+    │   ├── TooManyPending (429 too_many_pending, retry_after): a bound action's refusals, per user
     │   └── StepUpBlocked (429 step_up_blocked, retry_after)
     ├── FusionAuthError (502 fusionauth_error)
     │   ├── FusionAuthUnavailable (503 fusionauth_unavailable)
@@ -359,6 +360,11 @@ class TooManySends(StepUpError):
 class TooManyStarts(_RetryLater, StepUpError):
     code = "too_many_starts"
     description = "Too many step-ups were started. Wait a while before starting another."
+
+
+class TooManyPending(_RetryLater, StepUpError):
+    code = "too_many_pending"
+    description = "Too many requests are waiting for a confirmation. Wait a moment, then send again."
 
 
 class StepUpBlocked(_RetryLater, StepUpError):

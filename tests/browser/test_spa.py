@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,10 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import pyotp
 import pytest
 from playwright.sync_api import Locator, Page, Request, Response, Route, expect
 
+from stepup_bff.activity import ActivityLog
+from stepup_bff.clock import SystemClock
+from stepup_bff.storage import open_database
 from support.dev_stack import RunningStack as Stack
 from support.step_up import UNBOUND
 
@@ -488,3 +493,66 @@ def assert_eventually(condition: Callable[[], bool], timeout: float = 5.0) -> No
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+# ---- the activity log and several confirmations at once ------------------------------------------------------------
+
+
+def seed_second_factor_events(stack: Stack, login_id: str, count: int) -> None:
+    """Events as the enrolment feature to come will write them (ActivityLog's API), into the stack's database, from a
+    thread of its own (Playwright's sync API holds this thread's event loop)."""
+    user_id = stack.stack.seed.user(login_id).id
+
+    async def seed() -> None:
+        async with open_database(stack.stack.settings.database) as database:
+            log = ActivityLog(database, SystemClock())
+            for _ in range(count):
+                await log.second_factor_added(user_id, "authenticator")
+
+    worker = threading.Thread(target=lambda: anyio.run(seed))
+    worker.start()
+    worker.join(timeout=30)
+
+
+def test_the_activity_panel_shows_older_events_on_request(page: Page, stack: Stack) -> None:
+    sign_in(page, stack, "alice@example.com")
+    seed_second_factor_events(stack, "alice@example.com", 24)
+    page.reload()
+    items = page.get_by_test_id("activity-what")
+    expect(items).to_have_count(20)  # a page
+    # Written outside a request, so no browser to name: just what happened, and when.
+    expect(items.first).to_have_text(re.compile(r"^Second factor added: authenticator app, \d{1,2}:\d\d"))
+    more = page.get_by_role("button", name="Show older activity")
+    more.click()
+    expect(items).to_have_count(25)
+    expect(items.last).to_have_text(re.compile(r"^Signed in on FusionAuth's page from Chrome on Linux, \d{1,2}:\d\d"))
+    expect(more).to_be_hidden()
+
+
+def test_two_telegrams_challenged_at_once_are_each_confirmed_for_what_they_are(page: Page, stack: Stack) -> None:
+    """api.js: requests challenged for different transactions do not share a dialog (one confirmation is for one
+    request); each gets its own, one after the other, and both are sent."""
+    sign_in(page, stack, "alice@example.com")
+    page.evaluate(
+        """async () => {
+          const { api } = await import("/api.js");
+          window.bothSent = Promise.all([
+            api.sendTelegram({ recipient: "Ann", message: "One" }, "k-ann"),
+            api.sendTelegram({ recipient: "Ben", message: "Two" }, "k-ben"),
+          ]).then((sent) => sent.map((telegram) => telegram.recipient));
+        }"""
+    )
+    confirms = page.get_by_test_id("step-up-confirm")
+    seen = []
+    for turn in range(2):
+        expect(confirms).to_have_text(re.compile(r"^Confirm: singing telegram to (Ann — “One”|Ben — “Two”)$"))
+        text = confirms.text_content() or ""
+        assert text not in seen
+        seen.append(text)
+        page.get_by_label("Verification code").fill(stack.totp_code("alice@example.com"))
+        page.get_by_role("button", name="Verify").click()
+        if turn == 0:
+            expect(confirms).not_to_have_text(text)  # the next dialog, for the other telegram
+    expect(dialog(page)).to_be_hidden()
+    assert sorted(page.evaluate("() => window.bothSent")) == ["Ann", "Ben"]
+    assert sorted(t["recipient"] for t in server_telegrams(page)) == ["Ann", "Ben"]

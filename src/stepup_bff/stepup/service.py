@@ -39,12 +39,13 @@ from ..errors import (
     NoSecondFactor,
     StepUpBlocked,
     StepUpLocked,
+    TooManyPending,
     TransactionExpired,
 )
 from ..fusionauth.client import FusionAuthClient, TwoFactorFailed, TwoFactorLogin
 from ..settings import StepUpSettings
 from ..storage import Store, user_key
-from .challenge import Challenge, ChallengeMachine, Sent
+from .challenge import Challenge, ChallengeMachine, Sent, retry_after
 from .policy import Policy, resolve
 from .transaction import Transaction
 
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
     from ..ops.metrics import Metrics, TransactionRefusal
 
 logger = logging.getLogger(__name__)
+
+# Transactions a user may have refused (each waiting for its confirmation) per step_up.challenge_ttl.
+MAX_PENDING = 30
 
 # The refusal's own words, where they say more than "confirm it's you".
 _REFUSALS: dict[str, str] = {
@@ -81,7 +85,7 @@ class Pending:
     action: str
     digest: str
     summary: str
-    session: str  # the binding of the session whose request was refused: only it may confirm it
+    session: str  # the lineage of the session whose request was refused (its sign-in): only it may confirm it
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -143,6 +147,23 @@ class StepUpService:
     @staticmethod
     def _pending_key(user_id: str, transaction_id: str) -> str:
         return user_key("transaction", user_id, transaction_id)
+
+    @staticmethod
+    def _lineage_key(user_id: str, session_id: str) -> str:
+        return user_key("lineage", user_id, _session_binding(session_id))
+
+    async def _lineage(self, session: Session, *, create: bool = False) -> str | None:
+        """A random id for this sign-in that survives the step-ups' session rotations (finish() carries it over): a
+        pending transaction belongs to it, so that it stays confirmable after another step-up rotated the session id,
+        and to no other session of the same user."""
+        key = self._lineage_key(session.user.id, session.id)
+        lineage = await self._store.get(key)
+        if lineage is None and create:
+            lineage = secrets.token_urlsafe(16)
+            remaining = max(1.0, session.expires_at - self._clock.now())
+            if not await self._store.add(key, lineage, ttl=remaining):
+                lineage = await self._store.get(key)  # a concurrent refusal made it first
+        return lineage
 
     def policy(self, action: str | None, max_age: int | None = None) -> Policy:
         return resolve(self._settings, action, max_age)
@@ -236,7 +257,7 @@ class StepUpService:
         if verified.challenge.bound_to is not None:
             raw = await self._store.pop(self._pending_key(session.user.id, verified.challenge.bound_to))
             pending = Pending.loads(raw) if raw is not None else None
-            if pending is None or pending.session != binding:
+            if pending is None or pending.session != await self._lineage(session):
                 raise TransactionExpired()
             step_up = await self._grant_bound(session.user.id, verified.method, pending)
         else:
@@ -245,6 +266,11 @@ class StepUpService:
             rotated = await self._sessions.rotate(session, step_up)
         except LookupError as exc:
             raise LoginRequired("Your session ended during the step-up. Sign in again.") from exc
+        lineage = await self._lineage(session)
+        if lineage is not None:
+            # The other transactions this sign-in has waiting (several requests refused at once) stay confirmable.
+            remaining = max(1.0, rotated.expires_at - self._clock.now())
+            await self._store.set(self._lineage_key(session.user.id, rotated.id), lineage, ttl=remaining)
         logger.info("step-up completed: user=%s method=%s", session.user.id, verified.method)
         detail: dict[str, str] = {"method": verified.method}
         if (reference := grant_reference(step_up.grant)) is not None:
@@ -278,7 +304,7 @@ class StepUpService:
     async def _pending(self, session: Session, transaction_id: str) -> Pending:
         raw = await self._store.get(self._pending_key(session.user.id, transaction_id))
         pending = Pending.loads(raw) if raw is not None else None
-        if pending is None or pending.session != _session_binding(session.id):
+        if pending is None or pending.session != await self._lineage(session):
             raise TransactionExpired()
         return pending
 
@@ -408,12 +434,19 @@ class StepUpService:
     ) -> InsufficientUserAuthentication:
         """The challenge for this very request: its transaction is kept pending, for a step-up to confirm."""
         assert policy.action is not None  # noqa: S101 - only bound actions get here
+        # Each refusal keeps a record in the store: a signed-in client sending request after request must not be able
+        # to fill it. Far more than a person confirms in a few minutes; past it, wait (the window is challenge_ttl).
+        counter = user_key("pending-transactions", session.user.id)
+        if await self._store.incr(counter, ttl=self._settings.challenge_ttl) > MAX_PENDING:
+            raise TooManyPending(retry_after=await retry_after(self._store, counter))
+        lineage = await self._lineage(session, create=True)
+        assert lineage is not None  # noqa: S101 - created above
         pending = Pending(
             id="tx_" + secrets.token_urlsafe(16),
             action=policy.action,
             digest=digest,
             summary=transaction.summary,
-            session=_session_binding(session.id),
+            session=lineage,
         )
         # Long enough to read the dialog and start; a started challenge keeps it alive for as long as it lives.
         await self._store.set(
