@@ -24,15 +24,41 @@ export class ApiError extends Error {
 const CHALLENGE = "insufficient_user_authentication";
 
 let challengeHandler = null;
+// The dialog in progress and what it answers: { key, promise }. Requests challenged for the same thing share it;
+// one bound to another transaction waits its turn and gets a dialog of its own (one confirmation is for one request).
 let challengeInFlight = null;
 
 /**
- * Register the function that answers a step-up challenge: `async ({ maxAge, description }) => boolean`.
+ * Register the function that answers a step-up challenge:
+ * `async ({ maxAge, description, action, transaction: { id, summary } | null }) => boolean`.
  * It resolves true once the user has stepped up, false if they gave up; it may throw an ApiError
  * (for instance login_required when the session ended meanwhile).
  */
 export function onStepUpChallenge(handler) {
   challengeHandler = handler;
+}
+
+/** The transaction a bound challenge carries (JSON body only: the summary is the person's own text). */
+function transactionOf(body) {
+  const transaction = body?.transaction;
+  if (!transaction || typeof transaction.id !== "string" || typeof transaction.summary !== "string") return null;
+  return { id: transaction.id, summary: transaction.summary };
+}
+
+async function answerChallenge(challenge) {
+  const key = challenge.transaction?.id ?? "";
+  while (challengeInFlight && challengeInFlight.key !== key) {
+    await challengeInFlight.promise.catch(() => {});
+  }
+  if (!challengeInFlight) {
+    const promise = Promise.resolve()
+      .then(() => challengeHandler(challenge))
+      .finally(() => {
+        if (challengeInFlight?.promise === promise) challengeInFlight = null;
+      });
+    challengeInFlight = { key, promise };
+  }
+  return challengeInFlight.promise;
 }
 
 function isChallenge(response, body) {
@@ -107,13 +133,13 @@ export async function request(method, path, { body, headers = {}, challenge = tr
   let data = await readBody(response);
 
   if (challenge && challengeHandler && isChallenge(response, data)) {
-    // Several requests may be challenged at once; they share one dialog rather than opening one each.
-    challengeInFlight ??= Promise.resolve()
-      .then(() => challengeHandler({ maxAge: maxAgeOf(response, data), description: data?.error_description }))
-      .finally(() => {
-        challengeInFlight = null;
-      });
-    const steppedUp = await challengeInFlight;
+    // Several requests may be challenged at once; those challenged for the same thing share one dialog.
+    const steppedUp = await answerChallenge({
+      maxAge: maxAgeOf(response, data),
+      description: data?.error_description,
+      action: typeof data?.action === "string" ? data.action : null,
+      transaction: transactionOf(data),
+    });
     if (!steppedUp) {
       throw new ApiError({
         status: 401,
@@ -153,6 +179,9 @@ export const api = {
   /** Ends the session here; the answer names FusionAuth's logout URL, which the caller navigates to. */
   signOut: () => post("/auth/logout"),
   telegrams: () => request("GET", "/api/telegrams"),
+  /** The security activity log, newest first; pass the answer's next_cursor for the page after. */
+  activity: (cursor) =>
+    request("GET", cursor ? `/api/activity?cursor=${encodeURIComponent(cursor)}` : "/api/activity"),
   sendTelegram: ({ recipient, message }, idempotencyKey) =>
     post("/api/telegrams", { recipient, message }, { headers: { "Idempotency-Key": idempotencyKey } }),
   /** Our own sign-in form, through the BFF (which alone talks to FusionAuth). No step-up handling on these. */
@@ -168,7 +197,9 @@ export const api = {
       ),
   },
   stepUp: {
-    start: () => post("/api/step-up/start", {}, { challenge: false }),
+    /** With a transaction id (from the challenge), the step-up confirms that request and only it. */
+    start: (transactionId) =>
+      post("/api/step-up/start", transactionId ? { transaction_id: transactionId } : {}, { challenge: false }),
     send: (methodId) => post("/api/step-up/send", { method_id: methodId }, { challenge: false }),
     finish: (code, methodId) =>
       post("/api/step-up/finish", methodId ? { code, method_id: methodId } : { code }, { challenge: false }),

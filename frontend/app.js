@@ -122,6 +122,25 @@ function showSignedIn(session, notice) {
   view = renderSignedIn(main, account, { session, notice, onSubmit: sendTelegram, onSignOut: signOut });
   showElevated(session.step_up);
   loadTelegrams();
+  loadActivity();
+}
+
+/** The activity log: the newest page, or (`cursor`) the page after the ones shown. */
+async function loadActivity(cursor = null) {
+  const current = view;
+  if (!current) return;
+  try {
+    const page = await api.activity(cursor);
+    if (view !== current) return;
+    const next = typeof page?.next_cursor === "string" ? page.next_cursor : null;
+    current.setActivity(Array.isArray(page?.events) ? page.events : [], {
+      append: Boolean(cursor),
+      onMore: next ? () => loadActivity(next) : null,
+    });
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    if (view === current) current.setActivityError(`Couldn't load your activity. ${errorMessage(error)}`);
+  }
 }
 
 async function loadTelegrams() {
@@ -170,6 +189,8 @@ async function sendTelegram() {
     if (error.code === "insufficient_user_authentication") recheckSession();
   } finally {
     current.setBusy(false);
+    // Whatever happened (sent, confirmed, a wrong code, cancelled), the log has it now.
+    if (view === current) loadActivity();
   }
 }
 

@@ -1,8 +1,9 @@
 // The second-factor dialog, one for both places a code is asked for:
 //
 // - step-up (`createStepUpDialog`): a fresh second factor when the BFF answers a request with the RFC 9470
-//   challenge. `open()` resolves with the new step-up status ({ active, expires_at, method }) once the user has
-//   confirmed, or with null when they cancel; it rejects with the ApiError when the session is gone (login_required),
+//   challenge; a challenge bound to a transaction first says what is confirmed ("Confirm: singing telegram to
+//   Bob — “Happy birthday…”"). `open()` resolves with the new step-up status ({ active, expires_at, method }; not
+//   active after a bound step-up, which elevates nothing) once the user has confirmed, or with null when they cancel; it rejects with the ApiError when the session is gone (login_required),
 //   so the page can show the signed-out view;
 // - sign-in (`createSignInDialog`): the second factor FusionAuth asks for after the password (its 242). `open()`
 //   resolves with the new session, or null when the person cancels or must enter their password again.
@@ -21,18 +22,23 @@ const CODE_HINTS = {
   sms: "Enter the code from the text message we sent you.",
 };
 
-/** The step-up dialog. */
+/** The step-up dialog. A challenge bound to a transaction says what is being confirmed, before any code. */
 export function createStepUpDialog({ api }) {
   return createTwoFactorDialog({
     prefix: "step-up",
     title: "Confirm it's you",
-    intro: ({ maxAge } = {}) =>
+    intro: ({ maxAge, transaction } = {}) => {
+      // Bound: this second factor confirms that one request, and only it (the server's summary says which).
+      if (transaction) return "Your second factor confirms exactly this, and nothing else:";
       // max_age is how fresh the second factor must be (RFC 9470); whether one confirmation covers one action or
       // every action for that long is the server's business (step_up.single_use), so don't promise either.
-      Number.isFinite(maxAge) && maxAge > 0
+      return Number.isFinite(maxAge) && maxAge > 0
         ? `This action needs a second factor confirmed in the last ${formatDuration(maxAge)}.`
-        : "This action needs a fresh second factor.",
-    start: () => api.stepUp.start(),
+        : "This action needs a fresh second factor.";
+    },
+    // The person's own words (a recipient, a message), built into a sentence by the server: shown as text only.
+    confirms: ({ transaction } = {}) => (transaction ? `Confirm: ${transaction.summary}` : null),
+    start: ({ transaction } = {}) => api.stepUp.start(transaction?.id),
     send: (methodId) => api.stepUp.send(methodId),
     finish: async (code, methodId) => {
       const result = await api.stepUp.finish(code, methodId);
@@ -64,6 +70,7 @@ function createTwoFactorDialog(flow) {
   // ---- the markup, built once -------------------------------------------------------------------------------
   const title = h("h2", { id: `${prefix}-title`, class: "dialog-title" }, flow.title);
   const intro = h("p", { id: `${prefix}-intro`, class: "dialog-intro" });
+  const confirms = h("p", { id: `${prefix}-confirms`, class: "dialog-confirms", "data-testid": `${prefix}-confirm` });
   const loading = h("p", { class: "loading", "data-testid": `${prefix}-loading` }, "Getting your sign-in options…");
 
   const methodList = h("div", { class: "method-list" });
@@ -129,6 +136,7 @@ function createTwoFactorDialog(flow) {
     { class: "dialog-form", novalidate: true },
     h("div", { class: "dialog-heading" }, h("span", { class: "dialog-icon", "aria-hidden": "true" }), title),
     intro,
+    confirms,
     loading,
     methods,
     sendRow,
@@ -143,7 +151,7 @@ function createTwoFactorDialog(flow) {
     {
       class: "step-up-dialog",
       "aria-labelledby": `${prefix}-title`,
-      "aria-describedby": `${prefix}-intro`,
+      "aria-describedby": `${prefix}-intro ${prefix}-confirms`,
       "data-testid": `${prefix}-dialog`,
     },
     form,
@@ -172,6 +180,7 @@ function createTwoFactorDialog(flow) {
   // started again while it was on its way) must not touch the dialog.
   let generation = 0;
   let openedWith = {}; // what open() was given: passed to flow.start() again by "Start again"
+  let closedByUs = false; // close() closed the <dialog> itself: its "close" event is not a person cancelling
 
   const selected = () => options.find((option) => option.id === selectedId) ?? null;
   const needsSend = (option) => option && option.method !== "authenticator";
@@ -428,6 +437,16 @@ function createTwoFactorDialog(flow) {
       return blocked(body.retry_after, "You've started confirming many times recently. Please wait a little.");
     }
     if (code === "challenge_expired") return restartWith("This challenge expired — start again.");
+    if (code === "transaction_expired") {
+      // What was to be confirmed is no longer waiting: only sending it again makes a new one.
+      stopResend();
+      phase = "dead-end";
+      started = false;
+      say("This confirmation is no longer pending. Close this, then send it again.", "warning");
+      render();
+      cancelButton.focus();
+      return;
+    }
     if (code === "no_challenge") return restartWith("This challenge is no longer active — start again.");
     if (code === "invalid_code") {
       const left = body.attempts_remaining;
@@ -496,7 +515,12 @@ function createTwoFactorDialog(flow) {
     stopWait();
     if (started && !result) discard();
     started = false;
-    if (dialog.open) dialog.close();
+    if (dialog.open) {
+      // The <dialog>'s own "close" event comes later, as a task: by then this dialog may be open again for the
+      // next challenge (several requests, each confirmed in turn), which that stale event must not close.
+      closedByUs = true;
+      dialog.close();
+    }
     dialog.remove();
     // Put focus back where it was (the Send button, typically), whatever closed the dialog.
     if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
@@ -520,7 +544,13 @@ function createTwoFactorDialog(flow) {
   restartButton.addEventListener("click", () => (flow.restartLabel ? close() : start()));
   cancelButton.addEventListener("click", () => close());
   // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished step-up counts as cancelled.
-  dialog.addEventListener("close", () => close());
+  dialog.addEventListener("close", () => {
+    if (closedByUs) {
+      closedByUs = false;
+      return;
+    }
+    close();
+  });
 
   return {
     element: dialog,
@@ -537,6 +567,9 @@ function createTwoFactorDialog(flow) {
       pending = { resolve, reject, promise };
       openedWith = options;
       intro.textContent = flow.intro(options);
+      const confirmation = flow.confirms?.(options) ?? null;
+      confirms.textContent = confirmation ?? "";
+      show(confirms, Boolean(confirmation));
       document.body.append(dialog);
       dialog.showModal();
       start();

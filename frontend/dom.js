@@ -122,6 +122,16 @@ export function formatWhen(iso) {
   return dayAndTime.format(date);
 }
 
+/** A moment in a log: "10:42" today, "yesterday 18:05", else "Sat 21 Nov, 18:00". */
+export function formatMoment(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  const offset = dayOffset(date);
+  if (offset === 0) return timeOnly.format(date);
+  if (offset === -1) return `yesterday ${timeOnly.format(date)}`;
+  return dayAndTime.format(date);
+}
+
 /** The same, spelled out in full (tooltips). */
 export function formatFull(iso) {
   const date = new Date(iso);

@@ -78,6 +78,10 @@ export function errorMessage(error) {
       return "Not sent: you didn't confirm it's you. Your telegram is still here when you're ready.";
     case "insufficient_user_authentication":
       return "Your confirmation didn't go through in time. Please send again.";
+    case "too_many_pending":
+      return Number.isFinite(retryAfter)
+        ? `Too many telegrams are waiting for a confirmation. Try again in ${formatWait(retryAfter)}.`
+        : "Too many telegrams are waiting for a confirmation. Try again in a moment.";
     case "too_many_requests":
     case "rate_limited":
       return Number.isFinite(retryAfter)
@@ -90,4 +94,65 @@ export function errorMessage(error) {
     default:
       return "Something went wrong on our side. Please try again in a moment.";
   }
+}
+
+// ---- the activity log ------------------------------------------------------------------------------------------
+
+const METHOD_WORDS = { authenticator: "authenticator app", email: "an emailed code", sms: "a texted code" };
+const SENT_BY = { email: "by email", sms: "by text message" };
+const ACTIONS = { send_telegram: "singing telegram" };
+const ENDINGS = {
+  idle_timeout: "Session ended after a while without activity",
+  absolute_timeout: "Session ended: it reached its time limit",
+};
+
+const methodWords = (method) => METHOD_WORDS[method] ?? "a second factor";
+const actionWords = (action) => ACTIONS[action] ?? (action ? String(action).replaceAll("_", " ") : "privileged action");
+
+/** What happened, in plain words ("Step-up with authenticator app"); the panel adds where from and when. */
+export function activityWhat(event) {
+  switch (event?.kind) {
+    case "sign_in":
+      if (event.via === "native") {
+        const also = event.method ? ` and ${methodWords(event.method)}` : "";
+        return `Signed in with your password${also}`;
+      }
+      return "Signed in on FusionAuth's page";
+    case "sign_out":
+      return "Signed out";
+    case "session_ended":
+      if (event.outcome === "replaced") return "Session replaced by a new sign-in";
+      if (event.outcome === "revoked") return "Session ended by the service";
+      return ENDINGS[event.reason] ?? "Session ended";
+    case "step_up_started":
+      return event.action ? `Asked to confirm a ${actionWords(event.action)}` : "Step-up started";
+    case "step_up_code_sent":
+      return `Code sent ${SENT_BY[event.method] ?? "to you"}`;
+    case "step_up_verified":
+      return `Step-up with ${methodWords(event.method)}`;
+    case "step_up_wrong_code":
+      return Number.isFinite(event.attempts_remaining)
+        ? `Wrong code entered (${event.attempts_remaining} ${event.attempts_remaining === 1 ? "attempt" : "attempts"} left)`
+        : "Wrong code entered";
+    case "step_up_blocked":
+      return "Step-up paused after too many wrong codes";
+    case "step_up_locked":
+      return "Step-up locked after too many wrong codes";
+    case "privileged_action": {
+      const what = actionWords(event.action);
+      return `${what.charAt(0).toUpperCase()}${what.slice(1)} sent`;
+    }
+    case "second_factor_added":
+      return `Second factor added: ${methodWords(event.method)}`;
+    case "second_factor_removed":
+      return `Second factor removed: ${methodWords(event.method)}`;
+    default:
+      return "Account activity";
+  }
+}
+
+/** "Step-up with authenticator app from Firefox on Linux" (the time is shown beside it). */
+export function activitySentence(event) {
+  const agent = typeof event?.agent === "string" && event.agent ? event.agent : null;
+  return agent ? `${activityWhat(event)} from ${agent}` : activityWhat(event);
 }

@@ -2,7 +2,8 @@
 // The signed-in view is built once per sign-in and then updated in place through the controller it returns, so
 // what a person is typing survives every update (a list refresh, the badge ticking, an error).
 
-import { formatFull, formatWhen, h, show } from "./dom.js";
+import { formatFull, formatMoment, formatWhen, h, show } from "./dom.js";
+import { activitySentence } from "./messages.js";
 
 export const RECIPIENT_MAX = 100;
 export const MESSAGE_MAX = 500;
@@ -269,6 +270,26 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
   );
   const listError = h("div", { class: "notice error", role: "alert", hidden: true });
 
+  // ---- the activity log ----------------------------------------------------------------------------------------
+  const activityList = h("ol", {
+    class: "activity-list",
+    "data-testid": "activity-list",
+    "aria-labelledby": "activity-title",
+  });
+  const activityStatus = h(
+    "p",
+    { class: "loading muted", role: "status", "data-testid": "activity-loading" },
+    "Loading your account's activity…",
+  );
+  const activityError = h("div", { class: "notice error", role: "alert", hidden: true, "data-testid": "activity-error" });
+  const activityMore = h(
+    "button",
+    { type: "button", class: "button secondary small activity-more", "data-testid": "activity-more", hidden: true },
+    "Show older activity",
+  );
+  let loadMore = null;
+  activityMore.addEventListener("click", () => loadMore?.());
+
   main.replaceChildren(
     h(
       "section",
@@ -300,6 +321,21 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
         empty,
         list,
       ),
+    ),
+    h(
+      "section",
+      { class: "card activity", "aria-labelledby": "activity-title", "data-testid": "activity" },
+      h("h2", { id: "activity-title" }, "Activity"),
+      h(
+        "p",
+        { class: "muted small-print" },
+        "Sign-ins, confirmations and privileged actions on your account, newest first. Something you don't recognise? " +
+          "Sign out and change your password.",
+      ),
+      activityStatus,
+      activityError,
+      activityList,
+      activityMore,
     ),
   );
 
@@ -375,6 +411,21 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
       );
       show(listError, true);
     },
+    /** The activity log's first page (`append` false) or a further one; `onMore` loads the next, if there is one. */
+    setActivity(events, { append = false, onMore = null } = {}) {
+      show(activityStatus, false);
+      show(activityError, false);
+      const items = events.map(activityItem);
+      if (append) activityList.append(...items);
+      else activityList.replaceChildren(...items);
+      loadMore = onMore;
+      show(activityMore, Boolean(onMore));
+    },
+    setActivityError(text) {
+      show(activityStatus, false);
+      activityError.textContent = text;
+      show(activityError, true);
+    },
     setBadge(text) {
       badge.textContent = text ?? "";
       show(badge, Boolean(text));
@@ -393,6 +444,25 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
   };
   controller.setNotice(notice);
   return controller;
+}
+
+function activityItem(event) {
+  const when = String(event.at ?? "");
+  return h(
+    "li",
+    {
+      class: "activity-item",
+      "data-testid": "activity-item",
+      "data-kind": String(event.kind ?? ""),
+      "data-outcome": String(event.outcome ?? ""),
+    },
+    h("span", { class: "activity-what", "data-testid": "activity-what" }, `${activitySentence(event)}, `, h(
+      "time",
+      { datetime: when, title: formatFull(when) },
+      formatMoment(when),
+    )),
+    event.address ? h("span", { class: "muted small-print", title: "The address the request came from" }, event.address) : null,
+  );
 }
 
 function telegramItem(telegram) {

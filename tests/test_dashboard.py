@@ -41,6 +41,9 @@ def _labels_by_series() -> dict[str, set[str]]:
     metrics.signed_out("hosted")
     metrics.session_ended("sign_out")
     metrics.store_error("sqlite", "get")
+    metrics.transaction_refused("send_telegram", "mismatch")
+    metrics.activity_recorded("sign_in")
+    metrics.activity_write_failed("sign_in")
     found: dict[str, set[str]] = {}
     for family in metrics.registry.collect():
         for sample in family.samples:

@@ -25,19 +25,22 @@ from stepup_bff.settings import Settings
 from support.asgi import call
 from support.fake_fusionauth import FA_PUBLIC_URL, TokenFactory
 from support.live_server import serve
+from support.step_up import confirm_transaction
 from support.two_factor import VALID_CODE, FakeTwoFactor
 
 LIMIT = 16 * 1024
 JSON = {**JSON_HEADERS, "Content-Type": "application/json"}
 TELEGRAM = {"recipient": "Bob", "message": "Happy birthday, sung by a baritone"}
-# Routes that take no input, and routes with a body (and a body they would act on).
-BODYLESS = ("/api/step-up/start", "/api/step-up/cancel", "/auth/logout")
+# Routes that take no input, a route whose input is all optional (no body, {}, or exactly its fields), and routes
+# with a body (and a body they would act on).
+BODYLESS = ("/api/step-up/cancel", "/auth/logout")
+OPTIONAL_BODY = ("/api/step-up/start",)
 WITH_BODY: dict[str, dict[str, str]] = {
     "/api/step-up/send": {"method_id": "MAIL"},
     "/api/step-up/finish": {"code": VALID_CODE},
     "/api/telegrams": TELEGRAM,
 }
-EVERY_POST = (*BODYLESS, *WITH_BODY)
+EVERY_POST = (*BODYLESS, *OPTIONAL_BODY, *WITH_BODY)
 # Valid JSON, `{}` padded with spaces: too big by size alone, whatever its content.
 OVERSIZED = b"{" + b" " * (LIMIT - 1) + b"}"
 
@@ -71,9 +74,9 @@ def post(client: TestClient, path: str, body: dict[str, Any] | None = None) -> h
 
 @pytest.fixture
 def armed(signed_in: TestClient, fusionauth: respx.MockRouter, tmp_path: Path) -> Armed:
+    """Stepped up for TELEGRAM (its confirmation not yet used), and another challenge in progress."""
     FakeTwoFactor(fusionauth)
-    assert post(signed_in, "/api/step-up/start").status_code == 200
-    assert post(signed_in, "/api/step-up/finish", {"code": VALID_CODE}).status_code == 200
+    assert confirm_transaction(signed_in, post(signed_in, "/api/telegrams", TELEGRAM)).status_code == 200
     assert post(signed_in, "/api/step-up/start").status_code == 200
     return Armed(signed_in, fusionauth, tmp_path / "store.sqlite3")
 
@@ -160,7 +163,7 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize("path", BODYLESS)
+@pytest.mark.parametrize("path", (*BODYLESS, *OPTIONAL_BODY))
 def test_body_less_routes_refuse_any_other_body(armed: Armed, path: str) -> None:
     for body in MALFORMED:
         before = armed.world()
@@ -171,16 +174,44 @@ def test_body_less_routes_refuse_any_other_body(armed: Armed, path: str) -> None
 
 
 @pytest.mark.parametrize("body", [b"", b"{}", b" {\n\t} \r\n"])
-@pytest.mark.parametrize("path", BODYLESS)
+@pytest.mark.parametrize("path", (*BODYLESS, *OPTIONAL_BODY))
 def test_body_less_routes_accept_nothing_or_an_empty_object(armed: Armed, path: str, body: bytes) -> None:
     headers = JSON if body else JSON_HEADERS
     response = armed.client.post(path, content=body, headers=headers)
     assert response.status_code in (200, 204), response.text
 
 
+TRANSACTION_ID = "tx_" + "A" * 22
+OPTIONAL_MALFORMED = [
+    b'{"transaction_id": 5}',
+    b'{"transaction_id": "not-an-id"}',
+    b'{"transaction_id": "' + TRANSACTION_ID.encode() + b'", "extra": 1}',
+    # A repeated key: which of the two counts is where two parsers disagree.
+    b'{"transaction_id": "' + TRANSACTION_ID.encode() + b'", "transaction_id": "tx_' + b"B" * 22 + b'"}',
+    b'{"transaction_id": "' + TRANSACTION_ID.encode() + b'", "a": NaN}',
+    b'{"transaction_id": null, "userId": "someone"}',
+]
+
+
+@pytest.mark.parametrize("body", OPTIONAL_MALFORMED)
+def test_start_takes_only_a_transaction_id(armed: Armed, body: bytes) -> None:
+    """POST /api/step-up/start: nothing, `{}`, or `{"transaction_id": "tx_..."}`, strictly; refused before anything."""
+    before = armed.world()
+    response = armed.client.post("/api/step-up/start", content=body, headers=JSON)
+    assert_error(response, 400, "invalid_request")
+    assert "transaction_id" in response.json()["error_description"]
+    armed.assert_untouched(before, response)
+
+
+def test_start_for_a_transaction_that_is_not_pending_is_410(armed: Armed) -> None:
+    response = armed.client.post("/api/step-up/start", json={"transaction_id": TRANSACTION_ID}, headers=JSON)
+    assert_error(response, 410, "transaction_expired")
+    assert post(armed.client, "/api/step-up/start", {"transaction_id": None}).status_code == 200  # = unbound
+
+
 def test_what_the_spa_sends_to_body_less_routes_is_accepted(armed: Armed) -> None:
     """frontend/api.js posts `JSON.stringify({})` with Content-Type: application/json to start, cancel, logout."""
-    for path in BODYLESS:
+    for path in (*OPTIONAL_BODY, *BODYLESS):  # logout last: it ends the session
         response = armed.client.post(path, content=b"{}", headers={"X-CSRF": "1", "Content-Type": "application/json"})
         assert response.status_code in (200, 204), (path, response.text)
 

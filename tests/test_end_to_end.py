@@ -41,21 +41,25 @@ def test_sign_in_step_up_with_totp_and_send_a_telegram(live: RunningStack, brows
     assert session["authenticated"] is True and session["user"]["email"] == "alice@example.com"
 
     telegram = {"recipient": "Bob", "message": "Happy birthday"}
-    challenge = browser.post(f"{live.bff_url}/api/telegrams", json=telegram, headers=CSRF)
+    challenge = browser.post(f"{live.bff_url}/api/telegrams", json=telegram, headers={**CSRF, "Idempotency-Key": "e2e"})
     assert challenge.status_code == 401 and challenge.json()["error"] == "insufficient_user_authentication"
+    transaction = challenge.json()["transaction"]
+    assert transaction["summary"] == "singing telegram to Bob — “Happy birthday”"
 
-    start = browser.post(f"{live.bff_url}/api/step-up/start", json={}, headers=CSRF)
+    start = browser.post(f"{live.bff_url}/api/step-up/start", json={"transaction_id": transaction["id"]}, headers=CSRF)
     assert start.status_code == 200, start.text
     assert [m["method"] for m in start.json()["methods"]] == ["authenticator"]
     finish = browser.post(
         f"{live.bff_url}/api/step-up/finish", json={"code": live.totp_code("alice@example.com")}, headers=CSRF
     )
     assert finish.status_code == 200, finish.text
-    assert finish.json()["step_up"]["method"] == "authenticator"
+    assert finish.json()["transaction"]["id"] == transaction["id"]
 
     sent = browser.post(f"{live.bff_url}/api/telegrams", json=telegram, headers={**CSRF, "Idempotency-Key": "e2e"})
     assert sent.status_code == 201, sent.text
     assert browser.get(f"{live.bff_url}/api/telegrams").json()["telegrams"][0]["recipient"] == "Bob"
+    kinds = [event["kind"] for event in browser.get(f"{live.bff_url}/api/activity").json()["events"]]
+    assert kinds == ["privileged_action", "step_up_verified", "step_up_started", "sign_in"]
 
     logout = browser.post(f"{live.bff_url}/auth/logout", headers=CSRF)
     assert logout.status_code == 200
@@ -65,7 +69,10 @@ def test_sign_in_step_up_with_totp_and_send_a_telegram(live: RunningStack, brows
 
 def test_step_up_with_an_emailed_code(live: RunningStack, browsers: list[httpx.Client]) -> None:
     browser = sign_in(live, "bob@example.com", browsers)
-    start = browser.post(f"{live.bff_url}/api/step-up/start", json={}, headers=CSRF).json()
+    telegram = {"recipient": "Ann", "message": "Hi"}
+    challenge = browser.post(f"{live.bff_url}/api/telegrams", json=telegram, headers=CSRF).json()
+    transaction = {"transaction_id": challenge["transaction"]["id"]}
+    start = browser.post(f"{live.bff_url}/api/step-up/start", json=transaction, headers=CSRF).json()
     email = next(method for method in start["methods"] if method["method"] == "email")
     assert email["hint"] == "b•••@example.com"
 
@@ -74,11 +81,15 @@ def test_step_up_with_an_emailed_code(live: RunningStack, browsers: list[httpx.C
     wrong = browser.post(f"{live.bff_url}/api/step-up/finish", json={"code": "000000"}, headers=CSRF)
     assert wrong.status_code == 400 and wrong.json()["attempts_remaining"] == 4
     code = live.emailed_code("bob@example.com")
+    # The email says what the code confirms.
+    assert live.messages()[-1]["text"].startswith("You are confirming: singing telegram to Ann — “Hi”\n")
     finish = browser.post(f"{live.bff_url}/api/step-up/finish", json={"code": code}, headers=CSRF)
     assert finish.status_code == 200, finish.text
-    assert finish.json()["step_up"]["method"] == "email"
-    telegram = browser.post(f"{live.bff_url}/api/telegrams", json={"recipient": "Ann", "message": "Hi"}, headers=CSRF)
-    assert telegram.status_code == 201
+    assert finish.json()["transaction"]["id"] == transaction["transaction_id"]
+    sent = browser.post(f"{live.bff_url}/api/telegrams", json=telegram, headers=CSRF)
+    assert sent.status_code == 201
+    verified = browser.get(f"{live.bff_url}/api/activity").json()["events"][1]
+    assert (verified["kind"], verified["method"]) == ("step_up_verified", "email")
 
 
 def test_user_without_a_second_factor_is_told(live: RunningStack, browsers: list[httpx.Client]) -> None:

@@ -4,6 +4,7 @@ app recovers without a restart."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from conftest import JSON_HEADERS, make_settings, sign_in, start_login
 from support.backends import PostgresServer, RedisServer
 from support.fake_fusionauth import TokenFactory
+from support.step_up import UNBOUND, confirm_transaction, unbound
 from support.two_factor import VALID_CODE, FakeTwoFactor
 
 pytestmark = pytest.mark.live
@@ -26,9 +28,16 @@ def post(client: TestClient, path: str, body: dict[str, Any] | None = None, **he
     return client.post(path, json=body if body is not None else {}, headers={**JSON_HEADERS, **headers})
 
 
-def stepped_up(client: TestClient, fusionauth: respx.MockRouter, tokens: TokenFactory) -> TestClient:
+def stepped_up(
+    client: TestClient, fusionauth: respx.MockRouter, tokens: TokenFactory, *, bound: bool = False
+) -> TestClient:
+    """Signed in and stepped up: for the time window, or (`bound`) confirming TELEGRAM, not yet sent."""
     assert sign_in(client, fusionauth, tokens).status_code == 303
     FakeTwoFactor(fusionauth)
+    if bound:
+        refused = post(client, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k1"})
+        assert confirm_transaction(client, refused).status_code == 200
+        return client
     assert post(client, "/api/step-up/start").status_code == 200
     assert post(client, "/api/step-up/finish", {"code": VALID_CODE}).status_code == 200
     return client
@@ -41,21 +50,21 @@ def _telegram_count(url: str) -> int:
         return int(row[0])
 
 
-@pytest.mark.parametrize("single_use", [False, True])
+@pytest.mark.parametrize("mode", ["window", "single_use", "bound"])
 def test_redis_gone_is_503_everywhere_and_comes_back(
     app_factory: Any,
     tmp_path: Path,
     fusionauth: respx.MockRouter,
     tokens: TokenFactory,
     redis_live: RedisServer,
-    single_use: bool,
+    mode: str,
 ) -> None:
     settings = make_settings(
         tmp_path,
         storage={"url": redis_live.url, "timeout": 1.0, "connect_timeout": 1.0},
-        step_up={"single_use": single_use},
+        step_up={} if mode == "bound" else unbound(single_use=mode == "single_use"),
     )
-    client = stepped_up(app_factory(settings), fusionauth, tokens)
+    client = stepped_up(app_factory(settings), fusionauth, tokens, bound=mode == "bound")
     login = start_login(client)  # a sign-in in progress, to come back while Redis is away
     revocations = fusionauth["revoke"].call_count
 
@@ -104,7 +113,9 @@ def test_postgres_gone_means_no_telegram_and_no_201_and_comes_back(
     postgres_live: PostgresServer,
     postgres_url: str,
 ) -> None:
-    settings = make_settings(tmp_path, database={"url": postgres_url, "timeout": 2.0, "connect_timeout": 2.0})
+    settings = make_settings(
+        tmp_path, database={"url": postgres_url, "timeout": 2.0, "connect_timeout": 2.0}, step_up=UNBOUND
+    )
     client = stepped_up(app_factory(settings), fusionauth, tokens)
     assert post(client, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "before"}).status_code == 201
 
@@ -125,3 +136,31 @@ def test_postgres_gone_means_no_telegram_and_no_201_and_comes_back(
     assert again.status_code == 201, again.text  # the same key: it was never stored, so now it is
     assert [t["id"] for t in client.get("/api/telegrams").json()["telegrams"]][0] == again.json()["id"]
     assert _telegram_count(postgres_url) == 2
+
+
+def test_a_bound_telegram_waits_out_the_database_and_still_needs_no_second_confirmation(
+    app_factory: Any,
+    tmp_path: Path,
+    fusionauth: respx.MockRouter,
+    tokens: TokenFactory,
+    postgres_live: PostgresServer,
+    postgres_url: str,
+) -> None:
+    """The database is gone when the confirmed telegram is sent again: 503 before the guard (the idempotency look-up
+    needs the database), so the confirmation is not spent, and the same request goes through once it is back."""
+    settings = make_settings(tmp_path, database={"url": postgres_url, "timeout": 2.0, "connect_timeout": 2.0})
+    client = stepped_up(app_factory(settings), fusionauth, tokens, bound=True)
+    postgres_live.stop()
+    try:
+        sent = post(client, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k1"})
+        assert sent.status_code == 503 and sent.json()["error"] == "database_unavailable", sent.text
+    finally:
+        postgres_live.start()
+    # The pool reconnects by itself within seconds of the server's return (sooner or later under load): until then
+    # 503 again, and never a request for a second confirmation.
+    deadline = time.monotonic() + 15
+    while (sent := post(client, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k1"})).status_code == 503:
+        assert time.monotonic() < deadline, sent.text
+        time.sleep(0.2)
+    assert sent.status_code == 201, sent.text
+    assert _telegram_count(postgres_url) == 1

@@ -58,8 +58,10 @@ def test_a_scripted_session_is_counted_by_route_operation_and_outcome(
 ) -> None:
     two_factor = FakeTwoFactor(fusionauth)
     assert sign_in(counted, fusionauth, tokens).status_code == 303
-    assert post(counted, "/api/telegrams", TELEGRAM).status_code == 401
-    assert post(counted, "/api/step-up/start").status_code == 200
+    refused = post(counted, "/api/telegrams", TELEGRAM)
+    assert refused.status_code == 401
+    transaction = {"transaction_id": refused.json()["transaction"]["id"]}
+    assert post(counted, "/api/step-up/start", transaction).status_code == 200
     assert post(counted, "/api/step-up/finish", {"code": "000000"}).status_code == 400
     assert post(counted, "/api/step-up/finish", {"code": VALID_CODE}).status_code == 200
     assert post(counted, "/api/telegrams", TELEGRAM).status_code == 201
@@ -97,6 +99,17 @@ def test_a_scripted_session_is_counted_by_route_operation_and_outcome(
     assert sample_value(metrics, "stepup_bff_sign_outs_total", kind="hosted") == 1
     assert sample_value(metrics, "stepup_bff_sessions_ended_total", reason="sign_out") == 1
     assert sample_value(metrics, "stepup_bff_workers") == 1
+    # The bound telegram: refused once for want of a step-up; the activity log's events by kind.
+    assert sample_value(metrics, "stepup_bff_transaction_refusals_total", action="send_telegram", reason="no_step_up")
+    for kind, count in [
+        ("sign_in", 1),
+        ("step_up_started", 1),
+        ("step_up_wrong_code", 1),
+        ("step_up_verified", 1),
+        ("privileged_action", 1),
+        ("sign_out", 1),
+    ]:
+        assert sample_value(metrics, "stepup_bff_activity_events_total", kind=kind) == count, kind
 
     # Every series has exactly the label names it is declared with.
     label_names = {
@@ -106,6 +119,8 @@ def test_a_scripted_session_is_counted_by_route_operation_and_outcome(
         "stepup_bff_sign_ins_total": {"kind", "outcome"},
         "stepup_bff_sign_outs_total": {"kind"},
         "stepup_bff_sessions_ended_total": {"reason"},
+        "stepup_bff_transaction_refusals_total": {"action", "reason"},
+        "stepup_bff_activity_events_total": {"kind"},
     }
     for name, expected in label_names.items():
         assert {frozenset(k for k, _ in labels) for labels in labelled(metrics)[name]} == {frozenset(expected)}, name

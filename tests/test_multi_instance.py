@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +24,7 @@ import pytest
 
 from stepup_bff.ops.dev import DevStack, build_stack, default_kickstart
 from support.backends import PostgresServer, RedisServer
-from support.dev_stack import KICKSTART_ENV, RunningStack, bff_processes, sign_in_through_form
+from support.dev_stack import KICKSTART_ENV, RunningStack, bff_processes, settings_environment, sign_in_through_form
 from support.live_server import free_port, serve
 
 pytestmark = pytest.mark.live
@@ -168,10 +171,14 @@ def deploy(
     return start
 
 
+# The tests of the time window run with send_telegram unbound; test_a_bound_confirmation_... has the default.
+UNBOUND = {"STEPUP_STEP_UP__ACTIONS__SEND_TELEGRAM__BIND_TRANSACTION": "false"}
+
+
 @pytest.fixture(scope="module")
 def default_deployment(deploy: Deploy) -> Iterator[Deployment]:
     """One pair of instances with the default limits, shared by the tests below (starting two processes is slow)."""
-    with deploy() as deployment:
+    with deploy(**UNBOUND) as deployment:
         yield deployment
 
 
@@ -251,7 +258,7 @@ def test_a_step_up_completed_on_a_authorizes_the_privileged_request_on_b(
 
 
 def test_a_single_use_grant_is_consumed_once_in_total(deploy: Deploy, redis_live: RedisServer) -> None:
-    with deploy(STEPUP_STEP_UP__SINGLE_USE="true") as deployment:
+    with deploy(STEPUP_STEP_UP__SINGLE_USE="true", **UNBOUND) as deployment:
         browser = deployment.sign_in("alice@example.com")
         deployment.step_up(browser, start_on=deployment.a, finish_on=deployment.a)
         cookie = {"Cookie": f"{COOKIE}={browser.cookies[COOKIE]}", **CSRF}
@@ -265,6 +272,59 @@ def test_a_single_use_grant_is_consumed_once_in_total(deploy: Deploy, redis_live
         assert statuses == [201] + [401] * 7, [answer.text for answer in answers]
         assert {a.json()["error"] for a in answers if a.status_code == 401} == {"insufficient_user_authentication"}
         assert deployment.telegrams() == 1
+
+
+def test_a_bound_confirmation_started_on_a_and_finished_on_b_sends_one_telegram_in_total(
+    deploy: Deploy, redis_live: RedisServer
+) -> None:
+    """send_telegram bound (the default): the transaction refused on A, confirmed across A and B, then 8 copies of
+    the request sent to both at once: one 201 in total; a changed telegram is refused on either; every user's
+    activity chain, appended to by both processes, is intact."""
+    with deploy() as deployment:
+        browser = deployment.sign_in("alice@example.com")
+        refused = browser.post(f"{deployment.a}/api/telegrams", json=TELEGRAM, headers=CSRF)
+        assert refused.status_code == 401, refused.text
+        transaction = refused.json()["transaction"]
+        assert transaction["summary"] == "singing telegram to Bob — “Happy birthday”"
+        start = browser.post(
+            f"{deployment.b}/api/step-up/start", json={"transaction_id": transaction["id"]}, headers=CSRF
+        )
+        assert start.status_code == 200 and start.json()["transaction"]["id"] == transaction["id"], start.text
+        code = deployment.people.totp_code("alice@example.com")
+        finish = browser.post(f"{deployment.a}/api/step-up/finish", json={"code": code}, headers=CSRF)
+        assert finish.status_code == 200 and finish.json()["transaction"]["id"] == transaction["id"], finish.text
+
+        changed = browser.post(f"{deployment.b}/api/telegrams", json={**TELEGRAM, "recipient": "Mallory"}, headers=CSRF)
+        assert changed.status_code == 401 and changed.json()["transaction"]["id"] != transaction["id"]
+        # The changed request used the confirmation up (a change voids it), so confirm again and race 8 copies.
+        again = browser.post(
+            f"{deployment.a}/api/step-up/start", json={"transaction_id": refused_id(browser, deployment)}, headers=CSRF
+        )
+        assert again.status_code == 200, again.text
+        code = deployment.people.totp_code("alice@example.com")
+        assert browser.post(f"{deployment.b}/api/step-up/finish", json={"code": code}, headers=CSRF).status_code == 200
+        cookie = {"Cookie": f"{COOKIE}={browser.cookies[COOKIE]}", **CSRF}
+        answers = _concurrently(
+            [
+                ("POST", f"{url}/api/telegrams", {"json": TELEGRAM, "headers": {**cookie, "Idempotency-Key": f"k{n}"}})
+                for n, url in enumerate([deployment.a, deployment.b] * 4)
+            ]
+        )
+        assert sorted(answer.status_code for answer in answers) == [201] + [401] * 7, [a.text for a in answers]
+        assert deployment.telegrams() == 1
+    environment = {name: value for name, value in os.environ.items() if name != "STEPUP_CONFIG"}
+    environment |= {**settings_environment(deployment.stack.settings), "STEPUP_DATABASE__URL": deployment.database_url}
+    command = [sys.executable, "-m", "stepup_bff", "audit", "verify"]
+    verified = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert ": intact" in verified.stdout
+
+
+def refused_id(browser: httpx.Client, deployment: Deployment) -> str:
+    """The transaction id of a fresh refusal of TELEGRAM (on A)."""
+    refused = browser.post(f"{deployment.a}/api/telegrams", json=TELEGRAM, headers=CSRF)
+    assert refused.status_code == 401, refused.text
+    return str(refused.json()["transaction"]["id"])
 
 
 def test_ten_wrong_codes_spread_over_a_and_b_block_the_user_on_both(

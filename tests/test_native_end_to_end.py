@@ -99,8 +99,13 @@ def test_242_with_totp_signs_in_stepped_up(live: RunningStack, browser: httpx.Cl
     )
     assert done.status_code == 200, done.text
     assert done.json()["step_up"]["active"] is True and done.json()["step_up"]["method"] == "authenticator"
-    telegram = browser.post("/api/telegrams", json={"recipient": "Bob", "message": "No second prompt"}, headers=CSRF)
-    assert telegram.status_code == 201, telegram.text
+    # A fresh step-up for the time window; the telegram, bound by default, is still confirmed for what it is.
+    assert browser.get("/api/session").json()["step_up"]["active"] is True
+    telegram = browser.post("/api/telegrams", json={"recipient": "Bob", "message": "Confirm me"}, headers=CSRF)
+    assert telegram.status_code == 401, telegram.text
+    assert telegram.json()["transaction"]["summary"] == "singing telegram to Bob — “Confirm me”"
+    signed_in = browser.get("/api/activity").json()["events"][0]
+    assert (signed_in["kind"], signed_in["via"], signed_in["method"]) == ("sign_in", "native", "authenticator")
 
 
 def test_242_with_an_emailed_code(live: RunningStack, browser: httpx.Client, admin: Admin) -> None:

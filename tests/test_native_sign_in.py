@@ -19,6 +19,7 @@ from conftest import API_KEY, JSON_HEADERS, PUBLIC_URL, FakeClock, make_settings
 from stepup_bff.api.schemas import iso
 from support.fake_fusionauth import APPLICATION_ID, USER_ID, TokenFactory
 from support.native_login import ALICE, BOB, PASSWORD, FakeLogin
+from support.step_up import UNBOUND, unbound
 from support.two_factor import VALID_CODE
 
 TELEGRAM = {"recipient": "Bob", "message": "Happy birthday"}
@@ -452,9 +453,21 @@ def test_242_with_an_authenticator_signs_in_stepped_up(
     assert finished["twoFactorId"] in mfa.secrets
     cleared = [h for h in done.headers.get_list("set-cookie") if h.startswith(f"{PENDING}=")]
     assert cleared and "Max-Age=0" in cleared[0]
-    # The second factor at sign-in counts as a fresh step-up: no second prompt for the privileged action.
+    # The second factor at sign-in counts as a fresh step-up for the time window; a telegram, bound to what it
+    # sends, still asks to confirm that very telegram (native_unbound below: no second prompt where unbound).
     assert native.get("/api/session").json()["step_up"]["active"] is True
-    assert post(native, "/api/telegrams", TELEGRAM).status_code == 201
+    confirm_it = post(native, "/api/telegrams", TELEGRAM)
+    assert confirm_it.status_code == 401 and confirm_it.json()["transaction"]["summary"].startswith("singing telegram")
+    assert not fusionauth["two_factor_start"].called
+
+
+def test_the_sign_in_second_factor_covers_an_unbound_action(
+    tmp_path: Path, app_factory: Any, fusionauth: respx.MockRouter, mfa: FakeLogin
+) -> None:
+    client = native_client(app_factory, tmp_path, step_up=UNBOUND)
+    login(client)
+    assert post(client, "/auth/native/two-factor/finish", {"code": VALID_CODE}).status_code == 200
+    assert post(client, "/api/telegrams", TELEGRAM).status_code == 201
     assert not fusionauth["two_factor_start"].called
 
 
@@ -476,7 +489,7 @@ def test_242_with_an_emailed_code(native: TestClient, fusionauth: respx.MockRout
 def test_single_use_mode_gives_the_sign_in_one_grant(
     tmp_path: Path, app_factory: Any, fusionauth: respx.MockRouter, mfa: FakeLogin
 ) -> None:
-    client = native_client(app_factory, tmp_path, step_up={"single_use": True})
+    client = native_client(app_factory, tmp_path, step_up=unbound(single_use=True))
     login(client)
     post(client, "/auth/native/two-factor/finish", {"code": VALID_CODE})
     assert post(client, "/api/telegrams", TELEGRAM).status_code == 201

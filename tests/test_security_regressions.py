@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from conftest import JSON_HEADERS, FakeClock, make_settings, replace_cookie, sign_in, start_login
 from support.asgi import call
 from support.fake_fusionauth import TokenFactory
+from support.step_up import confirm, confirm_transaction, unbound
 from support.two_factor import VALID_CODE, FakeTwoFactor
 
 TELEGRAM = {"recipient": "Bob", "message": "Happy birthday, sung by a baritone"}
@@ -189,9 +190,7 @@ def test_idempotency_key_reused_with_a_different_body_is_rejected(
     """draft-ietf-httpapi-idempotency-key-header: reuse with a different payload SHOULD be 422. Today the caller is
     told 200 with a telegram to someone else and believes its new telegram went out."""
     FakeTwoFactor(fusionauth)
-    post(signed_in, "/api/step-up/start")
-    assert post(signed_in, "/api/step-up/finish", {"code": VALID_CODE}).status_code == 200
-    first = post(signed_in, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k-1"})
+    first = confirm(signed_in, TELEGRAM, **{"Idempotency-Key": "k-1"})
     assert first.status_code == 201
     other = post(signed_in, "/api/telegrams", {"recipient": "Carol", "message": "Sorry"}, **{"Idempotency-Key": "k-1"})
     assert other.status_code == 422, f"{other.status_code}: {other.json()}"
@@ -205,7 +204,7 @@ def test_single_use_grant_survives_an_invalid_idempotency_key(
 ) -> None:
     """authorize() promises 'a request refused for its input did nothing, so it must not cost the person their
     step-up', but only RequestValidationError gives the grant back; the route's own InvalidRequest does not."""
-    client = signed_in_with(tmp_path, app_factory, fusionauth, tokens, step_up={"single_use": True})
+    client = signed_in_with(tmp_path, app_factory, fusionauth, tokens, step_up=unbound(single_use=True))
     FakeTwoFactor(fusionauth)
     post(client, "/api/step-up/start")
     assert post(client, "/api/step-up/finish", {"code": VALID_CODE}).status_code == 200
@@ -213,6 +212,15 @@ def test_single_use_grant_survives_an_invalid_idempotency_key(
     refused = post(client, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "tab\there"})
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
     assert post(client, "/api/telegrams", TELEGRAM).status_code == 201
+
+
+def test_bound_grant_survives_an_invalid_idempotency_key(signed_in: TestClient, fusionauth: respx.MockRouter) -> None:
+    """The same for a grant bound to its telegram: a bad header is refused before the guard touches the grant."""
+    FakeTwoFactor(fusionauth)
+    assert confirm_transaction(signed_in, post(signed_in, "/api/telegrams", TELEGRAM)).status_code == 200
+    refused = post(signed_in, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "tab\there"})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+    assert post(signed_in, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k-9"}).status_code == 201
 
 
 # -- 8. tokens without `aud`: now a case of tests/test_sign_in.py::test_bad_id_token_claims_are_refused --------------

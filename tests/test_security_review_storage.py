@@ -19,8 +19,10 @@ import respx
 from fastapi.testclient import TestClient
 
 from conftest import JSON_HEADERS, make_settings, sign_in
+from stepup_bff.auth.sessions import EndedSession, SessionManager, Tokens, User
 from stepup_bff.cli import main
 from stepup_bff.clock import SystemClock
+from stepup_bff.errors import StoreUnavailable
 from stepup_bff.settings import DatabaseSettings, StorageSettings
 from stepup_bff.storage import StorageConfigError, open_database, open_store
 from support.backends import RedisServer
@@ -112,19 +114,18 @@ connect_timeout = 1.0
 
 
 @pytest.mark.live
-def test_a_step_up_whose_new_record_cannot_be_written_revokes_the_refresh_token(
+def test_a_step_up_the_store_cannot_record_grants_nothing_and_keeps_the_session(
     app_factory: Any, tmp_path: Path, fusionauth: respx.MockRouter, tokens: TokenFactory, redis_live: RedisServer
 ) -> None:
     client: TestClient = app_factory(make_settings(tmp_path, storage={"url": redis_live.url}))
     assert sign_in(client, fusionauth, tokens).status_code == 303
-    issued = fusionauth["token"].calls.last.response.json()["refresh_token_id"]
     two_factor = FakeTwoFactor(fusionauth)
     assert client.post("/api/step-up/start", json={}, headers=JSON_HEADERS).status_code == 200
     redis = redis_live.client()
 
     def answer_then_fill_redis(request: httpx.Request) -> httpx.Response:
-        # Redis out of memory (maxmemory, noeviction) refuses SET but still serves GETDEL and DEL: the rotation
-        # takes the old record and then cannot write the new one.
+        # Redis out of memory (maxmemory, noeviction) refuses SET but still serves GETDEL and DEL: the grant's
+        # write, the first after FusionAuth's yes, fails.
         redis.config_set("maxmemory", 1)
         return two_factor.login(request)
 
@@ -135,6 +136,48 @@ def test_a_step_up_whose_new_record_cannot_be_written_revokes_the_refresh_token(
         redis.config_set("maxmemory", 0)
 
     assert (response.status_code, response.json()["error"]) == (503, "store_unavailable")
-    assert client.get("/api/session").json()["authenticated"] is False  # the session is gone: it has ended...
-    # ... and, like every session that ends, its refresh token is revoked rather than left live at FusionAuth.
-    assert [call.request.url.path for call in fusionauth["revoke"].calls] == [f"/api/jwt/refresh/{issued}"]
+    assert "set-cookie" not in response.headers  # no stepped-up cookie went out
+    session = client.get("/api/session").json()
+    # Nothing half done: still signed in, not stepped up, and nothing was revoked.
+    assert session["authenticated"] is True and session["step_up"]["active"] is False
+    assert not fusionauth["revoke"].called
+
+
+class _RefusesNewSessionRecords:
+    """The real SQLite store, except that writing a session record fails as a Redis out of memory does (SET
+    refused, GETDEL served): the backend failing in the one gap between taking the old record and writing the
+    new one."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.refuse = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        if self.refuse and key.startswith("session:"):
+            raise StoreUnavailable()
+        await self._store.set(key, value, ttl)
+
+
+@pytest.mark.anyio
+async def test_a_rotation_whose_new_record_cannot_be_written_ends_the_session(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    ended: list[tuple[str | None, str]] = []
+
+    async def on_end(session: EndedSession, reason: str) -> None:
+        ended.append((session.refresh_token_id, reason))
+
+    async with open_store(settings.storage, SystemClock()) as real:
+        store = _RefusesNewSessionRecords(real)
+        sessions = SessionManager(settings, store, SystemClock(), on_end=on_end)
+        session = await sessions.create(User("u-1", "a@example.com", "A"), Tokens("access", "refresh", "rt-1"))
+        store.refuse = True
+        with pytest.raises(StoreUnavailable):
+            await sessions.rotate(session, None)
+        store.refuse = False
+        # The old record is gone and no new one exists: the session has ended, and ended like every session ends,
+        # its refresh token handed to the end hook (which revokes it) rather than left live at FusionAuth.
+        assert ended == [("rt-1", "store_failure")]
+        assert await sessions.load(sessions.set_cookie_header(session).split(";")[0].split("=", 1)[1]) is None

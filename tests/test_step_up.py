@@ -1,4 +1,7 @@
-"""Step-up through FusionAuth's two-factor API, guarding POST /api/telegrams (respx-mocked FusionAuth)."""
+"""Step-up through FusionAuth's two-factor API, guarding POST /api/telegrams (respx-mocked FusionAuth).
+
+The machinery every unbound action shares (the time window, max_age, single_use, the limits), shown on
+POST /api/telegrams with its binding turned off (support.step_up.UNBOUND). Binding itself: test_transactions.py."""
 
 from __future__ import annotations
 
@@ -19,11 +22,19 @@ from stepup_bff.api.schemas import iso
 from stepup_bff.app import create_app
 from stepup_bff.auth.sessions import Session
 from stepup_bff.deps import require_step_up
+from stepup_bff.settings import Settings
 from support.fake_fusionauth import APPLICATION_ID, OTHER_USER_ID, USER_ID, TokenFactory
+from support.step_up import unbound
 from support.two_factor import SMS, VALID_CODE, FakeTwoFactor
 
 FreshWithinAMinute = Annotated[Session, Depends(require_step_up(max_age=60))]
 TELEGRAM = {"recipient": "Bob", "message": "Happy birthday, sung by a baritone"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """send_telegram as an action of the time window."""
+    return make_settings(tmp_path, step_up=unbound())
 
 
 def post(client: TestClient, path: str, body: dict[str, Any] | None = None, **headers: str) -> httpx.Response:
@@ -304,7 +315,7 @@ def test_per_user_limit_blocks_across_fresh_challenges(
 def test_limits_are_configurable(
     tmp_path: Path, app_factory: Any, fusionauth: respx.MockRouter, tokens: TokenFactory
 ) -> None:
-    client = app_factory(make_settings(tmp_path, step_up={"max_attempts": 2, "max_failures": 3}))
+    client = app_factory(make_settings(tmp_path, step_up=unbound(max_attempts=2, max_failures=3)))
     FakeTwoFactor(fusionauth)
     sign_in(client, fusionauth, tokens)
     post(client, "/api/step-up/start")
@@ -584,7 +595,7 @@ def test_telegram_validation(signed_in: TestClient, two_factor: FakeTwoFactor, b
 def test_accepted_telegrams_survive_a_restart(
     tmp_path: Path, app_factory: Any, fusionauth: respx.MockRouter, tokens: TokenFactory
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, step_up=unbound())
     client = app_factory(settings)
     FakeTwoFactor(fusionauth)
     sign_in(client, fusionauth, tokens)
@@ -603,7 +614,7 @@ def test_accepted_telegrams_survive_a_restart(
 @pytest.fixture
 def single_use(tmp_path: Path, app_factory: Any, fusionauth: respx.MockRouter, tokens: TokenFactory) -> TestClient:
     """Signed in to a BFF with step_up.single_use = true."""
-    client: TestClient = app_factory(make_settings(tmp_path, step_up={"single_use": True}))
+    client: TestClient = app_factory(make_settings(tmp_path, step_up=unbound(single_use=True)))
     FakeTwoFactor(fusionauth)
     sign_in(client, fusionauth, tokens)
     return client
@@ -675,7 +686,7 @@ def test_consecutive_failures_lock_step_up_until_a_success_resets_them(
     tmp_path: Path, app_factory: Any, fusionauth: respx.MockRouter, tokens: TokenFactory, clock: FakeClock
 ) -> None:
     client = app_factory(
-        make_settings(tmp_path, step_up={"max_failures": 2, "failure_window": 60, "max_consecutive_failures": 4})
+        make_settings(tmp_path, step_up=unbound(max_failures=2, failure_window=60, max_consecutive_failures=4))
     )
     FakeTwoFactor(fusionauth)
     sign_in(client, fusionauth, tokens)

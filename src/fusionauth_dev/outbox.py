@@ -25,6 +25,10 @@ class Message:
     to: str
     code: str
     sent_at: float
+    # The tenant's message template rendered (templates.py), where the method has one.
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -32,6 +36,9 @@ class Message:
             "to": self.to,
             "code": self.code,
             "sent_at": datetime.fromtimestamp(self.sent_at, UTC).isoformat(timespec="seconds"),
+            "subject": self.subject,
+            "text": self.text,
+            "html": self.html,
         }
 
 
@@ -42,8 +49,17 @@ class Outbox:
         # The app runs on the event loop, but tests and the /_dev page may read from other threads.
         self._lock = threading.Lock()
 
-    def deliver(self, method: str, to: str, code: str) -> Message:
-        message = Message(method=method, to=to, code=code, sent_at=self._clock.now())
+    def deliver(
+        self,
+        method: str,
+        to: str,
+        code: str,
+        *,
+        subject: str | None = None,
+        text: str | None = None,
+        html: str | None = None,
+    ) -> Message:
+        message = Message(method, to, code, self._clock.now(), subject, text, html)
         with self._lock:
             self._messages.append(message)
             del self._messages[:-MAX_MESSAGES]

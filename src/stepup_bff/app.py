@@ -3,21 +3,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
 from . import __version__
-from .api import auth, health, native, session, step_up, telegrams
+from .activity import ActivityLog
+from .activity.agents import warm_up
+from .api import activity, auth, health, native, session, step_up, telegrams
 from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
 from .auth.sessions import EndedSession, SessionManager
 from .auth.tokens import TokenVerifier
 from .clock import Clock, SystemClock
+from .deps import guarded_actions
 from .errors import install_error_handlers
 from .fusionauth.client import FusionAuthClient, build_http_client
 from .ops.metrics import Metrics, SessionEndReason
@@ -26,6 +32,7 @@ from .ops.request_context import RequestContextMiddleware
 from .services import Services
 from .settings import Settings, load_settings
 from .stepup.challenge import ChallengeMachine
+from .stepup.policy import check_routes
 from .stepup.service import StepUpService
 from .storage import open_database, open_store
 from .web.cookies import PendingCookiesMiddleware
@@ -54,6 +61,38 @@ class _App(FastAPI):
         return self._outermost(super().build_middleware_stack())
 
 
+# The app's routers, in the order they are included.
+ROUTERS = (health.router, auth.router, native.router, session.router, step_up.router, telegrams.router, activity.router)
+
+
+def step_up_guards(routes: Iterable[Any]) -> list[tuple[str | None, bool]]:
+    """Every step-up guard these routes use: (action, describes its transaction)."""
+    calls: list[Any] = []
+
+    def walk(dependant: Dependant) -> None:
+        for dependency in dependant.dependencies:
+            calls.append(dependency.call)
+            walk(dependency)
+
+    def visit(routes: Iterable[Any]) -> None:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                walk(route.dependant)
+            included = getattr(route, "original_router", None)  # an included router (FastAPI wraps each one)
+            if included is not None:
+                visit(included.routes)
+
+    visit(routes)
+    return guarded_actions(calls)
+
+
+def check_step_up_actions(settings: Settings, routes: Iterable[Any] | None = None) -> None:
+    """ConfigError if [step_up.actions] names an action no route has, or binds one whose route cannot be bound.
+    `routes` defaults to the app's own routers' (`serve` checks before it builds any app)."""
+    own = [route for router in ROUTERS for route in router.routes]
+    check_routes(settings.step_up, step_up_guards(routes if routes is not None else own))
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, metrics: Metrics | None = None
 ) -> FastAPI:
@@ -63,6 +102,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # Every route is known by now, those added after create_app() too.
+        check_step_up_actions(settings, app.router.routes)
+        # ua-parser compiles its rules on first use (~0.5 s): in a thread now, not on the loop at the first sign-in.
+        threading.Thread(target=warm_up, name="user-agent-rules", daemon=True).start()
         # One client per backend, each with its own pool and timeouts; all closed when the app stops.
         async with (
             build_http_client(settings.fusionauth) as http,
@@ -70,10 +113,14 @@ def create_app(
             open_database(settings.database, on_error=metrics.store_error) as database,
         ):
             fusionauth = FusionAuthClient(settings.fusionauth, http, clock, metrics)
+            activity_log = ActivityLog(database, clock, metrics)
 
             async def session_ended(ended: EndedSession, reason: SessionEndReason) -> None:
                 metrics.session_ended(reason)
                 await fusionauth.revoke_refresh_token_quietly(ended.refresh_token_id)
+                # Every way a session ends passes here (sign-out, a new sign-in, a timeout, a revocation): one event
+                # each, a reason this release does not know recorded as an ended session.
+                await activity_log.session_ended(ended.user_id, reason)
 
             sessions = SessionManager(settings, store, clock, on_end=session_ended)
             challenges = ChallengeMachine(
@@ -85,7 +132,9 @@ def create_app(
                 lock_ttl=settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout + 5,
             )
             tokens = TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock)
-            step_up_service = StepUpService(settings.step_up, store, fusionauth, sessions, clock, challenges)
+            step_up_service = StepUpService(
+                settings.step_up, store, fusionauth, sessions, clock, challenges, activity_log, metrics
+            )
             yield {
                 "services": Services(
                     settings=settings,
@@ -102,6 +151,7 @@ def create_app(
                     ),
                     metrics=metrics,
                     readiness=Readiness(readiness_probes(store, database, fusionauth), clock),
+                    activity=activity_log,
                 )
             }
 
@@ -121,12 +171,8 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(auth.router)
-    app.include_router(native.router)
-    app.include_router(session.router)
-    app.include_router(step_up.router)
-    app.include_router(telegrams.router)
+    for router in ROUTERS:
+        app.include_router(router)
     # The SPA's files rank below every route, including one that matches the path but not the method: GET on a
     # POST route is a 405 that says what is allowed, not a 404 from a catch-all. No fallback page: an unknown
     # path is a 404.

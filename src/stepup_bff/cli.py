@@ -1,5 +1,5 @@
 """The `stepup-bff` command: `serve` runs the BFF; `dev` runs it with an embedded FusionAuth look-alike;
-`doctor` checks a configuration against a running FusionAuth."""
+`doctor` checks a configuration against a running FusionAuth; `audit verify` checks the security activity log."""
 
 from __future__ import annotations
 
@@ -45,15 +45,17 @@ def _serve(args: argparse.Namespace) -> int:
 def _run_server(args: argparse.Namespace, settings: Settings) -> int:
     from uvicorn.supervisors import Multiprocess
 
-    from .app import create_app
+    from .app import check_step_up_actions, create_app
     from .clock import SystemClock
     from .ops.listen import PortInUse, bind_tcp
     from .ops.logs import configure_logging
     from .ops.metrics import MetricsListenerError, MetricsSupervisor, start_listener
     from .storage import check_backends
 
-    # Before binding or forking: an unusable storage.url or database.url stops here with one message (exit 2).
+    # Before binding or forking: an unusable storage.url or database.url stops here with one message (exit 2), and
+    # so does a [step_up.actions] table that no route can honour.
     asyncio.run(check_backends(settings, SystemClock()))
+    check_step_up_actions(settings)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
@@ -96,6 +98,13 @@ def _run_server(args: argparse.Namespace, settings: Settings) -> int:
         if listener is not None:
             listener.shutdown()
             listener.server_close()
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from .activity.verify import print_report, verify_database
+
+    settings = load_settings(args.config)
+    return print_report(asyncio.run(verify_database(settings)), sys.stdout, heads=args.heads)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -153,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeat the checks until all pass or SECONDS have passed (e.g. while FusionAuth runs its kickstart)",
     )
     doctor.set_defaults(run=_doctor)
+    audit = commands.add_parser("audit", help="the security activity log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="check every user's hash chain; exit 1 if an event was deleted, edited or moved"
+    )
+    verify.add_argument("--config", type=Path, help="TOML config file (default: $STEPUP_CONFIG or ./config.toml)")
+    verify.add_argument("--heads", action="store_true", help="also print each chain's newest event, to keep elsewhere")
+    verify.set_defaults(run=_audit_verify)
     return parser
 
 

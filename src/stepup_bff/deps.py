@@ -2,23 +2,30 @@
 
 CurrentSession -> OptionalSession -> Services
 CurrentUser    -> CurrentSession
+SteppedUpUser  -> SteppedUpSession -> CurrentSession            (a fresh second factor, today's defaults)
+TelegramSender -> require_step_up(action="send_telegram", ...)   (the send_telegram policy, bound to the telegram)
 
-`NoBody` is declared on the route (`dependencies=[NoBody]`) of any route that takes no input.
+`NoBody` is declared on the route (`dependencies=[NoBody]`) of any route that takes no input; `optional_body(Model)`
+reads the body of a route whose input is all optional (no body, `{}`, or exactly the model's fields).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
+from pydantic import BaseModel, ValidationError
 
+from .activity import ActivityLog
+from .api.schemas import TelegramIn
 from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
 from .auth.sessions import Session, SessionManager, User
 from .clock import Clock
-from .errors import InvalidRequest, LoginRequired, NotFound, on_invalid_input
+from .errors import IdempotencyKeyReused, InvalidRequest, LoginRequired, NotFound, on_invalid_input
 from .fusionauth.client import FusionAuthClient
 from .ops import request_context
 from .ops.metrics import Metrics, SignInKind, StepUpOutcome, StepUpStep
@@ -26,7 +33,10 @@ from .ops.readiness import Readiness
 from .services import Services
 from .settings import Settings
 from .stepup.service import StepUpService
+from .stepup.transaction import Transaction
 from .web.cookies import queue_cookie
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def get_services(request: Request) -> Services:
@@ -72,6 +82,10 @@ def get_metrics(services: ServicesDep) -> Metrics:
     return services.metrics
 
 
+def get_activity(services: ServicesDep) -> ActivityLog:
+    return services.activity
+
+
 def get_readiness(services: ServicesDep) -> Readiness:
     return services.readiness
 
@@ -84,6 +98,7 @@ LoginFlowDep = Annotated[LoginFlow, Depends(get_login_flow)]
 StepUpDep = Annotated[StepUpService, Depends(get_step_up)]
 NativeSignInDep = Annotated[NativeSignIn, Depends(get_native_sign_in)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ActivityDep = Annotated[ActivityLog, Depends(get_activity)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 
 
@@ -111,6 +126,52 @@ async def require_empty_body(request: Request) -> None:
 
 
 NoBody = Depends(require_empty_body)  # @router.post("/path", dependencies=[NoBody])
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's json takes them, RFC 8259 does not
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(keys) != len(set(keys)):
+        # Which of two values counts is where two parsers disagree (RFC 8259 section 4): refuse, do not pick.
+        raise ValueError("a key appears twice")
+    return dict(pairs)
+
+
+def optional_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """For a route whose input is all optional: no body or `{}` gives `model()`, and otherwise the body is exactly a
+    JSON object of `model`'s fields (unknown fields, repeated keys, NaN, a byte-order mark or bytes that are not UTF-8
+    are 400 invalid_request, the input never echoed). Declared as the route's first parameter, it runs before the
+    session is looked up, like NoBody.
+
+        async def start(body: Annotated[StepUpStartIn, Depends(optional_body(StepUpStartIn))], ...)
+    """
+
+    async def read(request: Request) -> M:
+        raw = await request.body()
+        if not raw or _EMPTY_OBJECT.fullmatch(raw):
+            return model()
+        try:
+            data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, object_pairs_hook=_no_repeated_keys)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return model.model_validate(data)
+        except (UnicodeDecodeError, ValueError) as exc:  # ValidationError is a ValueError
+            fields = (
+                "; ".join(dict.fromkeys(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+                if isinstance(exc, ValidationError)
+                else "the body is not a JSON object"
+            )
+            raise InvalidRequest(f"This request takes {_field_list(model)}: {fields}.") from None
+
+    return read
+
+
+def _field_list(model: type[BaseModel]) -> str:
+    names = list(model.model_fields)
+    return "no input, or {" + ", ".join(f'"{name}"' for name in names) + "}" if names else "no input"
 
 
 async def get_optional_session(request: Request, sessions: SessionsDep) -> Session | None:
@@ -143,23 +204,58 @@ def get_current_user(session: CurrentSession) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def require_step_up(max_age: int | None = None) -> Callable[..., Awaitable[Session]]:
-    """A guard for any route: a second factor completed in the last `max_age` seconds (default
-    `step_up.max_age`), else 401 insufficient_user_authentication (RFC 9470). For example:
+async def _no_transaction() -> None:
+    return None
+
+
+def require_step_up(
+    max_age: int | None = None,
+    *,
+    action: str | None = None,
+    transaction: Callable[..., Awaitable[Transaction]] | None = None,
+) -> Callable[..., AsyncIterator[Session]]:
+    """A guard for any route: a second factor that satisfies the route's policy, else 401
+    insufficient_user_authentication (RFC 9470). `action` names the policy ([step_up.actions.<name>]; without one,
+    or for a name the settings do not declare, [step_up]'s values); `max_age` overrides its freshness. A bound action
+    also needs `transaction`, a dependency that describes the request (its fields that matter, a summary). For
+    example:
 
         FreshSession = Annotated[Session, Depends(require_step_up(max_age=60))]
+        CloseAccount = Annotated[Session, Depends(require_step_up(action="close_account"), scope="function")]
+
+    With `scope="function"` the activity event of the action is written before the answer leaves; without, just after.
     """
 
-    async def guard(request: Request, session: CurrentSession, step_up: StepUpDep, settings: SettingsDep) -> Session:
-        restore = await step_up.authorize(session, max_age or settings.step_up.max_age)
-        if restore is not None:
-            on_invalid_input(request, restore)
-        return session
+    async def guard(
+        request: Request,
+        session: CurrentSession,
+        step_up: StepUpDep,
+        # A default, not an Annotated alias: the route's own describer, chosen when the guard is made.
+        described: Transaction | None = Depends(transaction or _no_transaction),  # noqa: B008
+    ) -> AsyncIterator[Session]:
+        authorization = await step_up.authorize(session, step_up.policy(action, max_age), described)
+        if authorization.restore is not None:
+            on_invalid_input(request, authorization.restore)
+        yield session
+        # Reached only when the route returned: the action ran.
+        await step_up.executed(session, authorization)
 
+    # Read at start-up (app.py) to check [step_up.actions] against the routes (stepup/policy.check_routes).
+    guard.step_up_action = action  # type: ignore[attr-defined]
+    guard.step_up_describes = transaction is not None  # type: ignore[attr-defined]
     return guard
 
 
-SteppedUpSession = Annotated[Session, Depends(require_step_up())]
+def guarded_actions(calls: list[Callable[..., Any]]) -> list[tuple[str | None, bool]]:
+    """(action, describes a transaction) of each step-up guard among `calls`."""
+    return [
+        (getattr(call, "step_up_action", None), bool(getattr(call, "step_up_describes", False)))
+        for call in calls
+        if hasattr(call, "step_up_action")
+    ]
+
+
+SteppedUpSession = Annotated[Session, Depends(require_step_up(), scope="function")]
 
 
 def get_stepped_up_user(session: SteppedUpSession) -> User:
@@ -167,6 +263,30 @@ def get_stepped_up_user(session: SteppedUpSession) -> User:
 
 
 SteppedUpUser = Annotated[User, Depends(get_stepped_up_user)]
+
+# Visible ASCII only, declared where it is read so that a bad key is an input error before any guard consumes a grant.
+IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
+
+
+async def describe_telegram(
+    body: TelegramIn, user: CurrentUser, services: ServicesDep, idempotency_key: IdempotencyKey = None
+) -> Transaction:
+    """A telegram as the transaction its step-up confirms. The same Idempotency-Key again with the same fields is the
+    request that already ran: it needs no step-up, since it will answer with the original and send nothing; with
+    other fields it is refused here (422), before it could cost a step-up."""
+    if idempotency_key is not None:
+        stored = await services.telegrams.find_telegram(user.id, idempotency_key)
+        if stored is not None:
+            if (stored.recipient, stored.message) != (body.recipient, body.message):
+                raise IdempotencyKeyReused()
+            return body.transaction(already_done=True)
+    return body.transaction()
+
+
+TelegramSender = Annotated[
+    Session,
+    Depends(require_step_up(action="send_telegram", transaction=describe_telegram), scope="function"),
+]
 
 
 # -- counting outcomes: route dependencies, listed in the decorator's `dependencies=[...]` -------------------------

@@ -26,9 +26,11 @@
     │   ├── NoSecondFactor (409 no_second_factor)
     │   ├── StepUpInProgress (409 step_up_in_progress)
     │   ├── ChallengeExpired (410 challenge_expired)
+    │   ├── TransactionExpired (410 transaction_expired)
     │   ├── ResendTooSoon (429 resend_too_soon, retry_after)
     │   ├── TooManySends (429 too_many_sends)
     │   ├── TooManyStarts (429 too_many_starts, retry_after)
+    │   ├── TooManyPending (429 too_many_pending, retry_after): a bound action's refusals, per user
     │   └── StepUpBlocked (429 step_up_blocked, retry_after)
     ├── FusionAuthError (502 fusionauth_error)
     │   ├── FusionAuthUnavailable (503 fusionauth_unavailable)
@@ -44,6 +46,7 @@ JSON bodies are
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
@@ -96,18 +99,59 @@ class LoginRequired(AppError):
     description = "Sign in first."
 
 
+# RFC 9110 section 5.6.2: a token, so an auth-param value that is one needs no quoting rules of its own. Every value we
+# put in the challenge header is one of these (an action name from the settings, an id we made, a number); anything
+# else is refused rather than escaped.
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def _auth_param(name: str, value: str) -> str:
+    """`name="value"` for WWW-Authenticate (RFC 9110 section 11.2: auth-param = token BWS "=" BWS quoted-string)."""
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(f"challenge parameter {name} is not a token")
+    return f'{name}="{value}"'
+
+
 class InsufficientUserAuthentication(AppError):
-    """RFC 9470: the session is fine, but this action needs a fresher second factor."""
+    """RFC 9470: the session is fine, but this action needs a fresher second factor.
+
+    For a named action the challenge says which (`action`, an extension auth-param); for an action bound to its
+    transaction it carries the transaction this step-up must confirm: its id in the header and in the body, and its
+    summary in the body only. The summary is the person's own text (a recipient, a message): in a header it would
+    need RFC 8187 encoding that few clients decode, it would be copied into proxies' logs, and every quote, backslash
+    or line break in it would be one more way to break the header's syntax. The JSON body carries it safely, and the
+    SPA renders it as text."""
 
     status_code = 401
     code = "insufficient_user_authentication"
     description = "Confirm it's you with your second factor to continue."
 
-    def __init__(self, *, max_age: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_age: int,
+        action: str | None = None,
+        transaction: Mapping[str, str] | None = None,
+        methods: list[str] | None = None,
+        description: str | None = None,
+    ) -> None:
         # RFC 9470 section 3: the challenge travels in WWW-Authenticate with the same error and max_age, so
         # any RFC 9470-aware client can react without parsing our JSON.
-        challenge = f'Bearer error="{self.code}", error_description="A second factor is required", max_age="{max_age}"'
-        super().__init__(headers={"WWW-Authenticate": challenge}, max_age=max_age)
+        params = [
+            _auth_param("error", self.code),
+            'error_description="A second factor is required"',
+            _auth_param("max_age", str(max_age)),
+        ]
+        extra: dict[str, Any] = {"max_age": max_age}
+        if action is not None:
+            params.append(_auth_param("action", action))
+            extra["action"] = action
+        if transaction is not None:
+            params.append(_auth_param("transaction_id", transaction["id"]))
+            extra["transaction"] = {"id": transaction["id"], "summary": transaction["summary"]}
+        if methods is not None:
+            extra["methods"] = methods
+        super().__init__(description, headers={"WWW-Authenticate": "Bearer " + ", ".join(params)}, **extra)
 
 
 class CsrfRejected(AppError):
@@ -288,6 +332,14 @@ class StepUpInProgress(StepUpError):
     description = "This code is already being checked."
 
 
+class TransactionExpired(StepUpError):
+    """The transaction a step-up was asked to confirm is not pending for this session (never was, or expired)."""
+
+    status_code = 410
+    code = "transaction_expired"
+    description = "This confirmation is no longer pending. Send the request again to confirm it."
+
+
 class ChallengeExpired(StepUpError):
     status_code = 410
     code = "challenge_expired"
@@ -308,6 +360,11 @@ class TooManySends(StepUpError):
 class TooManyStarts(_RetryLater, StepUpError):
     code = "too_many_starts"
     description = "Too many step-ups were started. Wait a while before starting another."
+
+
+class TooManyPending(_RetryLater, StepUpError):
+    code = "too_many_pending"
+    description = "Too many requests are waiting for a confirmation. Wait a moment, then send again."
 
 
 class StepUpBlocked(_RetryLater, StepUpError):
@@ -387,9 +444,12 @@ def install_error_handlers(app: FastAPI) -> None:
             except AppError as failed:  # the store went away meanwhile: say so (503), never a 500
                 return error_response(request, failed)
         # Only where and what, never the rejected input: it may be a one-time code or a token.
+        # A body shared by a route and its guard's dependency is checked once for each: say each problem once.
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'] if part != 'body') or 'body'}: {error['msg']}"
-            for error in exc.errors()
+            dict.fromkeys(
+                f"{'.'.join(str(part) for part in error['loc'] if part != 'body') or 'body'}: {error['msg']}"
+                for error in exc.errors()
+            )
         )
         return error_response(request, InvalidRequest(problems or None))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .activity import ActivityLog
 from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
 from .auth.sessions import SessionManager
@@ -31,3 +32,4 @@ class Services:
     native: NativeSignIn
     metrics: Metrics
     readiness: Readiness
+    activity: ActivityLog

@@ -10,9 +10,10 @@ import contextvars
 import difflib
 import ipaddress
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -140,6 +141,37 @@ class SessionSettings(_Section):
         return self
 
 
+SecondFactorMethod = Literal["authenticator", "email", "sms"]
+# An action's name: a fixed vocabulary written in the code (`require_step_up(action=...)`), safe to put in a header,
+# a metric label or a log line as it is.
+ACTION_NAME = r"^[a-z][a-z0-9_]{0,47}$"
+# The built-in actions' policies, which a [step_up.actions.<name>] table changes key by key: setting one key of
+# send_telegram must not silently drop the binding the others give it.
+BUILTIN_ACTIONS: dict[str, dict[str, Any]] = {"send_telegram": {"bind_transaction": True}}
+
+
+class ActionPolicy(_Section):
+    """What one privileged action demands of a step-up. Unset keys fall back to [step_up]'s."""
+
+    # Seconds a completed second factor counts for this action (at most step_up.max_age: an action may ask for a
+    # fresher second factor, never a staler one).
+    max_age: Seconds | None = None
+    # true: each step-up authorizes one request of this action. A bound action is always single-use.
+    single_use: bool | None = None
+    # true: the step-up confirms one transaction (the request's fields that matter) and authorizes exactly that one.
+    bind_transaction: bool = False
+    # The methods offered for this action's step-up (none: every method of the user).
+    methods: Annotated[list[SecondFactorMethod], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _bound_is_single_use(self) -> ActionPolicy:
+        if self.bind_transaction and self.single_use is False:
+            raise ValueError(
+                "a bound action (bind_transaction = true) authorizes one request: single_use cannot be false"
+            )
+        return self
+
+
 class StepUpSettings(_Section):
     max_age: Seconds = 300  # how long a completed second factor counts as fresh
     single_use: bool = False  # true: each step-up authorizes exactly one privileged request
@@ -154,6 +186,29 @@ class StepUpSettings(_Section):
     max_starts: Seconds = 10  # challenges a user may start per failure_window
     # How long a challenge lives: FusionAuth's twoFactorIdTimeToLiveInSeconds (tenant setting, default 300).
     challenge_ttl: Seconds = 300
+    # Per-action policies, by the name a route gives its guard; a route with no name (or an undeclared one) gets the
+    # defaults above. Built-in: send_telegram, bound to its transaction.
+    actions: dict[Annotated[str, Field(pattern=ACTION_NAME)], ActionPolicy] = Field(
+        default_factory=lambda: {name: ActionPolicy(**policy) for name, policy in BUILTIN_ACTIONS.items()}
+    )
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _over_the_builtins(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value  # pydantic says what is wrong with it
+        merged: dict[str, Any] = {name: dict(policy) for name, policy in BUILTIN_ACTIONS.items()}
+        for name, policy in value.items():
+            given = policy.model_dump(exclude_unset=True) if isinstance(policy, BaseModel) else policy
+            merged[name] = {**merged.get(name, {}), **given} if isinstance(given, Mapping) else given
+        return merged
+
+    @model_validator(mode="after")
+    def _actions_within_max_age(self) -> StepUpSettings:
+        for name, policy in self.actions.items():
+            if policy.max_age is not None and policy.max_age > self.max_age:
+                raise ValueError(f"actions.{name}.max_age must not be longer than step_up.max_age")
+        return self
 
 
 STORE_SCHEMES = ("sqlite:///", "redis://", "rediss://", "unix://")
@@ -316,12 +371,29 @@ def _required_fields(location: tuple[int | str, ...]) -> list[str]:
     return [name for name, field in model.model_fields.items() if field.is_required()]
 
 
+_NAME_PATTERN = "[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*"  # an entry's name in an environment variable (no "__" in it)
+NAMED = "*"  # in a setting path: the name of one entry of a table of tables ([step_up.actions.<name>])
+
+
+def _table_of_tables(annotation: Any) -> type[BaseModel] | None:
+    """The entry model of a `dict[str, Model]` setting (a TOML table of tables such as [step_up.actions.<name>])."""
+    if get_origin(annotation) is dict:
+        entry = get_args(annotation)[1]
+        if isinstance(entry, type) and issubclass(entry, BaseModel):
+            return entry
+    return None
+
+
 def _setting_paths(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    """Every setting, and every section (a section may be given whole, as JSON in the environment)."""
+    """Every setting, and every section (a section may be given whole, as JSON in the environment). An entry of a
+    table of tables is named by NAMED, which stands for any name."""
     for name, field in model.model_fields.items():
         yield (*prefix, name)
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             yield from _setting_paths(field.annotation, (*prefix, name))
+        elif (entry := _table_of_tables(field.annotation)) is not None:
+            yield (*prefix, name, NAMED)
+            yield from _setting_paths(entry, (*prefix, name, NAMED))
 
 
 def _closest(name: str, candidates: list[str]) -> str | None:
@@ -333,12 +405,21 @@ def _unknown_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """Each STEPUP_* variable that names no setting, with a message. pydantic-settings reads only the names it knows,
     so without this a misspelt section or top-level name (STEPUP_SESION__IDLE_TIMEOUT) would be ignored in silence
     and the server would start on the default."""
-    known = {_env_name(path): path for path in _setting_paths()}
+    paths = list(_setting_paths())
+    known = {_env_name(path): path for path in paths if NAMED not in path}
+    # A named entry's variables (STEPUP_STEP_UP__ACTIONS__SEND_TELEGRAM__MAX_AGE): any name in its place.
+    named = [
+        re.compile("__".join(_NAME_PATTERN if part == NAMED else re.escape(str(part).upper()) for part in path))
+        for path in paths
+        if NAMED in path
+    ]
     suffixes = [name.removeprefix(ENV_PREFIX) for name in known]
     problems = {}
     for name in sorted(environ):
         upper = name.upper()  # pydantic-settings matches names case-insensitively
         if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV or upper in known:
+            continue
+        if any(pattern.fullmatch(upper.removeprefix(ENV_PREFIX)) for pattern in named):
             continue
         # Compared without the prefix every name shares, so that it does not make unrelated names look alike.
         hint = _closest(upper.removeprefix(ENV_PREFIX), suffixes)
@@ -351,11 +432,17 @@ def _unknown_environment(environ: Mapping[str, str]) -> dict[str, str]:
 def _known_keys(location: tuple[int | str, ...]) -> list[str]:
     """The keys of the section that holds `location`'s last part."""
     model: type[BaseModel] = Settings
-    for part in location[:-1]:
+    parts = iter(location[:-1])
+    for part in parts:
         field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        if field is None:
             return []
-        model = field.annotation
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model = field.annotation
+        elif (entry := _table_of_tables(field.annotation)) is not None and next(parts, None) is not None:
+            model = entry  # the next part is the entry's name
+        else:
+            return []
     return list(model.model_fields)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +17,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import pyotp
 import pytest
 from playwright.sync_api import Locator, Page, Request, Response, Route, expect
 
+from stepup_bff.activity import ActivityLog
+from stepup_bff.clock import SystemClock
+from stepup_bff.storage import open_database
 from support.dev_stack import RunningStack as Stack
+from support.step_up import UNBOUND
 
 from .conftest import sign_in
 
@@ -126,7 +132,7 @@ def test_signed_out_page_explains_step_up_and_turns_sign_in_errors_into_sentence
 # ---- stepping up ---------------------------------------------------------------------------------------------------
 
 
-def test_totp_step_up_retries_once_with_the_same_key_and_the_window_covers_the_next_send(
+def test_totp_step_up_confirms_the_telegram_retries_once_with_the_same_key_and_each_telegram_is_confirmed(
     page: Page, stack: Stack, screenshot: Screenshot
 ) -> None:
     traffic = Traffic.watch(page)
@@ -139,7 +145,11 @@ def test_totp_step_up_retries_once_with_the_same_key_and_the_window_covers_the_n
 
     compose(page, "Grandma", "Happy 90th birthday — with love from all of us!")
     expect(dialog(page)).to_be_visible()
-    expect(dialog(page)).to_contain_text("This action needs a second factor confirmed in the last 5 minutes.")
+    # What is confirmed comes first, in the server's words, before any code is asked for.
+    expect(page.get_by_test_id("step-up-confirm")).to_have_text(
+        "Confirm: singing telegram to Grandma — “Happy 90th birthday — with love from…”"
+    )
+    expect(dialog(page)).to_contain_text("Your second factor confirms exactly this, and nothing else:")
     authenticator = page.get_by_role("radio", name="Authenticator app")
     expect(authenticator).to_be_checked()
     code = page.get_by_label("Verification code")
@@ -161,7 +171,8 @@ def test_totp_step_up_retries_once_with_the_same_key_and_the_window_covers_the_n
     expect(first.get_by_test_id("telegram-status")).to_have_text("Queued")
     expect(page.get_by_label("To", exact=True)).to_have_value("")
     expect(page.get_by_label("Message", exact=True)).to_have_value("")
-    expect_elevated(page, r"^Elevated, (5:00|4:\d\d) left$")
+    # A confirmation of one telegram elevates nothing else: no badge.
+    expect(page.get_by_test_id("elevated-badge")).to_be_hidden()
 
     # The challenge, then exactly one retry carrying the very same Idempotency-Key.
     assert traffic.statuses("POST", "/api/telegrams") == [401, 201]
@@ -171,21 +182,37 @@ def test_totp_step_up_retries_once_with_the_same_key_and_the_window_covers_the_n
         assert headers.get("x-csrf") == "1"
         assert headers.get("content-type") == "application/json"
 
-    # Inside the window, the next telegram goes straight through.
+    # The next telegram is confirmed for what it is.
     compose(page, "Uncle Bob", "Congratulations on the new boat!")
+    expect(page.get_by_test_id("step-up-confirm")).to_have_text(
+        "Confirm: singing telegram to Uncle Bob — “Congratulations on the new boat!”"
+    )
+    screenshot(page, "readme-step-up-dialog")
+    page.get_by_label("Verification code").fill(stack.totp_code("alice@example.com"))
+    page.get_by_role("button", name="Verify").click()
     expect(page.get_by_test_id("form-status")).to_contain_text("Uncle Bob")
     expect(page.get_by_test_id("telegram")).to_have_count(2)
     expect(page.get_by_test_id("telegram-recipient").first).to_have_text("Uncle Bob")
-    expect(dialog(page)).to_be_hidden()
-    assert traffic.statuses("POST", "/api/telegrams") == [401, 201, 201]
+    assert traffic.statuses("POST", "/api/telegrams") == [401, 201, 401, 201]
     assert traffic.posted("/api/telegrams")[2]["idempotency-key"] != keys[0]
     assert [t["recipient"] for t in server_telegrams(page)] == ["Uncle Bob", "Grandma"]
-    screenshot(page, "signed-in-elevated")
 
-    # A reload shows the same state from the server: the list, and the badge from /api/session.
+    # The Activity panel says what happened, in plain words, newest first.
+    items = page.get_by_test_id("activity-what")
+    clock = r", \d{1,2}:\d\d( [AP]M)?$"
+    expect(items.nth(0)).to_have_text(re.compile(r"^Singing telegram sent from Chrome on Linux" + clock))
+    expect(items.nth(1)).to_have_text(re.compile(r"^Step-up with authenticator app from Chrome on Linux" + clock))
+    expect(items.nth(2)).to_have_text(re.compile(r"^Asked to confirm a singing telegram from Chrome on Linux" + clock))
+    expect(items.last).to_have_text(re.compile(r"^Signed in on FusionAuth's page from Chrome on Linux" + clock))
+    expect(items).to_have_count(7)
+    page.get_by_test_id("activity").scroll_into_view_if_needed()
+    screenshot(page, "activity")
+
+    # A reload shows the same state from the server.
     page.reload()
     expect(page.get_by_test_id("telegram")).to_have_count(2)
-    expect_elevated(page)
+    expect(page.get_by_test_id("activity-item")).to_have_count(7)
+    expect(page.get_by_test_id("elevated-badge")).to_be_hidden()
 
 
 def test_emailed_code_with_a_wrong_code_first_and_the_resend_cooldown(
@@ -227,12 +254,19 @@ def test_emailed_code_with_a_wrong_code_first_and_the_resend_cooldown(
     expect(send).to_be_disabled()
     assert_eventually(lambda: emails_to(stack, "bob@example.com") == 2)
     # Each send replaces the previous code.
+    # The email says what the code confirms (kickstart/email-mfa.json's template, the summary escaped in HTML).
+    [last] = [message for message in stack.messages() if message["to"] == "bob@example.com"][-1:]
+    assert last["text"].startswith("You are confirming: singing telegram to Alice — “Thanks for the tea.”\n")
+    assert last["subject"] == "Confirm: singing telegram to Alice — “Thanks for the tea.”"
     page.get_by_label("Verification code").fill(stack.emailed_code("bob@example.com"))
     page.get_by_role("button", name="Verify").click()
     expect(dialog(page)).to_be_hidden()
     expect(page.get_by_test_id("telegram-recipient")).to_have_text(["Alice"])
-    expect_elevated(page)
     assert len(server_telegrams(page)) == 1
+    expect(page.get_by_test_id("activity-what").nth(1)).to_contain_text("Step-up with an emailed code")
+    expect(
+        page.get_by_test_id("activity").get_by_text(re.compile(r"^Wrong code entered \(4 attempts left\)"))
+    ).to_be_visible()
 
 
 def test_cancel_closes_the_dialog_keeps_the_text_and_sends_nothing(
@@ -266,7 +300,7 @@ def test_cancel_closes_the_dialog_keeps_the_text_and_sends_nothing(
     assert_eventually(lambda: traffic.statuses("POST", "/api/step-up/cancel") == [204, 204])
 
 
-@pytest.mark.parametrize("stack", [{"max_age": 8}], indirect=True)
+@pytest.mark.parametrize("stack", [{"max_age": 8, **UNBOUND}], indirect=True)
 def test_the_elevated_window_runs_out_and_the_next_send_prompts_again(page: Page, stack: Stack) -> None:
     sign_in(page, stack, "alice@example.com")
     compose(page, "Dad", "See you on Sunday.")
@@ -290,7 +324,7 @@ def test_the_elevated_window_runs_out_and_the_next_send_prompts_again(page: Page
     expect(page.get_by_test_id("telegram-recipient")).to_have_text(["Mum", "Dad"])
 
 
-@pytest.mark.parametrize("stack", [{"single_use": True}], indirect=True)
+@pytest.mark.parametrize("stack", [{"single_use": True, **UNBOUND}], indirect=True)
 def test_single_use_step_up_prompts_for_every_telegram_and_methods_can_be_switched(
     page: Page, stack: Stack, screenshot: Screenshot
 ) -> None:
@@ -309,7 +343,7 @@ def test_single_use_step_up_prompts_for_every_telegram_and_methods_can_be_switch
     compose(page, "Dave", "Welcome to the team! We're so glad you're here.")
     expect(dialog(page)).to_be_visible()
     expect(page.get_by_label("Verification code")).to_be_focused()
-    screenshot(page, "readme-step-up-dialog")
+    screenshot(page, "step-up-single-use")
 
     # Switch to email: the code field waits for a sent code.
     page.get_by_role("radio", name=re.compile("Email")).check()
@@ -459,3 +493,66 @@ def assert_eventually(condition: Callable[[], bool], timeout: float = 5.0) -> No
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+# ---- the activity log and several confirmations at once ------------------------------------------------------------
+
+
+def seed_second_factor_events(stack: Stack, login_id: str, count: int) -> None:
+    """Events as the enrolment feature to come will write them (ActivityLog's API), into the stack's database, from a
+    thread of its own (Playwright's sync API holds this thread's event loop)."""
+    user_id = stack.stack.seed.user(login_id).id
+
+    async def seed() -> None:
+        async with open_database(stack.stack.settings.database) as database:
+            log = ActivityLog(database, SystemClock())
+            for _ in range(count):
+                await log.second_factor_added(user_id, "authenticator")
+
+    worker = threading.Thread(target=lambda: anyio.run(seed))
+    worker.start()
+    worker.join(timeout=30)
+
+
+def test_the_activity_panel_shows_older_events_on_request(page: Page, stack: Stack) -> None:
+    sign_in(page, stack, "alice@example.com")
+    seed_second_factor_events(stack, "alice@example.com", 24)
+    page.reload()
+    items = page.get_by_test_id("activity-what")
+    expect(items).to_have_count(20)  # a page
+    # Written outside a request, so no browser to name: just what happened, and when.
+    expect(items.first).to_have_text(re.compile(r"^Second factor added: authenticator app, \d{1,2}:\d\d"))
+    more = page.get_by_role("button", name="Show older activity")
+    more.click()
+    expect(items).to_have_count(25)
+    expect(items.last).to_have_text(re.compile(r"^Signed in on FusionAuth's page from Chrome on Linux, \d{1,2}:\d\d"))
+    expect(more).to_be_hidden()
+
+
+def test_two_telegrams_challenged_at_once_are_each_confirmed_for_what_they_are(page: Page, stack: Stack) -> None:
+    """api.js: requests challenged for different transactions do not share a dialog (one confirmation is for one
+    request); each gets its own, one after the other, and both are sent."""
+    sign_in(page, stack, "alice@example.com")
+    page.evaluate(
+        """async () => {
+          const { api } = await import("/api.js");
+          window.bothSent = Promise.all([
+            api.sendTelegram({ recipient: "Ann", message: "One" }, "k-ann"),
+            api.sendTelegram({ recipient: "Ben", message: "Two" }, "k-ben"),
+          ]).then((sent) => sent.map((telegram) => telegram.recipient));
+        }"""
+    )
+    confirms = page.get_by_test_id("step-up-confirm")
+    seen = []
+    for turn in range(2):
+        expect(confirms).to_have_text(re.compile(r"^Confirm: singing telegram to (Ann — “One”|Ben — “Two”)$"))
+        text = confirms.text_content() or ""
+        assert text not in seen
+        seen.append(text)
+        page.get_by_label("Verification code").fill(stack.totp_code("alice@example.com"))
+        page.get_by_role("button", name="Verify").click()
+        if turn == 0:
+            expect(confirms).not_to_have_text(text)  # the next dialog, for the other telegram
+    expect(dialog(page)).to_be_hidden()
+    assert sorted(page.evaluate("() => window.bothSent")) == ["Ann", "Ben"]
+    assert sorted(t["recipient"] for t in server_telegrams(page)) == ["Ann", "Ben"]

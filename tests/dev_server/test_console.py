@@ -27,7 +27,8 @@ def test_messages_are_listed_newest_last_and_logged(
     messages = client.get("/_dev/messages").json()
     assert [m["to"] for m in messages] == ["bob@example.com", "bob@example.com"]
     assert messages[-1]["code"] == server.outbox.last_code_for("bob@example.com")
-    assert set(messages[0]) == {"method", "to", "code", "sent_at"}
+    assert set(messages[0]) == {"method", "to", "code", "sent_at", "subject", "text", "html"}
+    assert messages[0]["text"] == f"Your verification code is {messages[0]['code']}. It expires in a minute."
     assert messages[0]["sent_at"].startswith("2023-11-14T22:13:")
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [f"dev outbox: email to bob@example.com: code {m['code']}" for m in messages]

@@ -249,3 +249,36 @@ def test_repeated_wrong_codes_lock_the_account(client: TestClient, clock: Manual
     clock.advance(3 * 60 + 1)  # actionDuration 3 MINUTES
     fresh = start(client, userId=DAVE).json()
     assert complete(client, fresh["twoFactorId"], fresh["code"]).status_code == 200
+
+
+def test_the_emailed_code_says_what_it_confirms_from_the_start_state(client: TestClient) -> None:
+    """kickstart/email-mfa.json's template reads the Start API's state ([inferred] for FusionAuth itself): a step-up
+    bound to a transaction names it, escaped in the HTML part, and one without says only the code."""
+    summary = "singing telegram to <b>Bob</b> & co — “Happy birthday…”"
+    state = {"challengeId": "c", "session": "s", "transaction": {"id": "tx_1", "summary": summary}}
+    bound = start(client, userId=BOB, applicationId=APPLICATION_ID, state=state)
+    assert send(client, bound.json()["twoFactorId"], method_id(bound, "email")).status_code == 200
+    plain = start(client, userId=BOB, applicationId=APPLICATION_ID, state={"challengeId": "d"})
+    assert send(client, plain.json()["twoFactorId"], method_id(plain, "email")).status_code == 200
+
+    confirming, generic = client.get("/_dev/messages").json()
+    assert confirming["subject"] == f"Confirm: {summary}"
+    assert confirming["text"].startswith(f"You are confirming: {summary}\n")
+    assert f"Your verification code is {confirming['code']}." in confirming["text"]
+    assert (
+        "<strong>singing telegram to &lt;b&gt;Bob&lt;/b&gt; &amp; co — “Happy birthday…”</strong>" in confirming["html"]
+    )
+    assert "<b>Bob</b>" not in confirming["html"]
+    assert generic["subject"] == "Your verification code"
+    assert generic["text"] == f"Your verification code is {generic['code']}. It expires in a minute."
+    assert "confirming" not in generic["html"]
+
+
+def test_templates_render_only_what_the_dev_server_understands() -> None:
+    from fusionauth_dev.templates import TemplateError, render
+
+    variables = {"code": "123456", "user": {"email": "bob@example.com"}}
+    assert render("${user.firstName!'there'}, ${code} ${(application.name)!''}", variables) == "there, 123456 "
+    for template in ("${missing}", "[#list users as u]${u}[/#list]", "${code?upper_case}", "${user}"):
+        with pytest.raises(TemplateError):
+            render(template, variables)

@@ -101,6 +101,7 @@ async def callback(
         raise
     queue_cookie(request, services.sessions.set_cookie_header(session))
     logger.info("signed in: user=%s", user.id)
+    await services.activity.record(user.id, "sign_in", via="hosted")
     return RedirectResponse(pending.return_to, status_code=303)
 
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..auth.native_login import SecondFactorDue
-from ..deps import ClientAddress, MetricsDep, NativeSignInDep, OptionalSession, SessionsDep, counts_sign_in
+from ..deps import (
+    ActivityDep,
+    ClientAddress,
+    MetricsDep,
+    NativeSignInDep,
+    OptionalSession,
+    SessionsDep,
+    counts_sign_in,
+)
 from ..errors import AppError
 from ..web.cookies import queue_cookie
 from .schemas import NativeLoginIn, NativeLoginOut, StepUpFinishIn, StepUpSendIn, StepUpSendOut, StepUpStartOut
@@ -26,6 +34,7 @@ async def login(
     previous: OptionalSession,
     ip: ClientAddress,
     metrics: MetricsDep,
+    activity: ActivityDep,
 ) -> NativeLoginOut:
     """Check the password with FusionAuth. Signed in: the session, as GET /api/session describes it. A second
     factor due: `{"authenticated": false, "two_factor": {"methods", "expires_at"}}` and a pending-sign-in cookie."""
@@ -39,6 +48,7 @@ async def login(
         queue_cookie(request, outcome.cookie)
         return NativeLoginOut(authenticated=False, two_factor=StepUpStartOut.of(outcome.challenge))
     metrics.sign_in("native", "success")
+    await activity.record(outcome.session.user.id, "sign_in", via="native")
     queue_cookie(request, sessions.set_cookie_header(outcome.session))
     return NativeLoginOut.of(outcome.session, outcome.session.step_up)
 
@@ -57,9 +67,12 @@ async def finish(
     sessions: SessionsDep,
     previous: OptionalSession,
     ip: ClientAddress,
+    activity: ActivityDep,
 ) -> NativeLoginOut:
     """Check the code; on success the person is signed in, and stepped up."""
     session = await native.finish(request.cookies.get(native.cookie_name), body.code, ip, previous, body.method_id)
+    method = session.step_up.method if session.step_up is not None else None
+    await activity.record(session.user.id, "sign_in", via="native", **({"method": method} if method else {}))
     queue_cookie(request, native.clear_cookie_header())
     queue_cookie(request, sessions.set_cookie_header(session))
     return NativeLoginOut.of(session, session.step_up)

@@ -9,6 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..auth.sessions import Session, StepUp
 from ..stepup.challenge import Challenge, Sent
+from ..stepup.service import Pending
+from ..stepup.transaction import Transaction, displayable, excerpt
+
+# How much of a telegram's message the confirmation shows: enough to recognise it, short enough to read at a glance.
+SUMMARY_EXCERPT = 40
 
 
 def iso(timestamp: float) -> str:
@@ -76,19 +81,38 @@ class StepUpMethodOut(BaseModel):
     last_used: bool
 
 
+class TransactionOut(BaseModel):
+    """A transaction a step-up confirms: its id, and what it is in words (the person's own text: show it as text)."""
+
+    id: str
+    action: str
+    summary: str
+
+    @classmethod
+    def of(cls, pending: Pending) -> TransactionOut:
+        return cls(id=pending.id, action=pending.action, summary=pending.summary)
+
+
+class StepUpStartIn(_Input):
+    # The transaction this step-up confirms, as the 401 named it; none for an unbound step-up.
+    transaction_id: Annotated[str | None, Field(pattern=r"^tx_[A-Za-z0-9_-]{16,64}$")] = None
+
+
 class StepUpStartOut(BaseModel):
     """A challenge as the browser sees it (step-up start, and the second factor of a native sign-in)."""
 
     methods: list[StepUpMethodOut]
     expires_at: str
+    transaction: TransactionOut | None = None
 
     @classmethod
-    def of(cls, challenge: Challenge) -> StepUpStartOut:
+    def of(cls, challenge: Challenge, transaction: Pending | None = None) -> StepUpStartOut:
         return cls(
             methods=[
                 StepUpMethodOut(id=m.id, method=m.method, hint=m.hint, last_used=m.last_used) for m in challenge.methods
             ],
             expires_at=iso(challenge.expires_at),
+            transaction=TransactionOut.of(transaction) if transaction is not None else None,
         )
 
 
@@ -116,12 +140,22 @@ class StepUpFinishIn(_Input):
 
 
 class StepUpFinishOut(BaseModel):
+    # The session's elevation (inactive after a bound step-up: it confirmed one request and elevates nothing else).
     step_up: StepUpStatus
+    transaction: TransactionOut | None = None  # what this step-up confirmed, for a bound one
 
 
 class TelegramIn(_Input):
     recipient: Annotated[str, Field(min_length=1, max_length=100)]
     message: Annotated[str, Field(min_length=1, max_length=500)]
+
+    def transaction(self, *, already_done: bool = False) -> Transaction:
+        """What a step-up for this telegram confirms: who gets it and what is sung, exactly; in words, the recipient
+        in full (it is the payee) and the start of the message."""
+        summary = f"singing telegram to {displayable(self.recipient)} — “{excerpt(self.message, SUMMARY_EXCERPT)}”"
+        return Transaction(
+            fields={"recipient": self.recipient, "message": self.message}, summary=summary, already_done=already_done
+        )
 
 
 class TelegramOut(BaseModel):
@@ -149,3 +183,28 @@ class NativeLoginOut(SessionOut):
     challenge (the same methods and masking as step-up)."""
 
     two_factor: StepUpStartOut | None = None
+
+
+class ActivityEventOut(BaseModel):
+    """One event of the security activity log, as the person whose it is sees it."""
+
+    id: int  # its place in the user's log (1, 2, 3...)
+    at: str
+    kind: str
+    outcome: str
+    address: str | None
+    agent: str | None  # "Firefox on Linux"
+    # The detail fields, each present only where the event has it (activity/log.py lists them all).
+    via: str | None = None
+    method: str | None = None
+    methods: list[str] | None = None
+    action: str | None = None
+    transaction: str | None = None
+    reason: str | None = None
+    attempts_remaining: int | None = None
+    retry_after: int | None = None
+
+
+class ActivityListOut(BaseModel):
+    events: list[ActivityEventOut]
+    next_cursor: str | None  # pass it back as ?cursor= for the next (older) page; null: there is none

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Response
 
-from ..deps import ClockDep, CurrentUser, ServicesDep, SteppedUpUser
+from ..deps import ClockDep, CurrentUser, IdempotencyKey, ServicesDep, TelegramSender
 from ..errors import IdempotencyKeyReused
 from ..storage import Telegram
 from .schemas import TelegramIn, TelegramListOut, TelegramOut, iso
@@ -30,16 +29,17 @@ def _out(telegram: Telegram) -> TelegramOut:
 @router.post("", status_code=201)
 async def send_telegram(
     body: TelegramIn,
-    user: SteppedUpUser,
+    session: TelegramSender,
     services: ServicesDep,
     clock: ClockDep,
     response: Response,
-    # Visible ASCII only, declared here so that a bad key is an input error (which gives a single-use step-up back).
-    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> TelegramOut:
-    """Queue a singing telegram. The same Idempotency-Key with the same body from the same user returns the original
-    (200); with a different body it is refused (422), since answering with the old telegram would hide that the new
-    one was not sent."""
+    """Queue a singing telegram: a step-up confirms this very telegram (step_up.actions.send_telegram). The same
+    Idempotency-Key with the same body from the same user returns the original (200) without a new step-up; with a
+    different body it is refused (422), since answering with the old telegram would hide that the new one was not
+    sent."""
+    user = session.user
     telegram = Telegram(
         id="tg_" + secrets.token_urlsafe(12),
         user_id=user.id,

@@ -51,12 +51,14 @@ class User:
 
 @dataclass(frozen=True)
 class StepUp:
-    """A completed second factor: when, until when it counts, how, and (single-use mode) the grant to consume."""
+    """A completed second factor: when, until when it counts, how, the grant to consume (single-use and bound
+    step-ups) and, for a step-up bound to a transaction, that transaction's id."""
 
     at: float
     until: float
     method: str
     grant: str | None = None
+    transaction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ class SessionManager:
             "iat": session.signed_in_at,
         }
         if session.step_up is not None:
-            payload["su"] = asdict(session.step_up)
+            # Unset fields are left out: a cookie keeps the shape older releases read, unless it needs the new field.
+            payload["su"] = {key: value for key, value in asdict(session.step_up).items() if value is not None}
         return self._serializer.dumps(payload)
 
     def _decode(self, value: str) -> dict[str, Any] | None:

@@ -83,6 +83,24 @@ StepUpOutcome = Literal[
 SignInKind = Literal["hosted", "native"]
 SessionEndReason = Literal["sign_out", "replaced", "idle_timeout", "absolute_timeout", "tampered", "store_failure"]
 StoreBackend = Literal["sqlite", "redis", "postgresql"]
+# The kinds of event of the security activity log (activity/log.py).
+ActivityKind = Literal[
+    "sign_in",
+    "sign_out",
+    "session_ended",
+    "step_up_started",
+    "step_up_code_sent",
+    "step_up_verified",
+    "step_up_wrong_code",
+    "step_up_blocked",
+    "step_up_locked",
+    "privileged_action",
+    "second_factor_added",
+    "second_factor_removed",
+]
+# Why a request of an action bound to its transaction was refused (and a fresh challenge issued): no step-up at all,
+# an unbound one, a bound one that expired, was already used, was for another action, or confirmed other fields.
+TransactionRefusal = Literal["no_step_up", "unbound", "expired", "used", "other_action", "mismatch"]
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -174,6 +192,21 @@ class Metrics:
             ["backend", "operation"],
             registry=r,
         )
+        self.transaction_refusals = Counter(
+            "stepup_bff_transaction_refusals",
+            "Requests of a transaction-bound action refused with a fresh challenge, by action and reason.",
+            ["action", "reason"],
+            registry=r,
+        )
+        self.activity_events = Counter(
+            "stepup_bff_activity_events", "Security activity events recorded, by kind.", ["kind"], registry=r
+        )
+        self.activity_write_failures = Counter(
+            "stepup_bff_activity_write_failures",
+            "Security activity events that could not be written (the database failed), by kind.",
+            ["kind"],
+            registry=r,
+        )
         self.workers = Gauge(
             "stepup_bff_workers", "Worker processes serving requests.", registry=r, multiprocess_mode="livesum"
         )
@@ -228,6 +261,16 @@ class Metrics:
     def session_ended(self, reason: SessionEndReason) -> None:
         self.sessions_ended.labels(reason).inc()
 
+    def transaction_refused(self, action: str, reason: TransactionRefusal) -> None:
+        """`action` is a name from the configuration (step_up.actions), never from a client."""
+        self.transaction_refusals.labels(action, reason).inc()
+
+    def activity_recorded(self, kind: ActivityKind) -> None:
+        self.activity_events.labels(kind).inc()
+
+    def activity_write_failed(self, kind: ActivityKind) -> None:
+        self.activity_write_failures.labels(kind).inc()
+
     def store_error(self, backend: StoreBackend, operation: str) -> None:
         """Call where a store translates its library's error (the operation is a method name of the store)."""
         self.store_errors.labels(backend, operation).inc()
@@ -243,6 +286,8 @@ LABEL_VALUES: dict[str, tuple[str, ...]] = {
     "sign_in_kind": get_args(SignInKind),
     "session_end_reason": get_args(SessionEndReason),
     "store_backend": get_args(StoreBackend),
+    "activity_kind": get_args(ActivityKind),
+    "transaction_refusal": get_args(TransactionRefusal),
 }
 
 

@@ -73,6 +73,8 @@ class Challenge:
     subject: str  # whose codes these are: the user id, or for sign-in a hash of the login id
     methods: list[Method]
     expires_at: float
+    # What this challenge confirms, opaque to the machine (step-up: the id of a pending transaction); None for none.
+    bound_to: str | None = None
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -80,7 +82,10 @@ class Challenge:
     @classmethod
     def loads(cls, raw: str) -> Challenge:
         data = json.loads(raw)
-        return cls(**{**data, "methods": [Method(**method) for method in data["methods"]]})
+        # Fields a newer release added are left out, so that replicas of two releases share challenges while a
+        # rolling upgrade runs.
+        known = {name: value for name, value in data.items() if name in cls.__dataclass_fields__}
+        return cls(**{**known, "methods": [Method(**method) for method in data["methods"]]})
 
     def __repr__(self) -> str:  # never print the twoFactorId, whatever logs a challenge
         return f"Challenge(id={self.id!r}, subject={self.subject!r}, methods={[m.method for m in self.methods]})"
@@ -234,7 +239,14 @@ class ChallengeMachine:
             raise TooManyStarts(retry_after=await retry_after(self._store, key))
 
     async def open(
-        self, binding: str, subject: str, challenge_id: str, two_factor_id: str, methods: Sequence[TwoFactorMethod]
+        self,
+        binding: str,
+        subject: str,
+        challenge_id: str,
+        two_factor_id: str,
+        methods: Sequence[TwoFactorMethod],
+        *,
+        bound_to: str | None = None,
     ) -> Challenge:
         """Keep FusionAuth's challenge under `binding`, replacing any earlier one there. The per-subject counts are
         untouched; the earlier challenge's own counters die with their expiry."""
@@ -244,6 +256,7 @@ class ChallengeMachine:
             subject=subject,
             methods=[to_method(method) for method in methods],
             expires_at=self._clock.now() + self._settings.challenge_ttl,
+            bound_to=bound_to,
         )
         await self._store.set(self._key(binding), challenge.dumps(), ttl=self._settings.challenge_ttl + TOMBSTONE)
         return challenge

@@ -3,7 +3,8 @@
 Two kinds of data, two settings: `storage.url` holds short-lived state (sessions, sign-ins in progress,
 challenges, counters, locks, grants) behind the small `Store` protocol: a key/value map with expiry and the few
 atomic operations the callers need (insert-if-absent, update-if-present, get-and-delete, increment-with-expiry),
-one Redis command each. `database.url` holds what must never be lost (telegrams) behind `TelegramStore`. SQLite
+one Redis command each. `database.url` holds what must never be lost (telegrams, the security activity log)
+behind `Database` (`TelegramStore` and `ActivityStore`). SQLite
 serves both on one machine; Redis and PostgreSQL let several machines share them. `open_store` and
 `open_database` pick the implementation from the URL's scheme and are used by the app's lifespan.
 """
@@ -15,12 +16,29 @@ from contextlib import asynccontextmanager
 
 from ..clock import Clock
 from ..settings import DatabaseSettings, Settings, StorageSettings
-from .base import ErrorHook, StorageConfigError, Store, Telegram, TelegramStore, user_key
+from .base import (
+    GENESIS,
+    ActivityEvent,
+    ActivityStore,
+    Database,
+    ErrorHook,
+    EventBuilder,
+    StorageConfigError,
+    Store,
+    Telegram,
+    TelegramStore,
+    user_key,
+)
 from .postgres import PostgresDatabase
 from .redis import RedisStore
 from .sqlite import SqliteDatabase, SqliteStore
 
 __all__ = [
+    "GENESIS",
+    "ActivityEvent",
+    "ActivityStore",
+    "Database",
+    "EventBuilder",
     "PostgresDatabase",
     "RedisStore",
     "SqliteDatabase",
@@ -56,9 +74,7 @@ async def open_store(
 
 
 @asynccontextmanager
-async def open_database(
-    settings: DatabaseSettings, *, on_error: ErrorHook | None = None
-) -> AsyncIterator[TelegramStore]:
+async def open_database(settings: DatabaseSettings, *, on_error: ErrorHook | None = None) -> AsyncIterator[Database]:
     """The database named by database.url, migrated and checked; closed on exit. `StorageConfigError` if unusable."""
     database: SqliteDatabase | PostgresDatabase
     if settings.url.startswith("sqlite:///"):

@@ -15,7 +15,7 @@ operation below touches exactly one key.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import unquote
@@ -127,6 +127,58 @@ class TelegramStore(Protocol):
         """The user's telegrams, newest first."""
         ...
 
+    async def find_telegram(self, user_id: str, idempotency_key: str) -> Telegram | None:
+        """The telegram this user already created with this idempotency key, if any."""
+        ...
+
     async def ping(self) -> None:
         """Return if the database answers; raise `errors.DatabaseUnavailable` if not."""
         ...
+
+
+@dataclass(frozen=True)
+class ActivityEvent:
+    """One event of a user's security activity log, as stored: the `seq`-th of that user's, chained to the one before
+    by `prev_hash` (activity/chain.py says how `hash` is computed). `detail` is a JSON object of short, fixed-vocabulary
+    fields; no field ever holds a secret."""
+
+    user_id: str
+    seq: int  # 1, 2, 3... per user, without gaps
+    at_ms: int  # milliseconds since the epoch
+    kind: str
+    outcome: str
+    detail: str
+    address: str | None
+    agent: str | None
+    prev_hash: str
+    hash: str
+
+
+# The `prev_hash` of a user's first event.
+GENESIS = "0" * 64
+
+# Given the next sequence number and the hash of the event before it (GENESIS for the first),
+# the complete event to store. Called inside the database's transaction, so it must not do I/O.
+EventBuilder = Callable[[int, str], ActivityEvent]
+
+
+class ActivityStore(Protocol):
+    """The append-only security activity log. Every method raises `errors.DatabaseUnavailable` when the database
+    fails; `append_activity` has committed when it returns."""
+
+    async def append_activity(self, user_id: str, build: EventBuilder) -> ActivityEvent:
+        """Append the user's next event. Concurrent appends for one user (on any replica) never fork the chain: the
+        database's unique (user_id, seq) decides, and the loser builds again on the new head."""
+        ...
+
+    async def list_activity(self, user_id: str, before_seq: int | None, limit: int) -> list[ActivityEvent]:
+        """The user's events, newest first; only those with seq < before_seq when it is given."""
+        ...
+
+    def activity_chains(self) -> AsyncIterator[list[ActivityEvent]]:
+        """Every user's whole chain, oldest event first, one list per user (for `stepup-bff audit verify`)."""
+        ...
+
+
+class Database(TelegramStore, ActivityStore, Protocol):
+    """database.url: the durable records."""

@@ -4,7 +4,8 @@ Each database records the versions it has applied in `schema_migrations`; at sta
 order, in one transaction together with its bookkeeping, so a crash leaves either the old schema or the new one.
 Steps are additive (new tables, columns, indexes): during a rolling upgrade the previous release keeps working
 against the newer schema. To add a table (for example a security activity log), append a `Migration` with the
-next version and its SQL for both dialects; never edit a step that has shipped.
+next version and its SQL for both dialects; never edit a step that has shipped. Version 2 is the security activity
+log.
 """
 
 from __future__ import annotations
@@ -47,6 +48,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX telegrams_by_user ON telegrams (user_id, created_at DESC, seq DESC)",
             "CREATE UNIQUE INDEX telegrams_idempotency ON telegrams (user_id, idempotency_key)"
             " WHERE idempotency_key IS NOT NULL",
+        ),
+    ),
+    Migration(
+        2,
+        "activity_events",
+        # The security activity log (activity/). The primary key (user_id, seq) is what keeps a user's hash chain from
+        # forking: of two appends that read the same head, only one can insert the next seq. The triggers make the
+        # table append-only for the application (an operator who must delete, say for retention, drops them first,
+        # and `stepup-bff audit verify` then shows which chains lost events).
+        sqlite=(
+            "CREATE TABLE activity_events (user_id TEXT NOT NULL, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
+            " kind TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL, address TEXT, agent TEXT,"
+            " prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (user_id, seq)) WITHOUT ROWID",
+            "CREATE TRIGGER activity_events_no_update BEFORE UPDATE ON activity_events"
+            " BEGIN SELECT RAISE(ABORT, 'activity_events is append-only'); END",
+            "CREATE TRIGGER activity_events_no_delete BEFORE DELETE ON activity_events"
+            " BEGIN SELECT RAISE(ABORT, 'activity_events is append-only'); END",
+        ),
+        postgresql=(
+            "CREATE TABLE activity_events (user_id TEXT NOT NULL, seq BIGINT NOT NULL, at_ms BIGINT NOT NULL,"
+            " kind TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL, address TEXT, agent TEXT,"
+            " prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (user_id, seq))",
+            "CREATE FUNCTION activity_events_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'activity_events is append-only'; END $$",
+            "CREATE TRIGGER activity_events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON activity_events"
+            " FOR EACH STATEMENT EXECUTE FUNCTION activity_events_append_only()",
         ),
     ),
 )

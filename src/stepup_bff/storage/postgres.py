@@ -1,4 +1,4 @@
-"""PostgreSQL database: telegrams shared by every replica (database.url = postgresql://...).
+"""PostgreSQL database: telegrams and the activity log shared by every replica (database.url = postgresql://...).
 
 psycopg 3 with its async pool (psycopg-pool), one pool per process owned by the app's lifespan. Why psycopg rather
 than asyncpg: it is typed (mypy strict needs no stubs), it works behind pgbouncer's transaction pooling without
@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import astuple
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -30,7 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..errors import DatabaseUnavailable
 from ..settings import DatabaseSettings
 from . import migrations
-from .base import ErrorHook, StorageConfigError, Telegram, hide_password
+from .base import GENESIS, ActivityEvent, ErrorHook, EventBuilder, StorageConfigError, Telegram, hide_password
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ _BUGS = (psycopg.ProgrammingError, psycopg.IntegrityError, psycopg.DataError)
 # Any bigint will do as long as every release uses the same one: it names "migrating stepup-bff's schema".
 _MIGRATION_LOCK = int.from_bytes(b"stepupdb", "big") >> 1
 _COLUMNS = "id, user_id, recipient, message, created_at, status"
+_ACTIVITY_COLUMNS = "user_id, seq, at_ms, kind, outcome, detail, address, agent, prev_hash, hash"
+# Appends of one user's events that lose the race for the next seq try again on the new head, this many times in all.
+APPEND_ATTEMPTS = 20
 
 
 def describe(url: str) -> str:
@@ -150,6 +154,69 @@ class PostgresDatabase:
                 (user_id, limit),
             )
             return [Telegram(*row) for row in await rows.fetchall()]
+
+    async def find_telegram(self, user_id: str, idempotency_key: str) -> Telegram | None:
+        async with self._transaction("find_telegram") as conn:
+            found = await conn.execute(
+                f"SELECT {_COLUMNS} FROM telegrams WHERE user_id = %s AND idempotency_key = %s",  # noqa: S608
+                (user_id, idempotency_key),
+            )
+            row = await found.fetchone()
+            return Telegram(*row) if row is not None else None
+
+    # -- the activity log --------------------------------------------------------------------------------------------
+
+    async def append_activity(self, user_id: str, build: EventBuilder) -> ActivityEvent:
+        for _ in range(APPEND_ATTEMPTS):
+            try:
+                async with self._transaction("append_activity") as conn:
+                    head = await (
+                        await conn.execute(
+                            "SELECT seq, hash FROM activity_events WHERE user_id = %s ORDER BY seq DESC LIMIT 1",
+                            (user_id,),
+                        )
+                    ).fetchone()
+                    event = build(1, GENESIS) if head is None else build(int(head[0]) + 1, str(head[1]))
+                    await conn.execute(
+                        f"INSERT INTO activity_events ({_ACTIVITY_COLUMNS}) "  # noqa: S608 - a constant column list
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        astuple(event),
+                    )
+                return event
+            except psycopg.errors.UniqueViolation:
+                # Another append (another request, another replica) took this seq between our read and our insert:
+                # PostgreSQL made us wait for its commit, then refused ours. Build again on the new head; the chain
+                # never forks.
+                continue
+        if self._on_error is not None:
+            self._on_error("postgresql", "append_activity")
+        raise DatabaseUnavailable("Too many concurrent activity events for one user; try again.")
+
+    async def list_activity(self, user_id: str, before_seq: int | None, limit: int) -> list[ActivityEvent]:
+        async with self._transaction("list_activity") as conn:
+            rows = await conn.execute(
+                f"SELECT {_ACTIVITY_COLUMNS} FROM activity_events WHERE user_id = %s AND seq < %s "  # noqa: S608
+                "ORDER BY seq DESC LIMIT %s",
+                (user_id, before_seq if before_seq is not None else 2**62, limit),
+            )
+            return [ActivityEvent(*row) for row in await rows.fetchall()]
+
+    async def activity_chains(self) -> AsyncIterator[list[ActivityEvent]]:
+        async with self._transaction("activity_chains") as conn:
+            users = [
+                row[0]
+                for row in await (
+                    await conn.execute("SELECT DISTINCT user_id FROM activity_events ORDER BY user_id")
+                ).fetchall()
+            ]
+        for user_id in users:
+            async with self._transaction("activity_chains") as conn:
+                rows = await conn.execute(
+                    f"SELECT {_ACTIVITY_COLUMNS} FROM activity_events WHERE user_id = %s ORDER BY seq",  # noqa: S608
+                    (user_id,),
+                )
+                chain = [ActivityEvent(*row) for row in await rows.fetchall()]
+            yield chain
 
     async def ping(self) -> None:
         async with self._transaction("ping") as conn:

@@ -18,7 +18,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ import anyio.to_thread
 from ..clock import Clock
 from ..errors import DatabaseUnavailable, StoreUnavailable
 from . import migrations
-from .base import ErrorHook, StorageConfigError, Telegram
+from .base import GENESIS, ActivityEvent, ErrorHook, EventBuilder, StorageConfigError, Telegram
 
 T = TypeVar("T")
 
@@ -127,6 +128,16 @@ class _SqliteFile:
                 db.execute("PRAGMA busy_timeout = 5000")
 
         await self.run(op, "ping")
+
+    @classmethod
+    def durable_transaction(cls, db: sqlite3.Connection, body: Callable[[], T]) -> T:
+        """`transaction`, with its commit synced to disk (synchronous=FULL): for a record that must survive even an
+        OS crash."""
+        db.execute("PRAGMA synchronous=FULL")
+        try:
+            return cls.transaction(db, body)
+        finally:
+            db.execute("PRAGMA synchronous=NORMAL")
 
     @staticmethod
     def transaction(db: sqlite3.Connection, body: Callable[[], T]) -> T:
@@ -262,10 +273,12 @@ class SqliteStore:
 
 
 _TELEGRAM_COLUMNS = "id, user_id, recipient, message, created_at, status"
+_ACTIVITY_COLUMNS = "user_id, seq, at_ms, kind, outcome, detail, address, agent, prev_hash, hash"
 
 
 class SqliteDatabase:
-    """Telegrams in SQLite. The schema is brought up to date when it opens (storage/migrations.py)."""
+    """Telegrams and the activity log in SQLite. The schema is brought up to date when it opens
+    (storage/migrations.py)."""
 
     def __init__(self, path: str | Path, *, on_error: ErrorHook | None = None) -> None:
         self._file = _SqliteFile(path, setting="database.url", unavailable=DatabaseUnavailable, on_error=on_error)
@@ -330,6 +343,55 @@ class SqliteDatabase:
             "list_telegrams",
         )
         return [Telegram(*row) for row in rows]
+
+    async def find_telegram(self, user_id: str, idempotency_key: str) -> Telegram | None:
+        rows = self._file.read(
+            f"SELECT {_TELEGRAM_COLUMNS} FROM telegrams WHERE user_id = ? AND idempotency_key = ?",  # noqa: S608
+            (user_id, idempotency_key),
+            "find_telegram",
+        )
+        return Telegram(*rows[0]) if rows else None
+
+    # -- the activity log --------------------------------------------------------------------------------------------
+
+    async def append_activity(self, user_id: str, build: EventBuilder) -> ActivityEvent:
+        def op(db: sqlite3.Connection) -> ActivityEvent:
+            def body() -> ActivityEvent:
+                # BEGIN IMMEDIATE holds the write lock from here to the commit, so no other process reads this head
+                # meanwhile; the primary key would refuse a second event with the same seq anyway.
+                head = db.execute(
+                    "SELECT seq, hash FROM activity_events WHERE user_id = ? ORDER BY seq DESC LIMIT 1", (user_id,)
+                ).fetchone()
+                event = build(1, GENESIS) if head is None else build(int(head[0]) + 1, str(head[1]))
+                db.execute(
+                    f"INSERT INTO activity_events ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                    astuple(event),
+                )
+                return event
+
+            # A security event is as much a record as a telegram: synced to disk like one.
+            return self._file.durable_transaction(db, body)
+
+        return await self._file.run(op, "append_activity")
+
+    async def list_activity(self, user_id: str, before_seq: int | None, limit: int) -> list[ActivityEvent]:
+        rows = self._file.read(
+            f"SELECT {_ACTIVITY_COLUMNS} FROM activity_events WHERE user_id = ? AND seq < ? "  # noqa: S608
+            "ORDER BY seq DESC LIMIT ?",
+            (user_id, before_seq if before_seq is not None else 2**62, limit),
+            "list_activity",
+        )
+        return [ActivityEvent(*row) for row in rows]
+
+    async def activity_chains(self) -> AsyncIterator[list[ActivityEvent]]:
+        users = self._file.read("SELECT DISTINCT user_id FROM activity_events ORDER BY user_id", (), "activity_chains")
+        for (user_id,) in users:
+            rows = self._file.read(
+                f"SELECT {_ACTIVITY_COLUMNS} FROM activity_events WHERE user_id = ? ORDER BY seq",  # noqa: S608
+                (user_id,),
+                "activity_chains",
+            )
+            yield [ActivityEvent(*row) for row in rows]
 
     async def ping(self) -> None:
         await self._file.ping()
