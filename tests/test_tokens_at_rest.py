@@ -3,6 +3,7 @@ and a sealed record opens only for its own session id under its own key."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from pathlib import Path
@@ -56,9 +57,14 @@ def test_a_sealed_value_opens_only_with_its_session_id_and_key() -> None:
         open_sealed("session-b", "session:{u1}:aaa", sealed)  # another session's id: another key
     with pytest.raises(Unsealable):
         open_sealed("session-a", "session:{u2}:aaa", sealed)  # moved under another key
-    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
-    with pytest.raises(Unsealable):
-        open_sealed("session-a", "session:{u1}:aaa", flipped)  # altered
+    raw = bytearray(base64.urlsafe_b64decode(sealed[3:]))
+    for index in (0, 12, len(raw) - 1):  # the nonce, the ciphertext, the tag: one bit of any of them
+        altered = bytearray(raw)
+        altered[index] ^= 0x01
+        # Altered in the bytes, not in the base64 text: a flipped padding bit of the last character would decode to
+        # the same bytes and prove nothing (this test once did that, and failed by chance).
+        with pytest.raises(Unsealable):
+            open_sealed("session-a", "session:{u1}:aaa", "v1." + base64.urlsafe_b64encode(altered).decode())
     with pytest.raises(Unsealable, match="unknown format"):
         open_sealed("session-a", "session:{u1}:aaa", "v9." + sealed[3:])
     with pytest.raises(Unsealable):

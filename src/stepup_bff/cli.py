@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import uvicorn
 
 from .settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from .ops.logs import LogFormat
+
+T = TypeVar("T")
 
 # prometheus-client's multiprocess mode (ops/metrics.py); read by prometheus-client itself.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -30,6 +38,40 @@ def _metrics_directory(enabled: bool) -> Path | None:
     directory = Path(tempfile.mkdtemp(prefix="stepup-bff-metrics-"))  # mode 0700
     os.environ[MULTIPROC_ENV] = str(directory)
     return directory
+
+
+def server_options(log_level: str = "info", log_format: LogFormat = "text") -> dict[str, Any]:
+    """uvicorn's options for `serve`; bench/run.py runs its bare FastAPI app with the same ones. The event loop and
+    the HTTP parser stay uvicorn's "auto": uvloop and httptools, which the `uvicorn[standard]` dependency installs
+    (where they exist: uvloop has no Windows build), else asyncio's loop and h11."""
+    from .ops.logs import configure_logging
+
+    return {
+        "log_config": configure_logging(log_level, log_format),
+        # The app applies X-Forwarded-* from server.forwarded_allow_ips itself (ops/request_context.py): it must see
+        # the direct peer to decide whether to believe X-Request-ID too, and uvicorn's rewrite would hide it.
+        "proxy_headers": False,
+        # The app writes its own access line (with the duration and request id); uvicorn's would be a second one.
+        "access_log": False,
+        "server_header": False,
+        "ws": "none",
+    }
+
+
+def _frozen(app: T) -> T:
+    """Everything built so far (modules, routes, the app) is moved out of the garbage collector's sight: it lives as
+    long as the process, and otherwise every full collection would walk all of it again, a pause of many
+    milliseconds for whichever requests are in flight (CPython's gc.freeze, meant for this)."""
+    gc.collect()
+    gc.freeze()
+    return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one `serve --workers N` worker process (uvicorn's factory)."""
+    from .app import create_app
+
+    return _frozen(create_app())
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -48,7 +90,6 @@ def _run_server(args: argparse.Namespace, settings: Settings) -> int:
     from .app import check_step_up_actions, create_app
     from .clock import SystemClock
     from .ops.listen import PortInUse, bind_tcp
-    from .ops.logs import configure_logging
     from .ops.metrics import MetricsListenerError, MetricsSupervisor, start_listener
     from .storage import check_backends
 
@@ -59,16 +100,7 @@ def _run_server(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     workers = args.workers or settings.server.workers
-    options: dict[str, Any] = {
-        "log_config": configure_logging(settings.log_level, settings.log_format),
-        # The app applies X-Forwarded-* from server.forwarded_allow_ips itself (ops/request_context.py): it must see
-        # the direct peer to decide whether to believe X-Request-ID too, and uvicorn's rewrite would hide it.
-        "proxy_headers": False,
-        # The app writes its own access line (with the duration and request id); uvicorn's would be a second one.
-        "access_log": False,
-        "server_header": False,
-        "ws": "none",
-    }
+    options = server_options(settings.log_level, settings.log_format)
     try:
         sock = bind_tcp(host, port)
     except PortInUse as exc:
@@ -84,13 +116,13 @@ def _run_server(args: argparse.Namespace, settings: Settings) -> int:
             return 1
     try:
         if workers == 1:
-            config = uvicorn.Config(create_app(settings), **options)
+            config = uvicorn.Config(_frozen(create_app(settings)), **options)
             uvicorn.Server(config).run(sockets=[sock])
             return 0
         # Each worker process builds its own app (and store connection, HTTP client) from the same configuration.
         if args.config is not None:
             os.environ["STEPUP_CONFIG"] = str(args.config.resolve())
-        config = uvicorn.Config("stepup_bff.app:create_app", factory=True, workers=workers, **options)
+        config = uvicorn.Config("stepup_bff.cli:worker_app", factory=True, workers=workers, **options)
         supervisor = MetricsSupervisor if listener is not None else Multiprocess
         supervisor(config, sockets=[sock]).run()
         return 0

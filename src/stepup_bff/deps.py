@@ -7,6 +7,9 @@ TelegramSender -> require_step_up(action="send_telegram", ...)   (the send_teleg
 
 `NoBody` is declared on the route (`dependencies=[NoBody]`) of any route that takes no input; `optional_body(Model)`
 reads the body of a route whose input is all optional (no body, `{}`, or exactly the model's fields).
+
+Every dependency is `async def`, even one that only returns an attribute: FastAPI runs a plain `def` in the thread
+pool, a hop to a worker thread and back for each, several per request (tests/test_hot_path.py checks).
 """
 
 from __future__ import annotations
@@ -39,55 +42,63 @@ from .web.cookies import queue_cookie
 M = TypeVar("M", bound=BaseModel)
 
 
-def get_services(request: Request) -> Services:
-    services: Services = request.state.services  # put there by the lifespan
+def _services(request: Request) -> Services:
+    services: Services = request.scope["state"]["services"]  # put there by the lifespan
     return services
+
+
+async def get_services(request: Request) -> Services:
+    return _services(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
-    return services.settings
+# Each of these reads the request's services itself rather than depending on ServicesDep: FastAPI solves a
+# sub-dependency's own dependencies again wherever it is used (its cache holds only the value), so one level less
+# is one solve less per use on every request.
+async def get_settings(request: Request) -> Settings:
+    return _services(request).settings
 
 
-def get_clock(services: ServicesDep) -> Clock:
-    return services.clock
+async def get_clock(request: Request) -> Clock:
+    return _services(request).clock
 
 
-def get_fusionauth(services: ServicesDep) -> FusionAuthClient:
-    return services.fusionauth
+async def get_fusionauth(request: Request) -> FusionAuthClient:
+    return _services(request).fusionauth
 
 
-def get_sessions(services: ServicesDep) -> SessionManager:
-    return services.sessions
+async def get_sessions(request: Request) -> SessionManager:
+    return _services(request).sessions
 
 
-def get_login_flow(services: ServicesDep) -> LoginFlow:
-    return services.login
+async def get_login_flow(request: Request) -> LoginFlow:
+    return _services(request).login
 
 
-def get_step_up(services: ServicesDep) -> StepUpService:
-    return services.step_up
+async def get_step_up(request: Request) -> StepUpService:
+    return _services(request).step_up
 
 
-def get_native_sign_in(services: ServicesDep) -> NativeSignIn:
+async def get_native_sign_in(request: Request) -> NativeSignIn:
+    services = _services(request)
     if not services.settings.login.native:
         # Off (the default): the routes do not exist as far as anyone outside can tell.
         raise NotFound()
     return services.native
 
 
-def get_metrics(services: ServicesDep) -> Metrics:
-    return services.metrics
+async def get_metrics(request: Request) -> Metrics:
+    return _services(request).metrics
 
 
-def get_activity(services: ServicesDep) -> ActivityLog:
-    return services.activity
+async def get_activity(request: Request) -> ActivityLog:
+    return _services(request).activity
 
 
-def get_readiness(services: ServicesDep) -> Readiness:
-    return services.readiness
+async def get_readiness(request: Request) -> Readiness:
+    return _services(request).readiness
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -102,7 +113,7 @@ ActivityDep = Annotated[ActivityLog, Depends(get_activity)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 
 
-def get_client_address(request: Request) -> str | None:
+async def get_client_address(request: Request) -> str | None:
     # request.client is the browser's address when uvicorn trusts the proxy (server.forwarded_allow_ips), else the
     # peer's: X-Forwarded-For from anyone else is ignored, so nobody picks the address their guesses count against.
     return request.client.host if request.client else None
@@ -174,7 +185,8 @@ def _field_list(model: type[BaseModel]) -> str:
     return "no input, or {" + ", ".join(f'"{name}"' for name in names) + "}" if names else "no input"
 
 
-async def get_optional_session(request: Request, sessions: SessionsDep) -> Session | None:
+async def get_optional_session(request: Request) -> Session | None:
+    sessions = _services(request).sessions  # not SessionsDep: one dependency less to solve on every request
     cookie = request.cookies.get(sessions.cookie_name)
     session = await sessions.load(cookie)
     if session is not None:
@@ -188,7 +200,7 @@ async def get_optional_session(request: Request, sessions: SessionsDep) -> Sessi
 OptionalSession = Annotated[Session | None, Depends(get_optional_session)]
 
 
-def require_session(session: OptionalSession) -> Session:
+async def require_session(session: OptionalSession) -> Session:
     if session is None:
         raise LoginRequired()
     return session
@@ -197,7 +209,7 @@ def require_session(session: OptionalSession) -> Session:
 CurrentSession = Annotated[Session, Depends(require_session)]
 
 
-def get_current_user(session: CurrentSession) -> User:
+async def get_current_user(session: CurrentSession) -> User:
     return session.user
 
 
@@ -258,7 +270,7 @@ def guarded_actions(calls: list[Callable[..., Any]]) -> list[tuple[str | None, b
 SteppedUpSession = Annotated[Session, Depends(require_step_up(), scope="function")]
 
 
-def get_stepped_up_user(session: SteppedUpSession) -> User:
+async def get_stepped_up_user(session: SteppedUpSession) -> User:
     return session.user
 
 

@@ -50,6 +50,7 @@ def serve(
     port: int = 0,
     startup_timeout: float = 10.0,
     log_level: str = "warning",
+    http: str = "auto",
 ) -> Iterator[LiveServer]:
     """Run ``app`` under uvicorn in a daemon thread until the ``with`` block ends.
 
@@ -65,7 +66,15 @@ def serve(
     # log_config=None: leave the test process's logging alone (pytest's capture, caplog).
     # ws="none": no websocket library import, so no stray deprecation warnings under filterwarnings=error.
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, log_config=None, access_log=False, ws="none", lifespan="auto"
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        access_log=False,
+        ws="none",
+        lifespan="auto",
+        http=http,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from .request_context import current
 
@@ -116,9 +120,33 @@ class RequestFields(logging.Filter):
         return True
 
 
+class _SecondStamp:
+    """A timestamp's text up to the second, formatted once per second rather than once per line: an access line is
+    written for every request. One (second, text) tuple, replaced whole, so threads sharing a formatter never see a
+    second paired with another second's text."""
+
+    def __init__(self, render: Callable[[int], str]) -> None:
+        self._render = render
+        self._cached: tuple[int, str] = (-1, "")
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        cached = self._cached
+        if cached[0] != second:
+            cached = self._cached = (second, self._render(second))
+        return cached[1]
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s]: %(message)s")
+        self._stamp = _SecondStamp(lambda second: time.strftime(self.default_time_format, self.converter(second)))
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        # As logging.Formatter writes it ("2026-11-30 12:00:00,123"), the seconds' part cached.
+        return "%s,%03d" % (self._stamp(record.created), record.msecs)  # noqa: UP031 - logging.Formatter's own format
 
     def format(self, record: logging.LogRecord) -> str:
         if not hasattr(record, "request_id"):  # a record that reached us without the RequestFields filter
@@ -130,12 +158,16 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and request_id, route, status, duration_ms, user_id
     where known; a traceback goes in `exception`. Newlines in a message are escaped, so a line is a record."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._stamp = _SecondStamp(lambda second: datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+
     def format(self, record: logging.LogRecord) -> str:
         if not hasattr(record, "request_id"):
             add_request_fields(record)
-        created = datetime.fromtimestamp(record.created, UTC)
         entry: dict[str, Any] = {
-            "time": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            # ISO 8601 in UTC with milliseconds: 2026-11-30T12:00:00.123Z
+            "time": f"{self._stamp(record.created)}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -151,6 +183,57 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = redact(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class AccessLogHandler(logging.StreamHandler[IO[str]]):
+    """The access log's handler: a line per request, written to the stream at once but flushed (one system call
+    for however many lines) at most `FLUSH_INTERVAL` seconds later by a thread of its own, rather than after
+    every line. On a clean stop logging's shutdown flushes what is left; a process killed outright may lose the
+    lines of its last fraction of a second, as nginx's `access_log ... buffer= flush=` may. Every other line
+    (warnings, errors, tracebacks) goes through a plain StreamHandler and is flushed as written."""
+
+    FLUSH_INTERVAL = 0.2  # seconds
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self._dirty = threading.Event()
+        self._stopping = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._flusher_pid = 0
+
+    def flush(self) -> None:
+        self._dirty.clear()
+        super().flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+        except Exception:  # logging's contract: a failing handler reports, it never raises into the caller
+            self.handleError(record)
+            return
+        if not self._dirty.is_set():
+            self._dirty.set()
+            # One flusher per process: a handler inherited through fork() has its parent's thread object only.
+            if self._flusher is None or self._flusher_pid != os.getpid():
+                self._flusher_pid = os.getpid()
+                self._flusher = threading.Thread(target=self._flush_soon, name="access-log-flush", daemon=True)
+                self._flusher.start()
+
+    def _flush_soon(self) -> None:
+        while not self._stopping.is_set():
+            self._dirty.wait()
+            if self._stopping.wait(self.FLUSH_INTERVAL):
+                break
+            try:
+                self.flush()
+            except (OSError, ValueError):  # the stream went away (closed, a broken pipe): nothing left to do
+                break
+
+    def close(self) -> None:
+        # logging.shutdown() flushes every handler before it closes them; here the thread is only told to stop.
+        self._stopping.set()
+        self._dirty.set()
+        super().close()
 
 
 def configure_logging(level: str, log_format: LogFormat = "text") -> dict[str, Any]:
@@ -170,7 +253,7 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> dict[str, A
                 "stream": "ext://sys.stderr",
             },
             "access": {
-                "class": "logging.StreamHandler",
+                "()": AccessLogHandler,
                 "formatter": "default",
                 "filters": ["request_fields"],
                 "stream": "ext://sys.stdout",

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import secrets
+import threading
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -84,6 +86,39 @@ def route_template(scope: Scope) -> str:
     return UNMATCHED_ROUTE
 
 
+_ACCESS_MESSAGE = '%s - "%s %s HTTP/%s" %d %.1fms'
+# What logging.LogRecord.__init__ computes for every record, constant for every access line: the source file,
+# module, function and level (it would split this file's path and look up the process name per request).
+_TEMPLATE = logging.LogRecord(access_logger.name, logging.INFO, __file__, 0, _ACCESS_MESSAGE, None, None, "log_access")
+_ACCESS_CONSTANTS = {
+    name: value
+    for name, value in vars(_TEMPLATE).items()
+    if name not in {"args", "created", "msecs", "relativeCreated", "thread", "threadName", "process", "taskName"}
+}
+_LOGGING_STARTED = _TEMPLATE.created - _TEMPLATE.relativeCreated / 1000  # logging's start, for relativeCreated
+# Paths that quote() would return unchanged (its always-safe characters and "/"): most of them.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
+class AccessRecord(logging.LogRecord):
+    """The access line's record: every attribute a LogRecord has, so any handler, filter or formatter takes it,
+    built with only the per-request work (the time, the thread, the arguments) instead of LogRecord.__init__'s."""
+
+    def __init__(self, args: tuple[object, ...], status: int, duration_ms: float) -> None:
+        self.__dict__.update(_ACCESS_CONSTANTS)
+        now = time.time_ns()
+        self.created = now / 1e9
+        self.msecs = (now % 1_000_000_000) // 1_000_000 + 0.0
+        self.relativeCreated = (self.created - _LOGGING_STARTED) * 1000
+        self.args = args
+        self.thread = threading.get_ident()
+        self.threadName = threading.current_thread().name
+        self.process = os.getpid()
+        self.taskName = None  # Python 3.12+ records name the asyncio task; the request id says more
+        self.status = status
+        self.duration_ms = duration_ms
+
+
 def log_access(scope: Scope, status: int, seconds: float) -> None:
     """One line per request, formatted only if a handler takes it (%-style arguments, no f-string)."""
     if not access_logger.isEnabledFor(logging.INFO):
@@ -91,18 +126,15 @@ def log_access(scope: Scope, status: int, seconds: float) -> None:
     client = scope.get("client")
     query = scope.get("query_string")
     # scope["path"] is percent-decoded: quoted again, an encoded newline cannot start a forged line.
-    path = quote(scope["path"])
+    path = scope["path"]
+    if not _PLAIN_PATH.fullmatch(path):
+        path = quote(path)
     if query:
         path = f"{path}?{query.decode('latin-1')}"
     milliseconds = seconds * 1000
     # Built and handed over directly: logger.info() would also walk the stack for the caller's file and line,
     # which an access line does not need, on every request.
-    record = access_logger.makeRecord(
-        access_logger.name,
-        logging.INFO,
-        __file__,
-        0,
-        '%s - "%s %s HTTP/%s" %d %.1fms',
+    record = AccessRecord(
         (
             client[0] if client else "-",
             scope["method"],
@@ -111,8 +143,8 @@ def log_access(scope: Scope, status: int, seconds: float) -> None:
             status,
             milliseconds,
         ),
-        None,
-        extra={"status": status, "duration_ms": round(milliseconds, 3)},
+        status,
+        round(milliseconds, 3),
     )
     access_logger.handle(record)
 
@@ -156,7 +188,8 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                # A new list (the app may hold on to its own), in the message, which is this response's alone.
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         self._metrics.request_started()

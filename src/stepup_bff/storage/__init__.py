@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
 from ..settings import DatabaseSettings, Settings, StorageSettings
@@ -29,9 +30,26 @@ from .base import (
     TelegramStore,
     user_key,
 )
-from .postgres import PostgresDatabase
-from .redis import RedisStore
 from .sqlite import SqliteDatabase, SqliteStore
+
+if TYPE_CHECKING:
+    from .postgres import PostgresDatabase
+    from .redis import RedisStore
+
+
+def __getattr__(name: str) -> Any:
+    # redis-py and psycopg (with libpq) are imported only by a process configured to use them: a worker on SQLite
+    # would carry some 15 MiB of them for nothing.
+    if name == "PostgresDatabase":
+        from .postgres import PostgresDatabase
+
+        return PostgresDatabase
+    if name == "RedisStore":
+        from .redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "GENESIS",
@@ -65,6 +83,8 @@ async def open_store(
     if settings.url.startswith("sqlite:///"):
         store = SqliteStore(settings.url.removeprefix("sqlite:///"), clock, prefix=settings.prefix, on_error=on_error)
     else:  # redis://, rediss://, unix:// (settings.StorageSettings admits no other scheme)
+        from .redis import RedisStore
+
         store = RedisStore.from_settings(settings, on_error=on_error)
         await store.open()
     try:
@@ -80,6 +100,8 @@ async def open_database(settings: DatabaseSettings, *, on_error: ErrorHook | Non
     if settings.url.startswith("sqlite:///"):
         database = SqliteDatabase(settings.url.removeprefix("sqlite:///"), on_error=on_error)
     else:  # postgresql:// or postgres://
+        from .postgres import PostgresDatabase
+
         database = await PostgresDatabase.open(settings, on_error=on_error)
     try:
         yield database

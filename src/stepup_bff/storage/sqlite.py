@@ -14,12 +14,14 @@ which is the default: each opens its own connections.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import astuple
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,7 +60,7 @@ class _SqliteFile:
     ) -> None:
         self._unavailable = unavailable
         self._on_error = on_error
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # one writer at a time on `db`
         path = Path(path)
         self.path = path
         try:
@@ -86,7 +88,7 @@ class _SqliteFile:
 
     async def run(self, operation: Callable[[sqlite3.Connection], T], name: str) -> T:
         def locked() -> T:
-            with self._lock:
+            with self.lock:
                 return operation(self.db)
 
         try:
@@ -276,16 +278,41 @@ _TELEGRAM_COLUMNS = "id, user_id, recipient, message, created_at, status"
 _ACTIVITY_COLUMNS = "user_id, seq, at_ms, kind, outcome, detail, address, agent, prev_hash, hash"
 
 
+_INSERT_TELEGRAM = (
+    "INSERT INTO telegrams (id, user_id, recipient, message, created_at, status, idempotency_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
+
+
+@dataclass(eq=False)
+class _PendingTelegram:
+    telegram: Telegram
+    idempotency_key: str | None
+    answer: asyncio.Future[tuple[Telegram, bool]]
+
+
 class SqliteDatabase:
-    """Telegrams and the activity log in SQLite. The schema is brought up to date when it opens
-    (storage/migrations.py)."""
+    """Telegrams and the activity log in SQLite. The schema is brought up to date when it opens (storage/migrations.py).
+
+    Group commit: an accepted telegram must survive an OS crash, so its transaction is synced to disk
+    (synchronous=FULL) before the request is answered, and a sync takes milliseconds. Concurrent requests' inserts
+    therefore go into one queue, and one writer task at a time commits everything queued in one transaction with
+    one sync, while the next requests queue up behind it. Each request is answered only once that commit has
+    returned; each insert runs in a savepoint of its own, so one that fails is rolled back and answered with its
+    own error while the others commit; if the commit itself fails, every request of that batch gets the error and
+    none of its telegrams is stored. The unique index still decides idempotency, within a batch as across them."""
 
     def __init__(self, path: str | Path, *, on_error: ErrorHook | None = None) -> None:
         self._file = _SqliteFile(path, setting="database.url", unavailable=DatabaseUnavailable, on_error=on_error)
         try:
             self._file.transaction(self._file.db, lambda: self._migrate(self._file.db))
+            # This connection writes only telegrams (and the migrations): every commit is synced to disk.
+            self._file.db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise StorageConfigError(f"database.url: cannot migrate the SQLite database {path}: {exc}") from None
+        self._queue: list[_PendingTelegram] = []
+        self._writer: asyncio.Task[None] | None = None
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
@@ -301,38 +328,86 @@ class SqliteDatabase:
             )
 
     async def create_telegram(self, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
-        def op(db: sqlite3.Connection) -> tuple[Telegram, bool]:
-            def body() -> tuple[Telegram, bool]:
-                inserted = db.execute(
-                    "INSERT INTO telegrams (id, user_id, recipient, message, created_at, status, idempotency_key) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-                    (
-                        telegram.id,
-                        telegram.user_id,
-                        telegram.recipient,
-                        telegram.message,
-                        telegram.created_at,
-                        telegram.status,
-                        idempotency_key,
-                    ),
-                )
-                if inserted.rowcount == 1:
-                    return telegram, True
-                row = db.execute(
-                    f"SELECT {_TELEGRAM_COLUMNS} FROM telegrams WHERE user_id = ? AND idempotency_key = ?",  # noqa: S608
-                    (telegram.user_id, idempotency_key),
-                ).fetchone()
-                return Telegram(*row), False
+        loop = asyncio.get_running_loop()
+        pending = _PendingTelegram(telegram, idempotency_key, loop.create_future())
+        self._queue.append(pending)
+        if self._writer is None or self._writer.done():
+            # A context of its own: the writer serves many requests, its log lines belong to none of them.
+            self._writer = loop.create_task(self._write_queued(), context=contextvars.Context())
+        # A request that goes away meanwhile (its client disconnected) cancels only its wait: its telegram stays in
+        # the queue or the batch, and may be stored, as it could have been just before the disconnect.
+        return await pending.answer
 
-            # An accepted telegram must survive even an OS crash: sync this commit to disk.
-            db.execute("PRAGMA synchronous=FULL")
+    async def _write_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
             try:
-                return self._file.transaction(db, body)
-            finally:
-                db.execute("PRAGMA synchronous=NORMAL")
+                outcomes = await anyio.to_thread.run_sync(self._commit_batch, batch)
+            except sqlite3.Error as exc:  # BEGIN or COMMIT failed: nothing of this batch is stored
+                for pending in batch:
+                    _answer(pending.answer, exception=self._file.failed("create_telegram", exc))
+                continue
+            except BaseException as exc:  # not a database error (a bug, or the loop shutting down): tell everyone
+                for pending in batch:
+                    _answer(pending.answer, exception=exc)
+                raise
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, sqlite3.Error) and not isinstance(outcome, _BUGS):
+                    _answer(pending.answer, exception=self._file.failed("create_telegram", outcome))
+                elif isinstance(outcome, BaseException):
+                    _answer(pending.answer, exception=outcome)  # an error in our own SQL stays a bug (500)
+                else:
+                    _answer(pending.answer, result=outcome)
 
-        return await self._file.run(op, "create_telegram")
+    def _commit_batch(self, batch: list[_PendingTelegram]) -> list[tuple[Telegram, bool] | sqlite3.Error]:
+        """In a worker thread: one transaction, a savepoint per telegram, one synced commit. Raises only if the
+        transaction as a whole failed; a telegram's own failure is its outcome."""
+        with self._file.lock:
+            db = self._file.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                outcomes: list[tuple[Telegram, bool] | sqlite3.Error] = []
+                for pending in batch:
+                    db.execute("SAVEPOINT telegram")
+                    try:
+                        outcome = self._insert(db, pending.telegram, pending.idempotency_key)
+                    except sqlite3.Error as exc:
+                        if not db.in_transaction:  # SQLite rolled the whole transaction back (disk full, I/O error)
+                            raise
+                        db.execute("ROLLBACK TO telegram")
+                        db.execute("RELEASE telegram")
+                        outcomes.append(exc)
+                    else:
+                        db.execute("RELEASE telegram")
+                        outcomes.append(outcome)
+                db.execute("COMMIT")  # synchronous=FULL: on disk when this returns
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return outcomes
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
+        inserted = db.execute(
+            _INSERT_TELEGRAM,
+            (
+                telegram.id,
+                telegram.user_id,
+                telegram.recipient,
+                telegram.message,
+                telegram.created_at,
+                telegram.status,
+                idempotency_key,
+            ),
+        )
+        if inserted.rowcount == 1:
+            return telegram, True
+        row = db.execute(
+            f"SELECT {_TELEGRAM_COLUMNS} FROM telegrams WHERE user_id = ? AND idempotency_key = ?",  # noqa: S608
+            (telegram.user_id, idempotency_key),
+        ).fetchone()
+        return Telegram(*row), False
 
     async def list_telegrams(self, user_id: str, limit: int) -> list[Telegram]:
         # A read on an index: inline, like SqliteStore.get().
@@ -397,7 +472,23 @@ class SqliteDatabase:
         await self._file.ping()
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.wait([self._writer])  # the last batch is committed and answered before the file closes
         await self._file.close()
+
+
+def _answer(
+    future: asyncio.Future[tuple[Telegram, bool]],
+    *,
+    result: tuple[Telegram, bool] | None = None,
+    exception: BaseException | None = None,
+) -> None:
+    if future.done():
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    elif result is not None:
+        future.set_result(result)
 
 
 def _identity(path: Path) -> tuple[int, int]:

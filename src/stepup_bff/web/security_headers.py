@@ -29,23 +29,24 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, https: bool) -> None:
         self.app = app
         self.headers = [*_COMMON, _HSTS] if https else list(_COMMON)
+        # Built once, not per response: (the headers we set, the names they replace), public and private paths.
+        public = tuple(self.headers)
+        private = (*public, _NO_STORE)
+        self._public = (public, frozenset(name for name, _ in public))
+        self._private = (private, frozenset(name for name, _ in private))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        private = scope["path"].startswith(_PRIVATE_PREFIXES)
+        ours, names = self._private if scope["path"].startswith(_PRIVATE_PREFIXES) else self._public
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                ours = {name for name, _ in self.headers}
-                if private:
-                    ours.add(b"cache-control")
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in ours]
-                headers.extend(self.headers)
-                if private:
-                    headers.append(_NO_STORE)
-                message = {**message, "headers": headers}
+                # Ours replace any the app set (a route cannot loosen them); header names are lower case in ASGI.
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in names]
+                headers.extend(ours)
+                message["headers"] = headers  # the message is this response's own: no copy needed
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

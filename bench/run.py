@@ -1,0 +1,504 @@
+"""The BFF's routes against a bare FastAPI route, measured side by side in one run: `make bench`, or
+
+    .venv/bin/python bench/run.py [--rounds 3] [--duration 4] [--connections 32] [--workers 1,2]
+        [--store sqlite|redis] [--database sqlite|postgresql] [--access-log on|off] [--metrics on|off]
+        [--load wrk|python] [--json FILE]
+
+What it does:
+1. Starts the dev FusionAuth (src/fusionauth_dev) in this process: it is only there to sign in and step up once.
+2. Starts the real `stepup-bff serve`, one worker, and, for each other count in --workers, another `serve
+   --workers N`: every one on the same store, database and session keys, so one session cookie is valid on all.
+   Settings as production defaults them, except: `step_up.max_age` = 3600, so that the step-up does not expire
+   during the run, and `step_up.single_use` = false (one step-up may authorize many telegrams).
+3. Starts the anchor, `bench/bare.py`: a bare FastAPI route returning `{"status": "ok"}`, under uvicorn with the
+   same options `serve` uses, one worker, no access log, in a process of its own.
+4. Signs alice in through the dev FusionAuth's form, steps up with her authenticator code, and checks that every
+   BFF sees her signed in and stepped up.
+5. Drives every target with the same load generator: `wrk -t1 -c<connections> -d<duration>s` where installed,
+   else `bench/loadgen.py` (Python, one process). Round after round, for each route the bare route and each BFF
+   are measured one right after the other (the order alternating between rounds), so that load from anything else
+   on the machine lands on both sides of each ratio. Each stepped-up POST carries a unique Idempotency-Key, so
+   every one is a new telegram; after the run the database must hold at least as many telegrams as were answered
+   201 (every one of them committed, synchronously, before its answer).
+6. Prints a Markdown table (best round's requests/s, its p50 and p99, the ratio to the bare route of that same
+   round, the range of the ratios over the rounds), the resident memory of each BFF after the run, the machine and
+   its load average. `--json FILE` also writes every sample.
+
+On a shared machine the absolute numbers move with whatever else runs; the ratios, measured a few seconds apart,
+move much less. Run it on a quiet machine for figures to publish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from stepup_bff import __version__  # noqa: E402
+from stepup_bff.ops.dev import authorize_bff_request, build_stack, default_kickstart  # noqa: E402
+from support.dev_stack import KICKSTART_ENV, RunningStack, settings_environment  # noqa: E402
+from support.live_server import free_port, serve  # noqa: E402
+
+CSRF = {"X-CSRF": "1"}
+TELEGRAM = json.dumps({"recipient": "Bench", "message": "la la la"})
+# The bench's own step-up settings (see the module docstring): nothing else differs from the defaults.
+STEP_UP = {"max_age": 3600, "single_use": False}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    method: str
+    path: str
+    signed_in: bool = False
+    body: str | None = None
+    unique_header: str | None = None
+    headers: tuple[str, ...] = ()
+
+
+ROUTES = (
+    Route("GET /healthz", "GET", "/healthz"),
+    Route("GET /api/session, signed in", "GET", "/api/session", signed_in=True),
+    Route("GET /api/telegrams, signed in (the newest 100)", "GET", "/api/telegrams", signed_in=True),
+    Route(
+        "POST /api/telegrams, stepped up",
+        "POST",
+        "/api/telegrams",
+        signed_in=True,
+        body=TELEGRAM,
+        unique_header="Idempotency-Key",
+        headers=("Content-Type: application/json", "X-CSRF: 1"),
+    ),
+)
+
+ANCHOR = Route("bare FastAPI route", "GET", "/bare")
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    bare: bool = False
+    workers: int = 1
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+
+
+@dataclass
+class Results:
+    # route name -> target name -> one sample per round
+    samples: dict[str, dict[str, list[Sample]]] = field(default_factory=dict)
+
+    def add(self, route: str, target: str, sample: Sample) -> None:
+        self.samples.setdefault(route, {}).setdefault(target, []).append(sample)
+
+
+# -- load generators ------------------------------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = {method}
+{body}
+{headers}
+local unique = {unique}
+local prefix = {prefix}
+local n = 0
+if unique then
+  request = function()
+    n = n + 1
+    local headers = {{}}
+    for name, value in pairs(wrk.headers) do headers[name] = value end
+    headers[unique] = prefix .. "-" .. n
+    return wrk.format(nil, nil, headers)
+  end
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {{"requests":%d,"seconds":%f,"p50_ms":%f,"p99_ms":%f,"non_2xx":%d,"errors":%d}}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def lua(value: str | None) -> str:
+    return "nil" if value is None else json.dumps(value)  # a JSON string is a valid Lua string literal here
+
+
+def drive(load: str, url: str, route: Route, cookie: str | None, duration: float, connections: int) -> Sample:
+    headers = list(route.headers) + ([f"Cookie: {cookie}"] if cookie else [])
+    if load == "wrk":
+        script = WRK_SCRIPT.format(
+            method=lua(route.method),
+            body=f"wrk.body = {lua(route.body)}" if route.body else "",
+            headers="\n".join(
+                f"wrk.headers[{lua(name)}] = {lua(value.strip())}"
+                for name, _, value in (header.partition(":") for header in headers)
+            ),
+            unique=lua(route.unique_header),
+            prefix=lua(secrets.token_hex(6)),
+        )
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
+            file.write(script)
+        try:
+            command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", file.name, url]
+            output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout  # noqa: S603
+        finally:
+            os.unlink(file.name)
+        lines = [line for line in output.splitlines() if line.startswith("BENCH ")]
+        if not lines:
+            raise SystemExit(f"no result from wrk against {url}:\n{output}")
+        summary = json.loads(lines[-1].removeprefix("BENCH "))
+    else:
+        command = [sys.executable, str(BENCH / "loadgen.py"), url, f"--connections={connections}"]
+        command += [f"--duration={duration}", f"--method={route.method}", *(f"--header={h}" for h in headers)]
+        if route.body:
+            command.append(f"--body={route.body}")
+        if route.unique_header:
+            command.append(f"--unique-header={route.unique_header}")
+        output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True).stdout  # noqa: S603
+        summary = json.loads(output)
+    if summary["non_2xx"] or summary["errors"] or not summary["requests"]:
+        raise SystemExit(f"{route.method} {url} failed under load: {summary}")
+    return Sample(summary["requests"] / summary["seconds"], summary["p50_ms"], summary["p99_ms"], summary["requests"])
+
+
+# -- processes ------------------------------------------------------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def wait_up(target: Target, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if target.process.poll() is not None:
+            raise SystemExit(f"{target.name} exited:\n{target.log.read_text(errors='replace')}")
+        try:
+            path = "/bare" if target.bare else "/healthz"
+            if httpx.get(f"{target.url}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{target.name} did not start:\n{target.log.read_text(errors='replace')}")
+
+
+def start(name: str, command: list[str], env: dict[str, str], url: str, data: Path, **kw: Any) -> Target:
+    log = data / f"{name.replace(' ', '-')}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own commands
+            command, env=env, cwd=data, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        )
+    return Target(name, url, process, log, **kw)
+
+
+@contextlib.contextmanager
+def backends(store: str, database: str, data: Path) -> Iterator[tuple[str, str]]:
+    """The store's and the database's URLs: SQLite files in `data`, or throwaway servers (tests/support/backends.py)."""
+    with contextlib.ExitStack() as stack:
+        sqlite_url = f"sqlite:///{data / 'bench.sqlite3'}"
+        store_url = database_url = sqlite_url
+        if store == "redis" or database == "postgresql":
+            from support import backends as servers
+
+            if store == "redis":
+                store_url = stack.enter_context(servers.redis_server()).url
+            if database == "postgresql":
+                database_url = stack.enter_context(servers.postgres_server()).create_database("bench")
+        yield store_url, database_url
+
+
+def count_telegrams(database_url: str) -> int:
+    if database_url.startswith("sqlite:///"):
+        path = database_url.removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT count(*) FROM telegrams").fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(database_url) as db:
+        row = db.execute("SELECT count(*) FROM telegrams").fetchone()
+        return int(row[0]) if row else 0
+
+
+@contextlib.contextmanager
+def profiling(directory: Path | None, target: Target, route: Route, round_number: int, duration: int) -> Iterator[None]:
+    if directory is None or target.bare or target.workers != 1 or round_number != 0:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / (route.name.replace(" ", "_").replace("/", "_").replace(",", "") + ".txt")
+    command = ["py-spy", "record", "--format", "raw", "--rate", "500", "--nonblocking", "--duration", str(duration)]
+    command += ["--pid", str(target.process.pid), "--output", str(out)]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    try:
+        yield
+    finally:
+        spy.wait(timeout=duration + 30)
+
+
+# -- the run --------------------------------------------------------------------------------------------------------
+
+
+def sign_in_and_step_up(live: RunningStack, bffs: list[Target]) -> str:
+    browser = live.sign_in("alice@example.com")
+    try:
+        started = browser.post(f"{live.bff_url}/api/step-up/start", json={}, headers=CSRF)
+        started.raise_for_status()
+        code = live.totp_code("alice@example.com")
+        browser.post(f"{live.bff_url}/api/step-up/finish", json={"code": code}, headers=CSRF).raise_for_status()
+        cookie = f"stepup_session={browser.cookies['stepup_session']}"
+    finally:
+        browser.close()
+    for bff in bffs:
+        state = httpx.get(f"{bff.url}/api/session", headers={"Cookie": cookie}, timeout=5).json()
+        if not (state.get("authenticated") and state.get("step_up", {}).get("active")):
+            raise SystemExit(f"{bff.name} does not see the session as signed in and stepped up: {state}")
+    return cookie
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    return (
+        f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def report(
+    results: Results, targets: list[Target], rss: dict[str, str], args: argparse.Namespace, info: dict[str, Any]
+) -> str:
+    bare = next(t.name for t in targets if t.bare)
+    one = next(t.name for t in targets if not t.bare and t.workers == 1)
+    more = [t for t in targets if not t.bare and t.workers > 1]
+    lines = [
+        f"stepup-bff {__version__} bench/run.py, {info['date']}: {info['machine']}",
+        f"load average {info['load_before']} before, {info['load_after']} after; load generator {info['load']} "
+        f"(-t1 -c{args.connections} -d{args.duration}s), {args.rounds} alternating rounds; "
+        f"store {args.store}, database {args.database}, access log {args.access_log}, metrics {args.metrics}"
+        + "".join(f", {setting}" for setting in args.env),
+        "",
+        "| route | req/s (best round) | p50 | p99 | vs bare FastAPI (best round; all rounds) |"
+        + "".join(f" {t.workers} workers: req/s (vs 1) |" for t in more),
+        "|---|---|---|---|---|" + "---|" * len(more),
+    ]
+
+    def best(samples: list[Sample]) -> tuple[int, Sample]:
+        index = max(range(len(samples)), key=lambda i: samples[i].rps)
+        return index, samples[index]
+
+    first_route = next(iter(results.samples))
+    index, anchor = best(results.samples[first_route][bare])
+    anchors = [s for by_target in results.samples.values() for s in by_target[bare]]
+    lines.append(
+        f"| bare FastAPI route (the anchor) | {max(s.rps for s in anchors):,.0f} | "
+        f"{statistics.median(s.p50_ms for s in anchors):.1f} ms | "
+        f"{statistics.median(s.p99_ms for s in anchors):.1f} ms | 1.00x |" + " |" * len(more)
+    )
+    for route, by_target in results.samples.items():
+        ratios = [b.rps / a.rps for a, b in zip(by_target[bare], by_target[one], strict=True)]
+        index, sample = best(by_target[one])
+        ratio = sample.rps / by_target[bare][index].rps
+        cells = [
+            f"`{route}`",
+            f"{sample.rps:,.0f}",
+            f"{sample.p50_ms:.1f} ms",
+            f"{sample.p99_ms:.1f} ms",
+            f"{ratio:.2f}x ({min(ratios):.2f}-{max(ratios):.2f})",
+        ]
+        for target in more:
+            _, other = best(by_target[target.name])
+            cells.append(f"{other.rps:,.0f} ({other.rps / sample.rps:.2f}x)")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Resident memory after the run: " + "; ".join(f"{name} {value}" for name, value in rss.items())]
+    lines.append(f"Telegrams answered 201: {info['created']}; in the database after the run: {info['stored']}.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts; 1 is always measured")
+    parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--access-log", choices=("on", "off"), default="on", help="default on, as in production")
+    parser.add_argument("--metrics", choices=("on", "off"), default="off", help="on: metrics.port set (multiprocess)")
+    parser.add_argument("--load", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python")
+    parser.add_argument("--routes", help="comma-separated route numbers to measure (1-4), default all")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="STEPUP_NAME=VALUE",
+        help="another setting for the BFFs, e.g. STEPUP_DATABASE__POOL_SIZE=32 (repeatable)",
+    )
+    parser.add_argument("--json", type=Path, help="also write every sample here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="with py-spy on PATH: profile the one-worker BFF during each route's first measurement, into DIR "
+        "(collapsed stacks, for flamegraph.pl or speedscope.app)",
+    )
+    args = parser.parse_args()
+    workers = sorted({1, *(int(count) for count in args.workers.split(",") if count.strip())})
+    routes = [ROUTES[int(i) - 1] for i in args.routes.split(",")] if args.routes else list(ROUTES)
+    info: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "load": args.load,
+        "load_before": " ".join(f"{value:.2f}" for value in os.getloadavg()),
+    }
+
+    data = Path(tempfile.mkdtemp(prefix="stepup-bench-"))
+    targets: list[Target] = []
+    try:
+        with backends(args.store, args.database, data) as (store_url, database_url):
+            ports = {count: free_port() for count in workers}
+            fusionauth_port = free_port()
+            stack = build_stack(
+                bff_port=ports[1],
+                fusionauth_port=fusionauth_port,
+                kickstart=default_kickstart(),
+                storage_url=store_url,
+                database_url=database_url,
+                env=KICKSTART_ENV,
+                step_up=STEP_UP,
+            )
+            with serve(stack.fusionauth.app, port=fusionauth_port):
+                httpx.Client(timeout=5).send(authorize_bff_request(stack)).raise_for_status()
+                base_env = {
+                    **{name: value for name, value in os.environ.items() if not name.startswith("STEPUP_")},
+                    **settings_environment(stack.settings),
+                    "STEPUP_ACCESS_LOG": "true" if args.access_log == "on" else "false",
+                    **dict(setting.split("=", 1) for setting in args.env),
+                }
+                bare_port = free_port()
+                bare = start(
+                    "bare FastAPI",
+                    [sys.executable, str(BENCH / "bare.py"), str(bare_port)],
+                    base_env,
+                    f"http://127.0.0.1:{bare_port}",
+                    data,
+                    bare=True,
+                )
+                targets.append(bare)
+                for count, port in ports.items():
+                    env = {**base_env, "STEPUP_PUBLIC_URL": f"http://localhost:{port}"}
+                    if args.metrics == "on":
+                        env["STEPUP_METRICS__PORT"] = str(free_port())
+                    command = [sys.executable, "-m", "stepup_bff", "serve", "--port", str(port)]
+                    command += ["--workers", str(count)]
+                    name = f"stepup-bff serve --workers {count}"
+                    targets.append(start(name, command, env, f"http://127.0.0.1:{port}", data, workers=count))
+                for target in targets:
+                    wait_up(target, time.monotonic() + 60)
+                bffs = [t for t in targets if not t.bare]
+                cookie = sign_in_and_step_up(RunningStack(stack, stack.bff_url, stack.fusionauth_url), bffs)
+                before = count_telegrams(database_url)
+
+                def measure(target: Target, route: Route, duration: float) -> Sample:
+                    if target.bare:  # the same anchor next to every route
+                        return drive(args.load, f"{target.url}{ANCHOR.path}", ANCHOR, None, duration, args.connections)
+                    return drive(args.load, f"{target.url}{route.path}", route, cookie, duration, args.connections)
+
+                for target in targets:  # warm up: imports, caches, connections, the JIT-less interpreter's branches
+                    for route in routes:
+                        measure(target, route, 1)
+                results = Results()
+                created = 0
+                for round_number in range(args.rounds):
+                    for route in routes:
+                        order = targets if round_number % 2 == 0 else targets[::-1]
+                        for target in order:
+                            with profiling(args.profile, target, route, round_number, args.duration):
+                                sample = measure(target, route, args.duration)
+                            results.add(route.name, target.name, sample)
+                            if route.method == "POST" and not target.bare:
+                                created += sample.requests
+                    sys.stderr.write(f"round {round_number + 1}/{args.rounds} done\n")
+                info["load_after"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
+                rss: dict[str, str] = {}
+                for target in bffs:
+                    workers_rss = [rss_mib(pid) for pid in children(target.process.pid)] if target.workers > 1 else []
+                    if workers_rss:
+                        rss[target.name] = f"{max(workers_rss):.0f} MiB per worker (largest)"
+                    else:
+                        rss[target.name] = f"{rss_mib(target.process.pid):.0f} MiB"
+                info["stored"] = count_telegrams(database_url) - before
+                info["created"] = created
+                if any(route.method == "POST" for route in routes) and info["stored"] < created:
+                    raise SystemExit(f"{created} telegrams were answered 201, only {info['stored']} are stored")
+    finally:
+        for target in targets:
+            if target.process.poll() is None:
+                target.process.send_signal(signal.SIGTERM)
+        for target in targets:
+            try:
+                target.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                target.process.kill()
+        shutil.rmtree(data, ignore_errors=True)
+
+    sys.stdout.write(report(results, targets, rss, args, info) + "\n")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "info": info,
+                    "samples": {
+                        route: {name: [vars(s) for s in samples] for name, samples in by_target.items()}
+                        for route, by_target in results.samples.items()
+                    },
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
