@@ -79,7 +79,7 @@ def test_a_session_leaves_an_event_for_each_thing_that_happened(
     assert executed["action"] == "send_telegram" and executed["transaction"] == transaction
     assert executed["method"] == "email"
     assert verified["transaction"] == transaction and verified["method"] == "email"
-    assert wrong["attempts_remaining"] == 4
+    assert wrong["attempts_remaining"] == 3
     assert sent["method"] == "email"
     assert started["methods"] == ["authenticator", "email"] and started["transaction"] == transaction
     assert signed_in["via"] == "hosted"

@@ -79,7 +79,7 @@ def test_step_up_with_an_emailed_code(live: RunningStack, browsers: list[httpx.C
     sent = browser.post(f"{live.bff_url}/api/step-up/send", json={"method_id": email["id"]}, headers=CSRF)
     assert sent.status_code == 200, sent.text
     wrong = browser.post(f"{live.bff_url}/api/step-up/finish", json={"code": "000000"}, headers=CSRF)
-    assert wrong.status_code == 400 and wrong.json()["attempts_remaining"] == 4
+    assert wrong.status_code == 400 and wrong.json()["attempts_remaining"] == 3
     code = live.emailed_code("bob@example.com")
     # The email says what the code confirms.
     assert live.messages()[-1]["text"].startswith("You are confirming: singing telegram to Ann — “Hi”\n")

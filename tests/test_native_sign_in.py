@@ -16,7 +16,7 @@ import respx
 from fastapi.testclient import TestClient
 
 from conftest import API_KEY, JSON_HEADERS, PUBLIC_URL, FakeClock, make_settings, replace_cookie, sign_in
-from stepup_bff.api.schemas import iso
+from stepup_bff.clock import iso
 from support.fake_fusionauth import APPLICATION_ID, USER_ID, TokenFactory
 from support.native_login import ALICE, BOB, PASSWORD, FakeLogin
 from support.step_up import UNBOUND, unbound
@@ -500,9 +500,9 @@ def test_wrong_codes_count_down_then_the_sign_in_must_start_again(
     native: TestClient, fusionauth: respx.MockRouter, mfa: FakeLogin
 ) -> None:
     login(native)
-    remaining = [post(native, "/auth/native/two-factor/finish", {"code": "000000"}).json() for _ in range(5)]
-    assert [body["error"] for body in remaining] == ["invalid_code"] * 5
-    assert [body["attempts_remaining"] for body in remaining] == [4, 3, 2, 1, 0]
+    remaining = [post(native, "/auth/native/two-factor/finish", {"code": "000000"}).json() for _ in range(4)]
+    assert [body["error"] for body in remaining] == ["invalid_code"] * 4
+    assert [body["attempts_remaining"] for body in remaining] == [3, 2, 1, 0]
     gone = post(native, "/auth/native/two-factor/finish", {"code": VALID_CODE})
     assert (gone.status_code, gone.json()["error"]) == (409, "no_challenge")
     assert native.get("/api/session").json()["authenticated"] is False
@@ -599,6 +599,24 @@ def test_the_account_refused_at_the_second_factor(
     response = post(native, "/auth/native/two-factor/finish", {"code": VALID_CODE})
     assert (response.status_code, response.json()["error"]) == (403, error)
     no_session(native, response)
+
+
+def test_a_lock_that_ends_says_until_when_at_the_password_and_at_the_second_factor(
+    native: TestClient, fusionauth: respx.MockRouter, mfa: FakeLogin, clock: FakeClock
+) -> None:
+    """FusionAuth's lockout (kickstart: 5 failures in 60 s, 3 minutes) answers 409 with the action and its expiry;
+    one without an expiry stays 403 login_prevented (test_refusals_map_to_403_with_what_to_do_and_no_session)."""
+    locked = {"actions": [{"actionId": "lockout", "expiry": int((clock.now() + 180) * 1000)}]}
+    login(native)
+    fusionauth["two_factor_login"].side_effect = lambda request: httpx.Response(409, json=locked)
+    at_code = post(native, "/auth/native/two-factor/finish", {"code": VALID_CODE})
+    fusionauth["login"].side_effect = lambda request: httpx.Response(409, json=locked)
+    at_password = login(native)
+    for response in (at_code, at_password):
+        assert (response.status_code, response.json()["error"]) == (429, "temporarily_locked")
+        assert response.json()["retry_after"] == 180 and response.headers["Retry-After"] == "180"
+        assert response.json()["locked_until"] == iso(clock.now() + 180)
+        no_session(native, response)
 
 
 def test_a_second_factor_sign_in_replaces_the_existing_session(

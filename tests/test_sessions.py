@@ -89,7 +89,7 @@ def test_absolute_timeout_despite_activity(signed_in: TestClient, clock: FakeClo
 
 
 def test_session_reports_expiry_times(signed_in: TestClient, clock: FakeClock) -> None:
-    from stepup_bff.api.schemas import iso
+    from stepup_bff.clock import iso
 
     body = signed_in.get("/api/session").json()
     assert body["signed_in_at"] == iso(clock.now())

@@ -18,9 +18,9 @@ from fastapi import Depends
 from fastapi.testclient import TestClient
 
 from conftest import JSON_HEADERS, FakeClock, make_settings, replace_cookie, sign_in
-from stepup_bff.api.schemas import iso
 from stepup_bff.app import create_app
 from stepup_bff.auth.sessions import Session
+from stepup_bff.clock import iso
 from stepup_bff.deps import require_step_up
 from stepup_bff.settings import Settings
 from support.fake_fusionauth import APPLICATION_ID, OTHER_USER_ID, USER_ID, TokenFactory
@@ -272,12 +272,12 @@ def test_malformed_codes_are_refused_without_echo(signed_in: TestClient, two_fac
 def test_wrong_code_countdown_then_the_challenge_is_discarded(signed_in: TestClient, two_factor: FakeTwoFactor) -> None:
     post(signed_in, "/api/step-up/start")
     remaining = []
-    for _ in range(5):
+    for _ in range(4):
         response = post(signed_in, "/api/step-up/finish", {"code": "987654"})
         assert response.status_code == 400
         assert response.json()["error"] == "invalid_code"
         remaining.append(response.json()["attempts_remaining"])
-    assert remaining == [4, 3, 2, 1, 0]
+    assert remaining == [3, 2, 1, 0]
     # Even the right code is useless now: the challenge is gone and must be restarted.
     assert post(signed_in, "/api/step-up/finish", {"code": VALID_CODE}).json()["error"] == "no_challenge"
     assert step_up(signed_in).status_code == 200
@@ -285,7 +285,7 @@ def test_wrong_code_countdown_then_the_challenge_is_discarded(signed_in: TestCli
 
 def test_right_code_after_a_wrong_one(signed_in: TestClient, two_factor: FakeTwoFactor) -> None:
     post(signed_in, "/api/step-up/start")
-    assert post(signed_in, "/api/step-up/finish", {"code": "987654"}).json()["attempts_remaining"] == 4
+    assert post(signed_in, "/api/step-up/finish", {"code": "987654"}).json()["attempts_remaining"] == 3
     assert post(signed_in, "/api/step-up/finish", {"code": VALID_CODE}).status_code == 200
 
 
@@ -328,7 +328,7 @@ def test_limits_are_configurable(
 def test_replaying_an_older_cookie_restores_no_attempts(signed_in: TestClient, two_factor: FakeTwoFactor) -> None:
     older = signed_in.cookies["stepup_session"]
     post(signed_in, "/api/step-up/start")
-    for _ in range(3):
+    for _ in range(2):
         post(signed_in, "/api/step-up/finish", {"code": "987654"})
     replace_cookie(signed_in, "stepup_session", older)
     assert post(signed_in, "/api/step-up/finish", {"code": "987654"}).json()["attempts_remaining"] == 1
@@ -531,6 +531,121 @@ def test_fusionauth_refusals_at_finish_map_to_clear_codes(
     response = post(signed_in, "/api/step-up/finish", {"code": VALID_CODE})
     assert (response.status_code, response.json()["error"]) == (http, error)
     assert post(signed_in, "/api/telegrams", TELEGRAM).status_code == 401
+
+
+# -- FusionAuth's locks: with an end (temporary) or without ---------------------------------------------------------
+
+LOCKOUT_ACTION = "10c0a471-6c2d-4e3f-8a9b-000000000001"
+
+
+def lock(clock: FakeClock, *ends_in: float) -> dict[str, Any]:
+    """FusionAuth's 409 body (LoginPreventedResponse, docs/fusionauth.md §4): one temporal action per end."""
+    return {
+        "actions": [
+            {
+                "actionId": LOCKOUT_ACTION,
+                "expiry": int((clock.now() + seconds) * 1000),
+                "name": "Locked after too many failed sign-in attempts",
+                "reason": "Too many failed authentication attempts",
+            }
+            for seconds in ends_in
+        ]
+    }
+
+
+def refuse_with(fusionauth: respx.MockRouter, step: str, status: int, body: Any) -> None:
+    route = {"start": "two_factor_start", "send": "two_factor_send", "finish": "two_factor_login"}[step]
+    fusionauth[route].side_effect = lambda request, **path: (
+        httpx.Response(status, json=body) if body is not None else httpx.Response(status)
+    )
+
+
+def take_step(client: TestClient, step: str) -> httpx.Response:
+    if step == "start":
+        return post(client, "/api/step-up/start")
+    if step == "send":
+        return post(client, "/api/step-up/send", {"method_id": "MAIL"})
+    return post(client, "/api/step-up/finish", {"code": VALID_CODE})
+
+
+@pytest.mark.parametrize("step", ["start", "send", "finish"])
+def test_a_fusionauth_lock_that_ends_is_temporary_and_says_until_when(
+    signed_in: TestClient, fusionauth: respx.MockRouter, two_factor: FakeTwoFactor, clock: FakeClock, step: str
+) -> None:
+    if step != "start":
+        assert post(signed_in, "/api/step-up/start").status_code == 200
+    refuse_with(fusionauth, step, 409, lock(clock, 180))
+
+    response = take_step(signed_in, step)
+
+    assert (response.status_code, response.json()["error"]) == (429, "temporarily_locked")
+    assert response.json()["retry_after"] == 180 and response.headers["Retry-After"] == "180"
+    assert response.json()["locked_until"] == iso(clock.now() + 180)
+    events = signed_in.get("/api/activity").json()["events"]
+    assert (events[0]["kind"], events[0]["reason"], events[0]["retry_after"]) == (
+        "step_up_blocked",
+        "account_locked",
+        180,
+    )
+    # No wrong code was counted, and once the lock has ended the same step goes through.
+    clock.advance(181)
+    fusionauth["two_factor_start"].side_effect = two_factor.start
+    fusionauth["two_factor_send"].side_effect = two_factor.send
+    fusionauth["two_factor_login"].side_effect = two_factor.login
+    assert take_step(signed_in, step).status_code == 200
+
+
+def test_the_lock_ends_when_its_last_action_does(
+    signed_in: TestClient, fusionauth: respx.MockRouter, two_factor: FakeTwoFactor, clock: FakeClock
+) -> None:
+    post(signed_in, "/api/step-up/start")
+    refuse_with(fusionauth, "finish", 409, lock(clock, 60, 240))
+    assert take_step(signed_in, "finish").json()["retry_after"] == 240
+    # FusionAuth's clock a little behind ours: it still says locked, so we say "in a moment", never "0 s ago".
+    refuse_with(fusionauth, "finish", 409, lock(clock, -5))
+    body = take_step(signed_in, "finish").json()
+    assert (body["error"], body["retry_after"]) == ("temporarily_locked", 1)
+    # FusionAuth's OpenAPI document writes its example expiry as a string of digits.
+    refuse_with(fusionauth, "finish", 409, {"actions": [{"expiry": str(int((clock.now() + 90) * 1000))}]})
+    assert take_step(signed_in, "finish").json()["retry_after"] == 90
+
+
+YEAR = 365 * 24 * 3600.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,  # [inferred] a 409 with no body: nothing says the lock ends
+        {},
+        {"actions": []},
+        {"actions": [{"actionId": LOCKOUT_ACTION, "name": "Suspended"}]},  # an action without an end
+        "one of them has no end",
+        {"actions": [{"expiry": "soon"}]},
+        {"actions": [{"expiry": True}]},
+        {"actions": [{"expiry": -1}]},
+        {"actions": [{"expiry": 10**20}]},  # beyond any date we could state
+        {"actions": "locked"},
+        {"actions": ["locked"]},
+        ["locked"],
+        "longer than a year",
+    ],
+)
+def test_a_fusionauth_lock_without_an_end_stays_login_prevented(
+    signed_in: TestClient, fusionauth: respx.MockRouter, two_factor: FakeTwoFactor, clock: FakeClock, body: Any
+) -> None:
+    if body == "one of them has no end":
+        body = {"actions": [*lock(clock, 180)["actions"], {"actionId": "other", "name": "Suspended"}]}
+    elif body == "longer than a year":
+        body = lock(clock, 2 * YEAR)
+    post(signed_in, "/api/step-up/start")
+    refuse_with(fusionauth, "finish", 409, body)
+
+    response = take_step(signed_in, "finish")
+
+    assert (response.status_code, response.json()["error"]) == (403, "login_prevented")
+    assert "retry_after" not in response.json() and "Retry-After" not in response.headers
+    assert "support" in response.json()["error_description"]
 
 
 def test_start_for_a_user_fusionauth_no_longer_knows(signed_in: TestClient, fusionauth: respx.MockRouter) -> None:

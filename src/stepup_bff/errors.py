@@ -31,7 +31,8 @@
     │   ├── TooManySends (429 too_many_sends)
     │   ├── TooManyStarts (429 too_many_starts, retry_after)
     │   ├── TooManyPending (429 too_many_pending, retry_after): a bound action's refusals, per user
-    │   └── StepUpBlocked (429 step_up_blocked, retry_after)
+    │   ├── StepUpBlocked (429 step_up_blocked, retry_after)
+    │   └── TemporarilyLocked (429 temporarily_locked, retry_after, locked_until): FusionAuth's lock with an end
     ├── FusionAuthError (502 fusionauth_error)
     │   ├── FusionAuthUnavailable (503 fusionauth_unavailable)
     │   └── FusionAuthTimeout (504 fusionauth_timeout)
@@ -46,6 +47,7 @@ JSON bodies are
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
@@ -55,6 +57,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .clock import iso
 from .web.methods import allowed_methods
 
 logger = logging.getLogger(__name__)
@@ -240,8 +243,8 @@ class _RetryLater(AppError):
 
     status_code = 429
 
-    def __init__(self, *, retry_after: int, description: str | None = None) -> None:
-        super().__init__(description, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+    def __init__(self, *, retry_after: int, description: str | None = None, **extra: Any) -> None:
+        super().__init__(description, headers={"Retry-After": str(retry_after)}, retry_after=retry_after, **extra)
 
 
 class SignInError(AppError):
@@ -370,6 +373,26 @@ class TooManyPending(_RetryLater, StepUpError):
 class StepUpBlocked(_RetryLater, StepUpError):
     code = "step_up_blocked"
     description = "Too many wrong codes. Step-up is blocked for a while."
+
+
+class TemporarilyLocked(_RetryLater, StepUpError):
+    """FusionAuth refused (409) because of a login-preventing action that ends: typically the tenant's
+    failed-authentication lockout after wrong codes or passwords (docs/fusionauth.md §4). Unlike `login_prevented`,
+    waiting helps, so the answer says until when: `locked_until` (ISO 8601, UTC) and `retry_after` (seconds).
+
+    429 rather than 423: 423 is WebDAV's "this resource is locked" (RFC 4918 section 11.3), for which Retry-After
+    means nothing and which generic clients treat as final; 429 with Retry-After (RFC 6585 section 4, RFC 9110
+    section 10.2.3) is the status HTTP clients and proxies know as "wait, then try again", and the one every other
+    wait of this API answers (step_up_blocked, too_many_starts). Not 403: that says trying again will not help."""
+
+    code = "temporarily_locked"
+    description = "Your account is locked for a short while. Try again after the time given."
+
+    def __init__(self, *, locked_until: float, now: float) -> None:
+        super().__init__(
+            retry_after=max(1, math.ceil(locked_until - now)),
+            locked_until=iso(locked_until),
+        )
 
 
 class FusionAuthError(AppError):

@@ -175,7 +175,9 @@ class ActionPolicy(_Section):
 class StepUpSettings(_Section):
     max_age: Seconds = 300  # how long a completed second factor counts as fresh
     single_use: bool = False  # true: each step-up authorizes exactly one privileged request
-    max_attempts: Seconds = 5  # wrong codes per challenge before it is discarded
+    # Wrong codes per challenge before it is discarded: one fewer than the kickstart tenant's failed-authentication
+    # lockout (tooManyAttempts 5), so the person is asked to start again before FusionAuth locks the account.
+    max_attempts: Seconds = 4
     max_failures: Seconds = 10  # wrong codes per user per failure_window before step-up is blocked
     failure_window: Seconds = 900  # seconds (15 min)
     # Wrong codes in a row, across windows, before step-up is locked for the account until support resets it

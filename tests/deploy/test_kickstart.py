@@ -27,6 +27,7 @@ from deploy.files import (
     env_names,
     load_kickstart,
 )
+from stepup_bff.settings import StepUpSettings
 from support.openapi import OPENAPI_PATH, OPENAPI_SHA256, OPENAPI_VERSION, openapi, openapi_digest
 
 APPLICATION_ID = "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"
@@ -321,6 +322,16 @@ def test_failed_sign_ins_lock_the_account_with_a_user_action_that_prevents_login
     action = COMMUNITY.one("POST", f"/api/user-action/{action_id}").body["userAction"]
     assert action["preventLogin"] is True
     assert action["temporal"] is True
+
+
+def test_the_bff_asks_to_start_again_before_the_tenant_locks_the_account() -> None:
+    """README (Step-up, what stops abuse): the BFF's per-challenge limit comes first, so a person sees "start again"
+    before FusionAuth's lockout can count enough failures within one challenge; the lockout is temporal, and so is
+    answered as temporarily_locked, not as "contact support"."""
+    failed = _tenant_patch()["failedAuthenticationConfiguration"]
+    max_attempts = config_example()["step_up"]["max_attempts"]
+    assert max_attempts == StepUpSettings().max_attempts
+    assert max_attempts < failed["tooManyAttempts"]
 
 
 def test_every_id_is_created_before_a_request_uses_it() -> None:

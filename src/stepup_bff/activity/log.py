@@ -47,7 +47,7 @@ _DETAIL: Mapping[str, type] = {
     "action": str,  # a privileged action's name (step_up.actions)
     "transaction": str,  # the id of the transaction a step-up confirmed (opaque, not secret: the 401 carries it)
     "grant": str,  # a reference to the grant (a hash of its id: the id itself is only ever in the cookie)
-    "reason": str,  # why a session ended
+    "reason": str,  # why a session ended; account_locked: a step-up paused by FusionAuth's lock, not ours
     "attempts_remaining": int,
     "retry_after": int,
 }

@@ -10,10 +10,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from ..clock import iso
 from ..deps import ActivityDep, CurrentUser
 from ..errors import InvalidRequest
 from ..storage import ActivityEvent
-from .schemas import ActivityEventOut, ActivityListOut, iso
+from .schemas import ActivityEventOut, ActivityListOut
 
 router = APIRouter(prefix="/api/activity", tags=["activity"])
 

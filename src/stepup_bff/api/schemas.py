@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..auth.sessions import Session, StepUp
+from ..clock import iso
 from ..stepup.challenge import Challenge, Sent
 from ..stepup.service import Pending
 from ..stepup.transaction import Transaction, displayable, excerpt
 
 # How much of a telegram's message the confirmation shows: enough to recognise it, short enough to read at a glance.
 SUMMARY_EXCERPT = 40
-
-
-def iso(timestamp: float) -> str:
-    # Milliseconds, not seconds: a countdown in the browser must not end before the server's window does.
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class UserOut(BaseModel):

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from ..clock import iso
 from ..deps import ClientAddress, CurrentSession, NoBody, SessionsDep, StepUpDep, counts_step_up, optional_body
 from ..web.cookies import queue_cookie
 from .schemas import (
@@ -17,7 +18,6 @@ from .schemas import (
     StepUpStartOut,
     StepUpStatus,
     TransactionOut,
-    iso,
 )
 
 router = APIRouter(prefix="/api/step-up", tags=["step-up"])

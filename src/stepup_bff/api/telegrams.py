@@ -6,10 +6,11 @@ import secrets
 
 from fastapi import APIRouter, Response
 
+from ..clock import iso
 from ..deps import ClockDep, CurrentUser, IdempotencyKey, ServicesDep, TelegramSender
 from ..errors import IdempotencyKeyReused
 from ..storage import Telegram
-from .schemas import TelegramIn, TelegramListOut, TelegramOut, iso
+from .schemas import TelegramIn, TelegramListOut, TelegramOut
 
 router = APIRouter(prefix="/api/telegrams", tags=["telegrams"])
 

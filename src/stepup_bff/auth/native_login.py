@@ -32,11 +32,12 @@ from ..errors import (
     NoChallenge,
     SignInRefused,
     StoreUnavailable,
+    TemporarilyLocked,
     TooManyAttempts,
 )
 from ..fusionauth.client import FusionAuthClient, LoginResult
 from ..settings import Settings
-from ..stepup.challenge import Challenge, ChallengeMachine, Sent
+from ..stepup.challenge import Challenge, ChallengeMachine, Sent, login_prevented
 from ..stepup.service import StepUpService
 from ..storage import Store
 from ..web.cookies import cookie_header, expired_cookie_header, make_serializer
@@ -107,6 +108,7 @@ class NativeSignIn:
         clock: Clock,
     ) -> None:
         login = settings.login
+        self._clock = clock
         self._fusionauth = fusionauth
         self._tokens = tokens
         self._sessions = sessions
@@ -246,6 +248,13 @@ class NativeSignIn:
             # A conditional success (not registered, unverified) may carry tokens we will not use: revoke them, so
             # nothing is left behind at FusionAuth.
             await self._fusionauth.revoke_refresh_token_quietly(answer.refreshTokenId)
+            if result.status == 409:
+                # A lock with an end (the tenant's lockout after failed attempts) says until when; REFUSALS has the
+                # answer for one without.
+                refusal = login_prevented(result.locked_until, self._clock.now())
+                if isinstance(refusal, TemporarilyLocked):
+                    logger.info("native sign-in refused by FusionAuth: status=409 temporarily locked")
+                    raise refusal
             reason, description = REFUSALS.get(result.status, ("sign_in_refused", SignInRefused.description))
             logger.info("native sign-in refused by FusionAuth: status=%d reason=%s", result.status, reason)
             raise SignInRefused(reason, description)

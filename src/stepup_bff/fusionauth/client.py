@@ -156,7 +156,11 @@ class LoginAnswer(_Lenient):
 class LoginResult:
     status: int  # FusionAuth's: 200, 202, 203, 212, 213, 242 or a refusal (404, 409, 410, 423)
     answer: LoginAnswer
+    locked_until: float | None = None  # a 409's: when its login-preventing actions end (lock_ends_at)
 
+
+# Beyond this an `expiry` is not a moment we can state (year 9999 and later): read as no end at all.
+MAX_EPOCH_MS = 253_402_300_800_000
 
 # Every answer /api/login documents for a request we make (docs/fusionauth.md §5); 401 is our key's problem, and
 # anything else (400, an undocumented status) is not a verdict on the person.
@@ -166,12 +170,20 @@ TWO_FACTOR_SUCCESSES = frozenset({200, 202, 203, 212, 213})
 
 
 class TwoFactorFailed(Exception):
-    """FusionAuth refused a two-factor call; `status` is its HTTP status (404 expired, 421 bad code, ...)."""
+    """FusionAuth refused a two-factor call; `status` is its HTTP status (404 expired, 421 bad code, ...).
 
-    def __init__(self, status: int, error_codes: list[str] | None = None) -> None:
+    For a 409 (a login-preventing action), `locked_until` is when the lock ends, or None when it has no end."""
+
+    def __init__(self, status: int, error_codes: list[str] | None = None, *, locked_until: float | None = None) -> None:
         super().__init__(f"FusionAuth answered {status}")
         self.status = status
         self.error_codes = error_codes or []
+        self.locked_until = locked_until
+
+    @classmethod
+    def of(cls, answer: FusionAuthResponse) -> TwoFactorFailed:
+        locked_until = lock_ends_at(answer.payload) if answer.status_code == 409 else None
+        return cls(answer.status_code, error_codes(answer.payload), locked_until=locked_until)
 
 
 @dataclass(frozen=True)
@@ -394,7 +406,7 @@ class FusionAuthClient:
             # Our API key is wrong or lacks this endpoint: an operator's problem, not the user's.
             logger.error("FusionAuth refused the API key for /api/two-factor/start (401); check fusionauth.api_key")
             raise FusionAuthError("The sign-in service refused our credentials.")
-        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+        raise TwoFactorFailed.of(answer)
 
     async def send_two_factor_code(self, *, two_factor_id: str, method_id: str) -> None:
         """POST /api/two-factor/send/{twoFactorId}: anonymous, no API key (docs/fusionauth.md §3)."""
@@ -405,7 +417,7 @@ class FusionAuthClient:
             json_body={"methodId": method_id},
         )
         if answer.status_code != 200:
-            raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+            raise TwoFactorFailed.of(answer)
 
     async def complete_two_factor(self, *, two_factor_id: str, code: str, ip_address: str | None) -> TwoFactorLogin:
         """POST /api/two-factor/login for step-up: anonymous (docs/fusionauth.md §4). 421 bad code, 404 expired,
@@ -415,7 +427,7 @@ class FusionAuthClient:
         # 212/213: the factor was verified but an email/registration is unverified; irrelevant to freshness.
         if answer.status_code in (200, 212, 213):
             return self.parse(TwoFactorLogin, answer.payload)
-        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+        raise TwoFactorFailed.of(answer)
 
     async def complete_two_factor_sign_in(
         self, *, two_factor_id: str, code: str, ip_address: str | None
@@ -425,7 +437,7 @@ class FusionAuthClient:
         answer = await self._two_factor_login(two_factor_id, code, ip_address, no_jwt=False)
         if answer.status_code in TWO_FACTOR_SUCCESSES:
             return LoginResult(answer.status_code, self.parse(LoginAnswer, answer.payload or {}))
-        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+        raise TwoFactorFailed.of(answer)
 
     async def _two_factor_login(
         self, two_factor_id: str, code: str, ip_address: str | None, *, no_jwt: bool
@@ -453,6 +465,9 @@ class FusionAuthClient:
         if ip_address:
             body["ipAddress"] = ip_address  # FusionAuth records it in the login history and judges risk by it
         answer = await self.request("POST", "/api/login", operation="login", api_key=True, json_body=body)
+        if answer.status_code == 409:
+            # The body is the list of actions, not a LoginResponse (docs/fusionauth.md §5).
+            return LoginResult(409, LoginAnswer(), locked_until=lock_ends_at(answer.payload))
         if answer.status_code in LOGIN_STATUSES:
             return LoginResult(answer.status_code, self.parse(LoginAnswer, answer.payload or {}))
         if answer.status_code == 401:
@@ -478,6 +493,27 @@ def error_codes(payload: Any) -> list[str]:
         for errors in field_errors.values():
             codes.extend(error.get("code") for error in errors or [] if isinstance(error, dict))
     return [str(code) for code in codes if code][:10]
+
+
+def lock_ends_at(payload: Any) -> float | None:
+    """When the login-preventing actions of a 409 end, in seconds since the epoch; None for a lock without an end.
+
+    FusionAuth's 409 carries `actions` (LoginPreventedResponse), each with its `expiry` in epoch milliseconds when the
+    action is temporal (docs/fusionauth.md §4; that /api/two-factor/login sends them is inferred). The lock ends when
+    the last of them does, so one action without an expiry makes it a lock without an end. So does a body that
+    names no action or cannot be read: "contact support" stays the answer whenever we cannot tell that waiting helps."""
+    actions = payload.get("actions") if isinstance(payload, dict) else None
+    if not isinstance(actions, list) or not actions:
+        return None
+    ends: list[float] = []
+    for action in actions:
+        expiry = action.get("expiry") if isinstance(action, dict) else None
+        if isinstance(expiry, str) and expiry.isdigit():
+            expiry = int(expiry)  # FusionAuth's OpenAPI document gives its example as a string
+        if isinstance(expiry, bool) or not isinstance(expiry, int | float) or not 0 < expiry < MAX_EPOCH_MS:
+            return None
+        ends.append(expiry / 1000)
+    return max(ends)
 
 
 def _form(value: str) -> str:

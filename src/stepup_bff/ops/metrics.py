@@ -41,6 +41,7 @@ from ..errors import (
     StepUpBlocked,
     StepUpLocked,
     StepUpRejected,
+    TemporarilyLocked,
     TooManySends,
     TooManyStarts,
 )
@@ -114,6 +115,7 @@ _STEP_UP_FAILURES: dict[type[AppError], StepUpOutcome] = {
     TooManySends: "rate_limited",
     ResendTooSoon: "rate_limited",
     StepUpRejected: "rejected",
+    TemporarilyLocked: "rejected",  # FusionAuth's lock, as its permanent one: the account's state refused it
     NoSecondFactor: "no_second_factor",
     FusionAuthError: "fusionauth_error",
     LoginRequired: "login_required",  # not signed in, or the session ended during the step-up

@@ -40,6 +40,7 @@ from ..errors import (
     StepUpInProgress,
     StepUpLocked,
     StepUpRejected,
+    TemporarilyLocked,
     TooManySends,
     TooManyStarts,
 )
@@ -126,6 +127,19 @@ def to_method(method: TwoFactorMethod) -> Method:
     else:
         hint = method.name or method.method
     return Method(id=method.id, method=method.method, hint=hint, last_used=method.lastUsed)
+
+
+# A login-preventing action that ends later than this is answered as one without an end: "try again next year"
+# helps nobody, and support can.
+LONGEST_TEMPORARY_LOCK = 366 * 24 * 3600.0
+
+
+def login_prevented(locked_until: float | None, now: float) -> AppError:
+    """FusionAuth's 409 (a login-preventing action, docs/fusionauth.md §4, §5): a lock that ends soon enough is
+    temporary (429 `temporarily_locked`, until when), any other keeps 403 `login_prevented`."""
+    if locked_until is not None and locked_until - now <= LONGEST_TEMPORARY_LOCK:
+        return TemporarilyLocked(locked_until=locked_until, now=now)
+    return StepUpRejected("login_prevented", "Your account is locked or suspended. Contact support.")
 
 
 async def retry_after(store: Store, key: str) -> int:
@@ -361,8 +375,7 @@ class ChallengeMachine:
 
     # -- FusionAuth's refusals -------------------------------------------------------------------------------------
 
-    @staticmethod
-    def map_failure(exc: TwoFactorFailed, step: str) -> Exception:
+    def map_failure(self, exc: TwoFactorFailed, step: str) -> Exception:
         """FusionAuth's two-factor statuses (docs/fusionauth.md §2-§4) as our errors; `step` is start/send/finish."""
         logger.warning("two-factor %s refused by FusionAuth: status=%d codes=%s", step, exc.status, exc.error_codes)
         if exc.status == 404:
@@ -370,7 +383,7 @@ class ChallengeMachine:
                 return StepUpRejected("account_not_found", "Your account no longer exists at the sign-in service.")
             return ChallengeExpired()
         if exc.status == 409:
-            return StepUpRejected("login_prevented", "Your account is locked or suspended. Contact support.")
+            return login_prevented(exc.locked_until, self._clock.now())
         if exc.status == 410:
             return StepUpRejected("account_expired", "Your account has expired. Contact support.")
         if exc.status == 423:

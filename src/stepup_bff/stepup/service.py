@@ -39,6 +39,7 @@ from ..errors import (
     NoSecondFactor,
     StepUpBlocked,
     StepUpLocked,
+    TemporarilyLocked,
     TooManyPending,
     TransactionExpired,
 )
@@ -188,10 +189,11 @@ class StepUpService:
             await self._store.set(
                 self._pending_key(user_id, pending.id), pending.dumps(), ttl=self._settings.challenge_ttl + 60
             )
-        try:
-            started = await self._fusionauth.start_two_factor(user_id=user_id, state=state)
-        except TwoFactorFailed as exc:
-            raise self._challenges.map_failure(exc, "start") from exc
+        async with self._failures_recorded(user_id):  # FusionAuth's lock may be met here too
+            try:
+                started = await self._fusionauth.start_two_factor(user_id=user_id, state=state)
+            except TwoFactorFailed as exc:
+                raise self._challenges.map_failure(exc, "start") from exc
         methods = started.methods
         policy = self.policy(pending.action) if pending is not None else None
         if policy is not None and policy.methods is not None:
@@ -323,6 +325,13 @@ class StepUpService:
             raise
         except StepUpLocked:
             await self._activity.record(user_id, "step_up_locked", "refused")
+            raise
+        except TemporarilyLocked as exc:
+            # FusionAuth's own pause (the tenant's lockout), told apart from ours by its reason.
+            wait = int(exc.extra.get("retry_after", 0))
+            await self._activity.record(
+                user_id, "step_up_blocked", "refused", retry_after=wait, reason="account_locked"
+            )
             raise
 
     # -- the guard -------------------------------------------------------------------------------------------------
