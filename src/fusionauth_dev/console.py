@@ -1,7 +1,8 @@
 """The dev console: what a person trying the demo needs instead of a phone and a mailbox.
 
-``GET /_dev`` (HTML, refreshes itself), ``GET /_dev/messages`` (the outbox, newest last) and ``GET /_dev/totp`` (the
-current code of every authenticator method). Served only when ``DevSettings.dev_console`` is on.
+``GET /_dev`` (HTML, refreshes itself), ``GET /_dev/messages`` (the outbox, newest last), ``GET /_dev/totp`` (the
+current code of every authenticator method) and ``GET /_dev/recovery-codes`` (each user's unused recovery codes).
+Served only when ``DevSettings.dev_console`` is on.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ def current_totp_codes(directory: Directory) -> list[dict[str, Any]]:
     return rows
 
 
+def recovery_code_rows(directory: Directory) -> list[dict[str, Any]]:
+    return [
+        {"userId": user.id, "loginId": user.login_label, "codes": list(user.recovery_codes)}
+        for user in directory.users.values()
+        if user.recovery_codes
+    ]
+
+
 @router.get("")
 async def console(directory: DirectoryDep) -> Response:
     totp_rows = [
@@ -63,7 +72,8 @@ async def console(directory: DirectoryDep) -> Response:
         pages.MessageRow(sent_at=m["sent_at"], method=m["method"], to=m["to"], code=m["code"])
         for m in (message.to_json() for message in directory.outbox.messages())
     ]
-    return pages.html_response(pages.console_page(totp_rows=totp_rows, messages=messages))
+    recovery = [pages.RecoveryRow(email=row["loginId"], codes=row["codes"]) for row in recovery_code_rows(directory)]
+    return pages.html_response(pages.console_page(totp_rows=totp_rows, messages=messages, recovery_rows=recovery))
 
 
 @router.get("/messages")
@@ -76,3 +86,8 @@ async def messages(directory: DirectoryDep) -> Response:
 @router.get("/totp")
 async def totp_codes(directory: DirectoryDep) -> Response:
     return JSONResponse(current_totp_codes(directory), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/recovery-codes")
+async def recovery_codes(directory: DirectoryDep) -> Response:
+    return JSONResponse(recovery_code_rows(directory), headers={"Cache-Control": "no-store"})

@@ -296,6 +296,8 @@ class User:
     password_hash: str = ""
     # Authenticator secrets by method id, kept out of ``data`` so no API response leaks them.
     secrets: dict[str, str] = field(default_factory=dict)
+    # Single-use recovery codes (docs/fusionauth.md §4, §8), kept out of ``data`` for the same reason.
+    recovery_codes: list[str] = field(default_factory=list)
 
     @property
     def email(self) -> str | None:

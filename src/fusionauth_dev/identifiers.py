@@ -32,6 +32,20 @@ def one_time_code(length: int = 6) -> str:
     return "".join(secrets.choice(string.digits) for _ in range(length))
 
 
+# Upper-case letters and digits without the ones people misread (0/O, 1/I/L): a recovery code is copied by hand.
+_RECOVERY_ALPHABET = "".join(ch for ch in string.ascii_uppercase + string.digits if ch not in "0O1IL")
+RECOVERY_CODE_COUNT = 10
+
+
+def recovery_codes() -> list[str]:
+    """A user's single-use recovery codes, made when their first second-factor method is enabled. FusionAuth's are
+    ten codes of ten letters and digits in two groups ("8JNNF-GB76W"); [inferred] their alphabet."""
+    return [
+        "-".join("".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(5)) for _ in range(2))
+        for _ in range(RECOVERY_CODE_COUNT)
+    ]
+
+
 def opaque_token() -> str:
     """Refresh tokens, authorization codes, trust tokens, SSO session ids."""
     return secrets.token_urlsafe(40)

@@ -428,6 +428,13 @@ def _normalize_methods(directory: Directory, user: User, tenant: Tenant) -> None
     # Methods with a secret that was removed from the JSON no longer need it.
     live_ids = {str(m["id"]) for m in methods}
     user.secrets = {method_id: s for method_id, s in user.secrets.items() if method_id in live_ids}
+    # FusionAuth makes recovery codes when a user's first method is enabled ([inferred] also for methods given in the
+    # user's JSON, as kickstart gives them); they go with the last method. Never taken from, nor shown in, the JSON.
+    user.data.get("twoFactor", {}).pop("recoveryCodes", None)
+    if not methods:
+        user.recovery_codes = []
+    elif not user.recovery_codes:
+        user.recovery_codes = identifiers.recovery_codes()
 
 
 def _apply_user_fields(directory: Directory, user: User, tenant: Tenant, *, creating: bool) -> None:
@@ -492,12 +499,12 @@ def update_user(call: Call) -> tuple[int, dict[str, Any] | None]:
         data = _patched(call, user.data, given)
     else:
         data = {**copy.deepcopy(given), "registrations": copy.deepcopy(user.data.get("registrations", []))}
-    previous = (copy.deepcopy(user.data), dict(user.secrets), user.password_hash)
+    previous = (copy.deepcopy(user.data), dict(user.secrets), list(user.recovery_codes), user.password_hash)
     user.data = data
     try:
         _apply_user_fields(call.directory, user, call.directory.tenant_of(user.tenant_id), creating=False)
     except FusionAuthError:
-        user.data, user.secrets, user.password_hash = previous
+        user.data, user.secrets, user.recovery_codes, user.password_hash = previous
         raise
     _stamp(user.data, call.directory, created=False)
     return 200, {"user": user.to_json()}

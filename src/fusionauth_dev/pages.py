@@ -137,7 +137,15 @@ class MessageRow:
     code: str
 
 
-def console_page(*, totp_rows: Iterable[TotpRow], messages: Iterable[MessageRow]) -> str:
+@dataclass(frozen=True)
+class RecoveryRow:
+    email: str
+    codes: list[str]
+
+
+def console_page(
+    *, totp_rows: Iterable[TotpRow], messages: Iterable[MessageRow], recovery_rows: Iterable[RecoveryRow] = ()
+) -> str:
     totp_html = "".join(
         f"<tr><td>{escape(r.email)}</td><td>{escape(r.name)} ({escape(r.method_id)})</td>"
         f'<td><code data-testid="totp-{escape(r.email)}">{escape(r.code)}</code></td><td>{r.seconds_left}s</td></tr>'
@@ -148,14 +156,21 @@ def console_page(*, totp_rows: Iterable[TotpRow], messages: Iterable[MessageRow]
         f"<td><code>{escape(m.code)}</code></td></tr>"
         for m in messages
     )
+    recovery_html = "".join(
+        f"<tr><td>{escape(r.email)}</td><td>{' '.join(f'<code>{escape(code)}</code>' for code in r.codes)}</td></tr>"
+        for r in recovery_rows
+    )
     body = (
         '<p class="hint">Refreshes every 5 seconds. JSON: <a href="/_dev/messages">/_dev/messages</a>, '
-        '<a href="/_dev/totp">/_dev/totp</a>.</p>'
+        '<a href="/_dev/totp">/_dev/totp</a>, <a href="/_dev/recovery-codes">/_dev/recovery-codes</a>.</p>'
         "<h2>Authenticator (TOTP) codes now</h2>"
         "<table><thead><tr><th>User</th><th>Method</th><th>Code</th><th>Valid for</th></tr></thead>"
         f"<tbody>{totp_html or '<tr><td colspan=4>No user has an authenticator method.</td></tr>'}</tbody></table>"
         "<h2>Sent codes (newest last)</h2>"
         "<table><thead><tr><th>Sent</th><th>Method</th><th>To</th><th>Code</th></tr></thead>"
         f"<tbody>{message_html or '<tr><td colspan=4>Nothing sent yet.</td></tr>'}</tbody></table>"
+        "<h2>Recovery codes (each works once)</h2>"
+        "<table><thead><tr><th>User</th><th>Unused codes</th></tr></thead>"
+        f"<tbody>{recovery_html or '<tr><td colspan=2>No user has recovery codes.</td></tr>'}</tbody></table>"
     )
     return _page("Dev console", body, wide=True, refresh_seconds=5)

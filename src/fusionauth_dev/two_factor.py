@@ -5,9 +5,9 @@ A challenge (``twoFactorId``) lives ``twoFactorIdTimeToLiveInSeconds`` (300 s by
 * the code returned by the Start API, or supplied to it ([inferred] valid for the challenge's lifetime);
 * the latest code sent by the Send API, for ``twoFactorOneTimeCodeIdTimeToLiveInSeconds`` (60 s by default); each
   send replaces every earlier code, the start code included (docs/fusionauth.md §2, §3);
-* the current code of one of the user's authenticator methods, one 30-second step of drift allowed each way.
-
-FusionAuth's recovery codes are not modelled.
+* the current code of one of the user's authenticator methods, one 30-second step of drift allowed each way;
+* one of the user's recovery codes, once (docs/fusionauth.md §4: `code` may be a recovery code). [inferred] Case and
+  the hyphen are not significant, as a code copied by hand may lose them.
 """
 
 from __future__ import annotations
@@ -123,9 +123,12 @@ def _render_message(
 
 
 def match_code(directory: Directory, challenge: TwoFactorChallenge, user: User, code: str) -> tuple[bool, str | None]:
-    """(matched, method id used: None for the Start API's code)."""
+    """(matched, method id used: None for the Start API's code or a recovery code). A recovery code that matches is
+    used up."""
     now = directory.now()
     code = code.strip()
+    if _use_recovery_code(user, code):
+        return True, None
     for candidate in challenge.codes:
         if candidate.expires_at > now and hmac.compare_digest(candidate.value.encode(), code.encode()):
             return True, candidate.method_id
@@ -144,6 +147,21 @@ def match_code(directory: Directory, challenge: TwoFactorChallenge, user: User, 
         ):
             return True, str(method["id"])
     return False, None
+
+
+def _normalise_recovery_code(code: str) -> str:
+    return code.replace("-", "").upper()
+
+
+def _use_recovery_code(user: User, code: str) -> bool:
+    given = _normalise_recovery_code(code).encode()
+    if len(given) < 10:  # a six-digit code is never a recovery code
+        return False
+    for candidate in user.recovery_codes:
+        if hmac.compare_digest(_normalise_recovery_code(candidate).encode(), given):
+            user.recovery_codes.remove(candidate)  # single use
+            return True
+    return False
 
 
 def mark_last_used(user: User, method_id: str | None) -> None:

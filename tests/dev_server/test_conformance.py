@@ -94,6 +94,18 @@ def test_two_factor_login_421_and_404(live: Live) -> None:
     assert client.two_factor_login({"twoFactorId": started["twoFactorId"], "code": totp_code}).status == 200
 
 
+def test_two_factor_login_with_a_recovery_code(live: Live) -> None:
+    client = live.client()
+    started = client.start_two_factor_login({"userId": BOB}).success_response
+    code = live.dev.directory.users[BOB].recovery_codes[0]
+    done = client.two_factor_login(
+        {"twoFactorId": started["twoFactorId"], "code": code, "applicationId": APPLICATION_ID}
+    )
+    assert done.status == 200 and done.success_response["user"]["id"] == BOB
+    again = client.start_two_factor_login({"userId": BOB}).success_response
+    assert client.two_factor_login({"twoFactorId": again["twoFactorId"], "code": code}).status == 421
+
+
 def test_start_with_a_wrong_key_is_401_and_unknown_user_404(live: Live) -> None:
     assert live.client("wrong-key").start_two_factor_login({"userId": ALICE}).status == 401
     missing = live.client().start_two_factor_login({"userId": "00000000-0000-4000-8000-000000000000"})
