@@ -33,7 +33,7 @@ onStepUpChallenge(async (challenge) => {
   return true;
 });
 
-/** The "Elevated, m:ss left" badge, counting down to step_up.expires_at; at zero, ask the BFF what is true now. */
+/** The "No code needed for m:ss" badge, counting down to step_up.expires_at; at zero, ask the BFF what is true now. */
 function showElevated(stepUp) {
   stopBadge();
   clearTimeout(recheckTimer);
@@ -45,7 +45,8 @@ function showElevated(stepUp) {
   }
   stopBadge = countdown(
     left,
-    (seconds) => view?.setBadge(`Elevated, ${formatClock(seconds)} left`),
+    // Says what it means: a recent confirmation, so the next protected action asks for no code until it runs out.
+    (seconds) => view?.setBadge(`No code needed for ${formatClock(seconds)}`),
     () => {
       view?.setBadge(null);
       recheckSession();
@@ -120,6 +121,8 @@ async function signInNatively(form) {
 
 function showSignedIn(session, notice) {
   view = renderSignedIn(main, account, { session, notice, onSubmit: sendTelegram, onSignOut: signOut });
+  // What had focus (the sign-in form's button) is gone: start from the top of the new view, not from <body>.
+  if (!document.activeElement || document.activeElement === document.body) view.focusGreeting();
   showElevated(session.step_up);
   loadTelegrams();
   loadActivity();

@@ -1,19 +1,30 @@
-// The second-factor dialog, one for both places a code is asked for:
+// The dialog that asks for a code, one for both places a code is asked for:
 //
-// - step-up (`createStepUpDialog`): a fresh second factor when the BFF answers a request with the RFC 9470
-//   challenge; a challenge bound to a transaction first says what is confirmed ("Confirm: singing telegram to
-//   Bob — “Happy birthday…”"). `open()` resolves with the new step-up status ({ active, expires_at, method }; not
-//   active after a bound step-up, which elevates nothing) once the user has confirmed, or with null when they cancel; it rejects with the ApiError when the session is gone (login_required),
-//   so the page can show the signed-out view;
-// - sign-in (`createSignInDialog`): the second factor FusionAuth asks for after the password (its 242). `open()`
-//   resolves with the new session, or null when the person cancels or must enter their password again.
+// - step-up (`createStepUpDialog`): a fresh confirmation when the BFF answers a request with the RFC 9470 challenge;
+//   a challenge bound to a transaction first says what is confirmed ("Confirm: singing telegram to Bob — “Happy
+//   birthday…”"). `open()` resolves with the new step-up status ({ active, expires_at, method }; not active after a
+//   bound step-up, which elevates nothing) once the person has confirmed, or with null when they cancel. It rejects
+//   with an ApiError when the dialog could not go on: the session is gone (login_required, so the page can show the
+//   signed-out view), the account has no way to confirm (no_second_factor), confirming is paused or the account is
+//   refused; the page then says why, in its own words, instead of "you cancelled".
+// - sign-in (`createSignInDialog`): the code FusionAuth asks for after the password (its 242). `open()` resolves
+//   with the new session, or null when the person cancels or must enter their password again.
 //
-// Both run the same machine in the BFF, so they share every piece here: methods, sending, codes, limits and errors;
-// a `flow` says where the calls go. A native <dialog> opened with showModal() gives us the focus trap, Escape to
-// cancel and an inert page behind it for free; we only put focus back where it was when it closes.
+// Both run the same machine in the BFF, so they share every piece here: methods, sending, codes, recovery codes,
+// limits and errors; a `flow` says where the calls go. A native <dialog> opened with showModal() gives us the focus
+// trap, Escape to cancel and an inert page behind it for free.
+//
+// Focus is never left on <body> (WCAG 2.4.3): the dialog is rendered before it is shown and its heading takes focus
+// while the options load; buttons that cannot be used right now are aria-disabled, never `disabled` (a disabled
+// button that has focus drops it to the page); focus moves to what comes next *before* anything is hidden; and on
+// close it goes back where it was.
+//
+// For the enrolment feature: `dialog.noFactorSetup` is an empty container shown only in the "your account has no
+// way to confirm" view, for a "Set up an authenticator app" button (or anything else) to be put into.
 
-import { countdown, formatDuration, formatWait, h, show } from "./dom.js";
-import { ACCOUNT_PROBLEMS, errorMessage, NETWORK_MESSAGE } from "./messages.js";
+import { ApiError } from "./api.js";
+import { countdown, formatDuration, formatWait, h, show, waitEnd } from "./dom.js";
+import { ACCOUNT_PROBLEMS, errorMessage, NETWORK_MESSAGE, pausedMessage } from "./messages.js";
 
 const METHOD_NAMES = { authenticator: "Authenticator app", email: "Email", sms: "Text message" };
 const CODE_HINTS = {
@@ -21,6 +32,15 @@ const CODE_HINTS = {
   email: "Enter the code from the email we sent you.",
   sms: "Enter the code from the text message we sent you.",
 };
+const BACK_TO_METHOD = {
+  authenticator: "Use your authenticator app instead",
+  email: "Use an emailed code instead",
+  sms: "Use a texted code instead",
+};
+const RECOVERY_HINT =
+  "Enter one of the recovery codes you saved when you set up codes for this account. Each one works once.";
+// The BFF answers these with a wait that ends; the dialog pauses and comes back by itself.
+const PAUSES = new Set(["step_up_blocked", "too_many_starts", "temporarily_locked"]);
 
 /** The step-up dialog. A challenge bound to a transaction says what is being confirmed, before any code. */
 export function createStepUpDialog({ api }) {
@@ -28,16 +48,19 @@ export function createStepUpDialog({ api }) {
     prefix: "step-up",
     title: "Confirm it's you",
     intro: ({ maxAge, transaction } = {}) => {
-      // Bound: this second factor confirms that one request, and only it (the server's summary says which).
-      if (transaction) return "Your second factor confirms exactly this, and nothing else:";
-      // max_age is how fresh the second factor must be (RFC 9470); whether one confirmation covers one action or
+      // Bound: this code confirms that one request, and only it (the server's summary says which).
+      if (transaction) return "The code you enter confirms this, and nothing else:";
+      // max_age is how fresh the confirmation must be (RFC 9470); whether one confirmation covers one action or
       // every action for that long is the server's business (step_up.single_use), so don't promise either.
       return Number.isFinite(maxAge) && maxAge > 0
-        ? `This action needs a second factor confirmed in the last ${formatDuration(maxAge)}.`
-        : "This action needs a fresh second factor.";
+        ? `To go ahead, confirm it's you with a code. We ask when you haven't in the last ${formatDuration(maxAge)}.`
+        : "To go ahead, confirm it's you with a code.";
     },
     // The person's own words (a recipient, a message), built into a sentence by the server: shown as text only.
     confirms: ({ transaction } = {}) => (transaction ? `Confirm: ${transaction.summary}` : null),
+    noFactor:
+      "Your account doesn't have a way to confirm it's you yet, such as an authenticator app, so this can't go " +
+      "ahead. Nothing was done.",
     start: ({ transaction } = {}) => api.stepUp.start(transaction?.id),
     send: (methodId) => api.stepUp.send(methodId),
     finish: async (code, methodId) => {
@@ -49,14 +72,15 @@ export function createStepUpDialog({ api }) {
 }
 
 /**
- * The second factor of a native sign-in. `open({ challenge })` takes the methods that came back with the password;
- * there is nothing to start, and a challenge that is gone can only be replaced by signing in again.
+ * The code of a native sign-in. `open({ challenge })` takes the methods that came back with the password; there is
+ * nothing to start, and a code request that is gone can only be replaced by signing in again.
  */
 export function createSignInDialog({ api }) {
   return createTwoFactorDialog({
     prefix: "sign-in-factor",
     title: "One more step to sign in",
-    intro: () => "Your account asks for a second factor when you sign in.",
+    intro: () => "Your account asks for a code as well as your password.",
+    noFactor: "Your account doesn't have a way to confirm it's you yet. Use FusionAuth's sign-in page to set one up.",
     start: ({ challenge }) => Promise.resolve(challenge),
     send: (methodId) => api.nativeSignIn.send(methodId),
     finish: (code, methodId) => api.nativeSignIn.finish(code, methodId),
@@ -65,71 +89,81 @@ export function createSignInDialog({ api }) {
   });
 }
 
+/** aria-disabled, not disabled: the button keeps focus and stays in the Tab order; its handler checks `busy`. */
+function setDisabled(button, value) {
+  button.setAttribute("aria-disabled", String(Boolean(value)));
+}
+
+const isDisabled = (button) => button.getAttribute("aria-disabled") === "true";
+
 function createTwoFactorDialog(flow) {
   const prefix = flow.prefix;
+  const id = (name) => `${prefix}-${name}`;
   // ---- the markup, built once -------------------------------------------------------------------------------
-  const title = h("h2", { id: `${prefix}-title`, class: "dialog-title" }, flow.title);
-  const intro = h("p", { id: `${prefix}-intro`, class: "dialog-intro" });
-  const confirms = h("p", { id: `${prefix}-confirms`, class: "dialog-confirms", "data-testid": `${prefix}-confirm` });
-  const loading = h("p", { class: "loading", "data-testid": `${prefix}-loading` }, "Getting your sign-in options…");
+  // tabindex=-1: the heading takes focus while the options load, so focus is inside the dialog, on something named.
+  const title = h("h2", { id: id("title"), class: "dialog-title", tabindex: "-1" }, flow.title);
+  const intro = h("p", { id: id("intro"), class: "dialog-intro" });
+  const confirms = h("p", { id: id("confirms"), class: "dialog-confirms", "data-testid": id("confirm") });
+  const loading = h("p", { class: "loading", "data-testid": id("loading") }, "Getting your options…");
 
   const methodList = h("div", { class: "method-list" });
   const methods = h(
     "fieldset",
-    { class: "methods", "data-testid": `${prefix}-methods` },
+    { class: "methods", "data-testid": id("methods") },
     h("legend", {}, "Get a code from"),
     methodList,
   );
 
-  const sendButton = h("button", { type: "button", class: "button secondary", "data-testid": `${prefix}-send` });
-  const sentNotice = h("p", { class: "sent-notice", role: "status", "data-testid": `${prefix}-sent` });
-  const sendRow = h("div", { class: "send-row" }, sendButton, sentNotice);
+  const sendButton = h("button", {
+    type: "button",
+    class: "button secondary",
+    "aria-describedby": id("resend-wait"),
+    "data-testid": id("send"),
+  });
+  // Where the code went, for the eye; the announcer says it (and the wait) once, for the ear.
+  const sentNotice = h("p", { class: "sent-notice", "data-testid": id("sent") });
+  // The wait before another code may be sent, in text anyone can read and reach (not only in a button's label). It
+  // ticks, so it is NOT a live region: the announcer says the wait once when the code is sent, and when it is over.
+  const resendWait = h("p", { id: id("resend-wait"), class: "resend-wait", "data-testid": id("resend-wait") });
+  const sendRow = h("div", { class: "send-row" }, sendButton, sentNotice, resendWait);
 
   const codeInput = h("input", {
-    id: `${prefix}-code`,
+    id: id("code"),
     name: "code",
     type: "text",
     class: "code-input",
-    autocomplete: "one-time-code",
-    inputmode: "numeric",
-    pattern: "[0-9]*",
-    maxlength: 10,
     spellcheck: "false",
-    "aria-describedby": `${prefix}-code-hint`,
-    "data-testid": `${prefix}-code`,
+    "aria-describedby": id("code-hint"),
+    "data-testid": id("code"),
   });
-  const codeHint = h("p", { id: `${prefix}-code-hint`, class: "field-hint" });
-  const codeRow = h(
-    "div",
-    { class: "field code-row" },
-    h("label", { for: `${prefix}-code` }, "Verification code"),
-    codeHint,
-    codeInput,
-  );
+  const codeLabel = h("label", { for: id("code") });
+  const codeHint = h("p", { id: id("code-hint"), class: "field-hint" });
+  const codeRow = h("div", { class: "field code-row" }, codeLabel, codeHint, codeInput);
+  // FusionAuth accepts a recovery code wherever it accepts a code (docs/fusionauth.md §4): another way in when the
+  // phone is lost or the email does not arrive.
+  const codeSwitch = h("button", { type: "button", class: "button link code-switch", "data-testid": id("use-recovery") });
 
-  // Errors and state changes are announced: role="alert" for problems. Countdowns are NOT inside live regions
-  // (a screen reader would read every second); `announcer` says once when a wait is over.
-  const alert = h("p", { class: "dialog-alert", role: "alert", "data-testid": `${prefix}-error` });
-  const announcer = h("p", { class: "visually-hidden", "aria-live": "polite" });
+  // Problems are announced (role="alert"), once each. Countdowns are NOT inside live regions (a screen reader would
+  // read every second); `announcer` says once when a wait is over.
+  const alert = h("p", { id: id("error"), class: "dialog-alert", role: "alert", "data-testid": id("error") });
+  const announcer = h("p", { class: "visually-hidden", "aria-live": "polite", "data-testid": id("announcer") });
 
-  const waitText = h("p", { class: "wait", "data-testid": `${prefix}-wait` });
+  const waitText = h("p", { class: "wait", "data-testid": id("wait") });
   const restartButton = h(
     "button",
-    { type: "button", class: "button secondary", "data-testid": `${prefix}-restart` },
+    { type: "button", class: "button secondary", "data-testid": id("restart") },
     "Start again",
   );
   const panel = h("div", { class: "dialog-panel" }, waitText, restartButton);
+  // Empty here: the enrolment feature puts its "Set up an authenticator app" into it (see the top of this file).
+  const noFactorSetup = h("div", {
+    class: "no-factor-setup",
+    "data-slot": "no-factor-setup",
+    "data-testid": id("no-factor-setup"),
+  });
 
-  const cancelButton = h(
-    "button",
-    { type: "button", class: "button ghost", "data-testid": `${prefix}-cancel` },
-    "Cancel",
-  );
-  const verifyButton = h(
-    "button",
-    { type: "submit", class: "button primary", "data-testid": `${prefix}-verify` },
-    "Verify",
-  );
+  const cancelButton = h("button", { type: "button", class: "button ghost", "data-testid": id("cancel") }, "Cancel");
+  const verifyButton = h("button", { type: "submit", class: "button primary", "data-testid": id("verify") }, "Verify");
 
   const form = h(
     "form",
@@ -141,8 +175,10 @@ function createTwoFactorDialog(flow) {
     methods,
     sendRow,
     codeRow,
+    codeSwitch,
     alert,
     panel,
+    noFactorSetup,
     announcer,
     h("div", { class: "dialog-actions" }, cancelButton, verifyButton),
   );
@@ -150,9 +186,9 @@ function createTwoFactorDialog(flow) {
     "dialog",
     {
       class: "step-up-dialog",
-      "aria-labelledby": `${prefix}-title`,
-      "aria-describedby": `${prefix}-intro ${prefix}-confirms`,
-      "data-testid": `${prefix}-dialog`,
+      "aria-labelledby": id("title"),
+      "aria-describedby": `${id("intro")} ${id("confirms")}`,
+      "data-testid": id("dialog"),
     },
     form,
   );
@@ -160,27 +196,33 @@ function createTwoFactorDialog(flow) {
 
   // ---- state ------------------------------------------------------------------------------------------------
   // phase: "loading"
-  //      | "ready"    choose a method, (send and) enter a code
-  //      | "restart"  the challenge is gone (expired, too many wrong codes) or could not start: offer to start again
-  //      | "blocked"  too many wrong codes recently: wait for the countdown
-  //      | "dead-end" no second factor, or the account itself is refused: only Close
+  //      | "ready"    choose a method, (send and) enter a code, or a recovery code
+  //      | "restart"  the code request is gone (expired, too many wrong codes) or could not start: offer to start again
+  //      | "blocked"  confirming is paused until a known time: wait, then try again
+  //      | "dead-end" no way to confirm, or the account itself is refused: only Close
   let phase = "loading";
   let options = []; // [{ id, method, hint, last_used }]
   let selectedId = null;
-  let sentTo = new Set(); // method ids a code was sent to during this challenge
-  let resendLeft = 0; // seconds until another send is allowed
+  let sentTo = new Set(); // method ids a code was sent to in this round
+  let recovery = false; // the field takes a recovery code
   let sendsExhausted = false;
   let busy = false;
   let started = false; // a challenge exists on the server (so Cancel discards it)
   let pending = null; // { resolve, reject } of the open() in progress
   let trigger = null; // where focus was before the dialog opened
-  let stopResend = () => {};
   let stopWait = () => {};
   // Bumped by every start() and close(): an answer that arrives for an older round (the person cancelled or
   // started again while it was on its way) must not touch the dialog.
   let generation = 0;
   let openedWith = {}; // what open() was given: passed to flow.start() again by "Start again"
   let closedByUs = false; // close() closed the <dialog> itself: its "close" event is not a person cancelling
+  let stopReason = null; // why the dialog cannot go on (dead-end, paused): what open() rejects with on close
+  let noFactorView = false;
+  // The server spaces sends per person, not per code request, and remembers it across Cancel: so does the dialog,
+  // by when the wait ends (milliseconds), or a reopened dialog would offer a send the server refuses.
+  let resendUntil = 0;
+  let resendLeft = 0; // whole seconds until resendUntil, while counting
+  let stopResend = () => {};
 
   const selected = () => options.find((option) => option.id === selectedId) ?? null;
   const needsSend = (option) => option && option.method !== "authenticator";
@@ -188,22 +230,39 @@ function createTwoFactorDialog(flow) {
   function render() {
     const option = selected();
     const ready = phase === "ready";
-    const codeVisible = ready && option && (!needsSend(option) || sentTo.has(option.id));
+    const sending = ready && !recovery && needsSend(option);
+    // A sent code works whichever method is chosen now (FusionAuth accepts any valid code of the person).
+    const codeVisible = ready && Boolean(option) && (recovery || !needsSend(option) || sentTo.size > 0);
     show(loading, phase === "loading");
-    show(methods, ready && options.length > 0);
-    show(sendRow, ready && needsSend(option));
+    show(methods, ready && !recovery && options.length > 0);
+    show(sendRow, sending);
     show(codeRow, codeVisible);
+    show(codeSwitch, ready && options.length > 0);
     show(panel, phase === "restart" || phase === "blocked");
+    show(noFactorSetup, phase === "dead-end" && noFactorView);
     show(verifyButton, phase === "ready" || phase === "loading");
-    verifyButton.disabled = busy || !codeVisible;
+    setDisabled(verifyButton, busy || !codeVisible);
     form.setAttribute("aria-busy", String(busy || phase === "loading"));
     cancelButton.textContent = phase === "dead-end" ? "Close" : "Cancel";
 
+    codeLabel.textContent = recovery ? "Recovery code" : "Verification code";
+    codeHint.textContent = recovery
+      ? RECOVERY_HINT
+      : (CODE_HINTS[option?.method] ?? "Enter the code you received.");
+    codeSwitch.textContent = recovery
+      ? (BACK_TO_METHOD[option?.method] ?? "Use a code instead")
+      : "Use a recovery code";
     if (option) {
-      codeHint.textContent = CODE_HINTS[option.method] ?? "Enter the code you received.";
-      if (resendLeft > 0) sendButton.textContent = `Resend in ${resendLeft} s`;
-      else sendButton.textContent = sentTo.has(option.id) ? "Resend code" : "Send code";
-      sendButton.disabled = busy || resendLeft > 0 || sendsExhausted;
+      sendButton.textContent = sentTo.has(option.id) ? "Send a new code" : "Send code";
+      setDisabled(sendButton, busy || resendLeft > 0 || sendsExhausted);
+    }
+    if (resendLeft > 0 && sending) {
+      resendWait.textContent =
+        sentTo.size > 0
+          ? `You can ask for a new code in ${formatWait(resendLeft)}.`
+          : `A code was sent a moment ago. You can ask for another in ${formatWait(resendLeft)}.`;
+    } else {
+      resendWait.textContent = "";
     }
   }
 
@@ -213,27 +272,60 @@ function createTwoFactorDialog(flow) {
     alert.dataset.tone = tone;
   }
 
+  function markInvalid(message) {
+    say(message);
+    // The error is the field's own (WCAG 3.3.1): marked on it, and read with it.
+    codeInput.setAttribute("aria-invalid", "true");
+    codeInput.setAttribute("aria-describedby", `${id("code-hint")} ${id("error")}`);
+  }
+
+  function clearInvalid() {
+    codeInput.removeAttribute("aria-invalid");
+    codeInput.setAttribute("aria-describedby", id("code-hint"));
+  }
+
   function setBusy(value) {
     busy = value;
     render();
   }
 
+  /** Digits by default; letters (and the hyphen) for a recovery code, with a keyboard that offers them. */
+  function setCodeMode(isRecovery) {
+    recovery = isRecovery;
+    codeInput.value = "";
+    clearInvalid();
+    codeInput.classList.toggle("recovery", recovery);
+    codeInput.setAttribute("inputmode", recovery ? "text" : "numeric");
+    codeInput.setAttribute("autocomplete", recovery ? "off" : "one-time-code");
+    codeInput.setAttribute("autocapitalize", recovery ? "characters" : "off");
+    codeInput.setAttribute("maxlength", recovery ? "64" : "10");
+    if (recovery) codeInput.removeAttribute("pattern");
+    else codeInput.setAttribute("pattern", "[0-9]*");
+  }
+
   // ---- starting a challenge ---------------------------------------------------------------------------------
-  async function start() {
-    const round = ++generation;
+  function resetRound() {
     started = false;
-    stopResend();
     stopWait();
     phase = "loading";
     options = [];
     selectedId = null;
     sentTo = new Set();
-    resendLeft = 0;
     sendsExhausted = false;
-    codeInput.value = "";
+    stopReason = null;
+    noFactorView = false;
+    setCodeMode(false);
     sentNotice.textContent = "";
+    waitText.textContent = "";
+    announcer.textContent = "";
     say("");
+    resumeResendCooldown();
     render();
+  }
+
+  async function start() {
+    const round = ++generation;
+    resetRound();
     try {
       const result = await flow.start(openedWith);
       if (round !== generation) {
@@ -251,7 +343,8 @@ function createTwoFactorDialog(flow) {
       renderMethods();
       phase = "ready";
       render();
-      focusNext();
+      // Only from where opening put it: someone who already moved on (to Cancel, say) keeps their place.
+      if (document.activeElement === title || !dialog.contains(document.activeElement)) focusNext();
     } catch (error) {
       if (round === generation) handleError(error, { during: "start" });
     }
@@ -265,10 +358,11 @@ function createTwoFactorDialog(flow) {
           type: "radio",
           name: "method",
           value: option.id,
-          "data-testid": `${prefix}-method-${option.method}`,
+          "data-testid": id(`method-${option.method}`),
           onchange: () => {
             selectedId = option.id;
             say("");
+            clearInvalid();
             render();
           },
         });
@@ -294,46 +388,62 @@ function createTwoFactorDialog(flow) {
   function focusNext() {
     const option = selected();
     if (!option) return;
-    if (!needsSend(option) || sentTo.has(option.id)) codeInput.focus();
+    if (recovery || !needsSend(option) || sentTo.size > 0) codeInput.focus();
     else sendButton.focus();
   }
 
   function noFactor() {
-    phase = "dead-end";
-    say(
-      "Your account doesn't have a second factor yet. Set one up in FusionAuth first (an authenticator app, " +
-        "email or text message codes), then try again.",
-      "info",
-    );
-    render();
+    // Nobody's fault, so no blame and no "set one up elsewhere first": what is missing, and (with the enrolment
+    // feature) a way to set it up, right here.
     cancelButton.focus();
+    phase = "dead-end";
+    started = false;
+    noFactorView = true;
+    stopReason = new ApiError({ status: 409, code: "no_second_factor", description: flow.noFactor });
+    say(flow.noFactor, "info");
+    render();
   }
 
   // ---- sending a code (email / SMS) -------------------------------------------------------------------------
-  function startResendCooldown(seconds) {
+  function resumeResendCooldown() {
     stopResend();
-    if (!(seconds > 0)) {
+    const left = Math.ceil((resendUntil - Date.now()) / 1000);
+    if (!(left > 0)) {
       resendLeft = 0;
-      render();
       return;
     }
     stopResend = countdown(
-      seconds,
-      (left) => {
-        resendLeft = left;
+      left,
+      (seconds) => {
+        resendLeft = seconds;
         render();
       },
       () => {
         resendLeft = 0;
         render();
-        if (phase === "ready" && !sendsExhausted) announcer.textContent = "You can ask for a new code now.";
+        const option = selected();
+        if (phase === "ready" && !recovery && needsSend(option) && !sendsExhausted) {
+          announcer.textContent = "You can ask for a new code now.";
+        }
       },
     );
   }
 
+  function startResendCooldown(seconds) {
+    resendUntil = seconds > 0 ? Date.now() + seconds * 1000 : 0;
+    resumeResendCooldown();
+    render();
+  }
+
   async function sendCode() {
     const option = selected();
-    if (!option || busy || resendLeft > 0) return;
+    if (!option || busy) return;
+    if (resendLeft > 0) {
+      // Reached by Tab and pressed: say why nothing happens (the wait is also written beside the button).
+      say(`You can ask for a new code in ${formatDuration(resendLeft)}.`, "info");
+      return;
+    }
+    if (sendsExhausted) return;
     say("");
     announcer.textContent = "";
     const round = generation;
@@ -342,10 +452,14 @@ function createTwoFactorDialog(flow) {
       const result = await flow.send(option.id);
       if (round !== generation) return;
       sentTo.add(option.id);
+      const wait = Number.isFinite(result?.retry_after) ? result.retry_after : 0;
       sentNotice.textContent = `We sent a code to ${result?.sent_to ?? option.hint ?? "you"}.`;
+      // Said once: where the code went, and how long until another may be sent.
+      announcer.textContent =
+        sentNotice.textContent + (wait > 0 ? ` You can ask for a new one in ${formatDuration(wait)}.` : "");
       if (result?.sends_remaining === 0) sendsExhausted = true;
       setBusy(false);
-      startResendCooldown(result?.retry_after ?? 0);
+      startResendCooldown(wait);
       codeInput.focus();
     } catch (error) {
       setBusy(false);
@@ -356,16 +470,25 @@ function createTwoFactorDialog(flow) {
   // ---- finishing ----------------------------------------------------------------------------------------------
   async function verify(event) {
     event.preventDefault();
-    if (busy || phase !== "ready") return;
+    if (busy || phase !== "ready" || isDisabled(verifyButton)) return;
     const code = codeInput.value.replace(/\s+/g, "");
     if (!code) {
-      say("Enter the code first.");
+      markInvalid(recovery ? "Enter a recovery code first." : "Enter the code first.");
       codeInput.focus();
       return;
     }
-    // Six digits normally; FusionAuth's recovery codes also have letters (the BFF accepts [A-Za-z0-9-]).
+    // Six digits normally; a recovery code also has letters and a hyphen (the BFF accepts [A-Za-z0-9-]).
     if (!/^[A-Za-z0-9-]+$/.test(code)) {
-      say("The code has only digits (or letters, for a recovery code). Check it and try again.");
+      markInvalid(
+        recovery
+          ? "A recovery code has only letters, digits and a hyphen. Check it and try again."
+          : "The code has only digits. Check it and try again.",
+      );
+      codeInput.focus();
+      return;
+    }
+    if (!recovery && !/^[0-9]+$/.test(code)) {
+      markInvalid('This code has letters. If it is a recovery code, choose "Use a recovery code" below.');
       codeInput.focus();
       return;
     }
@@ -373,8 +496,9 @@ function createTwoFactorDialog(flow) {
     const round = generation;
     setBusy(true);
     try {
-      // method_id only labels the result ("confirmed with email"); FusionAuth accepts any valid code of the user.
-      const result = await flow.finish(code, selected()?.id);
+      // method_id only labels the result ("confirmed with email"); FusionAuth accepts any valid code of the person.
+      // A recovery code belongs to no method, so none is named.
+      const result = await flow.finish(code, recovery ? null : selected()?.id);
       setBusy(false);
       if (round !== generation) return; // cancelled meanwhile; the next request will see what the server recorded
       finish(result);
@@ -386,41 +510,56 @@ function createTwoFactorDialog(flow) {
 
   // ---- errors -------------------------------------------------------------------------------------------------
   function restartWith(message, buttonLabel = flow.restartLabel ?? "Start again", tone = "warning") {
-    stopResend();
+    // Focus moves to the button first; only then is the code field hidden.
     phase = "restart";
     started = false; // the server has discarded the challenge already
     waitText.textContent = "";
     restartButton.textContent = buttonLabel;
+    show(panel, true);
     show(restartButton, true);
+    restartButton.focus();
     say(message, tone);
     render();
-    restartButton.focus();
   }
 
-  function blocked(
-    retryAfter,
-    message = "Too many wrong codes recently. For your safety, confirming is paused for a while.",
-  ) {
-    stopResend();
+  /** Confirming is paused until a known time: say it once (with when), count down quietly, then offer to go on. */
+  function pause(error) {
+    const until = waitEnd(error) ?? new Date(Date.now() + 60_000);
+    error.until = until; // a sentence written later (the page's, after Close) names the same moment
+    cancelButton.focus();
     stopWait();
     phase = "blocked";
     started = false;
-    say(message, "warning");
+    stopReason = error;
+    waitText.textContent = "";
+    restartButton.textContent = flow.restartLabel ?? "Try again";
     show(restartButton, false);
-    restartButton.textContent = "Try again";
+    say(pausedMessage(error), "warning");
     render();
-    cancelButton.focus();
     stopWait = countdown(
-      Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 60,
+      Math.max(1, (until.getTime() - Date.now()) / 1000),
       (left) => {
         waitText.textContent = `You can try again in ${formatWait(left)}.`;
       },
       () => {
-        waitText.textContent = "";
+        // Over: the dialog comes back by itself, and says so once.
+        stopReason = null;
+        waitText.textContent = "You can try again now.";
+        say("");
         show(restartButton, true);
         announcer.textContent = "You can try again now.";
       },
     );
+  }
+
+  function deadEnd(error, message) {
+    // The account itself can't go on (locked, expired, ...): starting again won't help, so no button.
+    cancelButton.focus();
+    phase = "dead-end";
+    started = false;
+    stopReason = error;
+    say(message);
+    render();
   }
 
   function handleError(error, { during }) {
@@ -432,26 +571,19 @@ function createTwoFactorDialog(flow) {
       return;
     }
     if (code === "no_second_factor") return noFactor();
-    if (code === "step_up_blocked") return blocked(body.retry_after);
-    if (code === "too_many_starts") {
-      return blocked(body.retry_after, "You've started confirming many times recently. Please wait a little.");
-    }
-    if (code === "challenge_expired") return restartWith("This challenge expired — start again.");
+    if (PAUSES.has(code)) return pause(error);
+    if (code === "challenge_expired") return restartWith("Time ran out for this code. Start again to get a new one.");
     if (code === "transaction_expired") {
       // What was to be confirmed is no longer waiting: only sending it again makes a new one.
-      stopResend();
-      phase = "dead-end";
-      started = false;
-      say("This confirmation is no longer pending. Close this, then send it again.", "warning");
-      render();
-      cancelButton.focus();
-      return;
+      return deadEnd(error, "This is no longer waiting to be confirmed. Close this, then send it again.");
     }
-    if (code === "no_challenge") return restartWith("This challenge is no longer active — start again.");
+    if (code === "no_challenge") return restartWith("This code request is no longer active. Start again.");
     if (code === "invalid_code") {
       const left = body.attempts_remaining;
-      if (left === 0) return restartWith("Too many wrong codes — start again to get a new challenge.");
-      say(
+      if (left === 0) {
+        return restartWith("That code didn't work, and that was the last try for this code. Start again for a new one.");
+      }
+      markInvalid(
         Number.isFinite(left)
           ? `That code didn't work. ${left} ${left === 1 ? "attempt" : "attempts"} left.`
           : "That code didn't work. Check it and try again.",
@@ -461,39 +593,37 @@ function createTwoFactorDialog(flow) {
       return;
     }
     if (code === "resend_too_soon") {
-      say("Please wait a moment before asking for another code.", "warning");
+      // The server remembers a code sent a moment ago (another tab, or before a reload): wait for it, calmly.
       startResendCooldown(body.retry_after);
+      say(
+        Number.isFinite(body.retry_after)
+          ? `A code was sent a moment ago. You can ask for another in ${formatDuration(body.retry_after)}.`
+          : "A code was sent a moment ago. You can ask for another shortly.",
+        "info",
+      );
       return;
     }
     if (code === "too_many_sends") {
       sendsExhausted = true;
       render();
       say(
-        "No more codes can be sent for this attempt. Use the last code you received, or cancel and try later.",
+        "No more codes can be sent this time. Use the last code you received, or a recovery code, or cancel and " +
+          "try later.",
         "warning",
       );
       return;
     }
     if (code === "invalid_method") {
-      say("That method can't be used right now. Choose another one.");
+      say("That way to get a code can't be used right now. Choose another one.");
       return;
     }
     if (code === "step_up_in_progress") {
       say("We're still checking the code you sent. Give it a moment.", "info");
       return;
     }
-    if (Object.hasOwn(ACCOUNT_PROBLEMS, code)) {
-      // The account itself can't go on (locked, expired, ...): starting again won't help, so no button.
-      stopResend();
-      phase = "dead-end";
-      started = false;
-      say(ACCOUNT_PROBLEMS[code]);
-      render();
-      cancelButton.focus();
-      return;
-    }
+    if (Object.hasOwn(ACCOUNT_PROBLEMS, code)) return deadEnd(error, ACCOUNT_PROBLEMS[code]);
     if (code === "step_up_rejected") {
-      return restartWith("The sign-in service didn't accept that. Start again, or try another method.");
+      return restartWith("That didn't go through. Start again, or choose another way to get a code.");
     }
     const message = code === "network_error" ? NETWORK_MESSAGE : errorMessage(error);
     if (during === "start") {
@@ -509,9 +639,12 @@ function createTwoFactorDialog(flow) {
   function close({ result = null, error = null } = {}) {
     if (!pending) return;
     const { resolve, reject } = pending;
+    // Closed from a state the person could not get past (no way to confirm, paused, refused): that is the answer,
+    // not "cancelled", so the page can say what happened without blaming anyone.
+    const reason = error ?? (result ? null : stopReason);
     pending = null;
     generation += 1;
-    stopResend();
+    stopResend(); // the wait itself (resendUntil) is kept for the next opening
     stopWait();
     if (started && !result) discard();
     started = false;
@@ -525,7 +658,7 @@ function createTwoFactorDialog(flow) {
     // Put focus back where it was (the Send button, typically), whatever closed the dialog.
     if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
     trigger = null;
-    if (error) reject(error);
+    if (reason) reject(reason);
     else resolve(result);
   }
 
@@ -540,10 +673,19 @@ function createTwoFactorDialog(flow) {
 
   form.addEventListener("submit", verify);
   sendButton.addEventListener("click", sendCode);
+  codeInput.addEventListener("input", () => {
+    if (codeInput.hasAttribute("aria-invalid")) clearInvalid();
+  });
+  codeSwitch.addEventListener("click", () => {
+    setCodeMode(!recovery);
+    say("");
+    render();
+    focusNext();
+  });
   // Where nothing can be started again here (a sign-in: the password comes first), the button closes the dialog.
   restartButton.addEventListener("click", () => (flow.restartLabel ? close() : start()));
   cancelButton.addEventListener("click", () => close());
-  // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished step-up counts as cancelled.
+  // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished confirmation counts as cancelled.
   dialog.addEventListener("close", () => {
     if (closedByUs) {
       closedByUs = false;
@@ -554,7 +696,9 @@ function createTwoFactorDialog(flow) {
 
   return {
     element: dialog,
-    /** Ask for a second factor. Step-up: `maxAge` (seconds) only shapes the explanation; sign-in: `challenge`. */
+    /** For the enrolment feature: shown only in the "no way to confirm it's you" view; empty otherwise. */
+    noFactorSetup,
+    /** Ask for a code. Step-up: `maxAge` (seconds) only shapes the explanation; sign-in: `challenge`. */
     open(options = {}) {
       if (pending) return pending.promise;
       trigger = document.activeElement instanceof HTMLElement ? document.activeElement : null;
@@ -570,8 +714,13 @@ function createTwoFactorDialog(flow) {
       const confirmation = flow.confirms?.(options) ?? null;
       confirms.textContent = confirmation ?? "";
       show(confirms, Boolean(confirmation));
+      // Rendered in its loading state *before* it is shown, so showModal() never lands on a control that is about
+      // to disappear; the heading takes focus until the options arrive (start() then moves it on).
+      generation += 1;
+      resetRound();
       document.body.append(dialog);
       dialog.showModal();
+      title.focus();
       start();
       return promise;
     },

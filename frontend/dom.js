@@ -104,7 +104,6 @@ const dayAndTime = new Intl.DateTimeFormat(undefined, {
   hour: "numeric",
   minute: "2-digit",
 });
-const full = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
 
 function dayOffset(date) {
   const start = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
@@ -132,10 +131,25 @@ export function formatMoment(iso) {
   return dayAndTime.format(date);
 }
 
-/** The same, spelled out in full (tooltips). */
-export function formatFull(iso) {
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? "" : full.format(date);
+/** When a wait ends, for a sentence: "at 10:42" today, "tomorrow at 09:30", else "on Sat 21 Nov, 18:00". */
+export function formatAt(date) {
+  if (!(date instanceof Date) || Number.isNaN(date.getTime())) return "in a moment";
+  const offset = dayOffset(date);
+  if (offset === 0) return `at ${timeOnly.format(date)}`;
+  if (offset === 1) return `tomorrow at ${timeOnly.format(date)}`;
+  return `on ${dayAndTime.format(date)}`;
+}
+
+/**
+ * When an answer's wait ends: its `locked_until` (FusionAuth's lock), else now plus its `retry_after`; null when it
+ * says neither. A Date the dialog set (`until`) wins, so a sentence written later still names the same moment.
+ */
+export function waitEnd(error) {
+  if (error?.until instanceof Date) return error.until;
+  const body = error?.body ?? {};
+  const until = typeof body.locked_until === "string" ? new Date(body.locked_until) : null;
+  if (until && !Number.isNaN(until.getTime())) return until;
+  return Number.isFinite(body.retry_after) ? new Date(Date.now() + body.retry_after * 1000) : null;
 }
 
 /** Seconds from now until an ISO timestamp (negative when past). */

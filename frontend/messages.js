@@ -1,7 +1,11 @@
 // Sentences for people. The BFF's error codes are stable identifiers; its error_description is English meant for
 // developers and logs, so the page says things in its own words and falls back to a generic sentence.
+//
+// Plain words: no "second factor", "challenge", "step-up" or "sign-in service" (what a person calls these is "a code",
+// "confirming it's you", "signing in"). No blame where the person could not have acted otherwise: a paused or locked
+// account, a missing way to confirm, a server that is down are said as what happened and what to do next.
 
-import { formatWait } from "./dom.js";
+import { formatAt, formatDuration, formatWait, waitEnd } from "./dom.js";
 
 const SIGN_IN_ERRORS = {
   access_denied: "Sign-in was cancelled, so you're still signed out. You can try again whenever you like.",
@@ -11,11 +15,11 @@ const SIGN_IN_ERRORS = {
   invalid_state:
     "We couldn't match the sign-in to this browser (perhaps it started in another tab). Please sign in again.",
   invalid_request: "The sign-in came back incomplete. Please try again.",
-  token_exchange_failed: "The sign-in service didn't confirm your sign-in. Please try again.",
-  invalid_token: "We couldn't verify your sign-in. Please try again.",
-  fusionauth_unavailable: "The sign-in service can't be reached right now. Please try again in a moment.",
-  fusionauth_timeout: "The sign-in service didn't answer in time. Please try again in a moment.",
-  fusionauth_error: "The sign-in service had a problem. Please try again in a moment.",
+  token_exchange_failed: "Signing in didn't finish. Please try again.",
+  invalid_token: "We couldn't check your sign-in. Please try again.",
+  fusionauth_unavailable: "Signing in isn't available right now. Please try again in a moment.",
+  fusionauth_timeout: "Signing in is taking too long right now. Please try again in a moment.",
+  fusionauth_error: "Signing in had a problem on our side. Please try again in a moment.",
 };
 
 /** The sentence for a `/?error=<code>` left by a failed sign-in. */
@@ -23,33 +27,54 @@ export function signInErrorMessage(code) {
   return Object.hasOwn(SIGN_IN_ERRORS, code) ? SIGN_IN_ERRORS[code] : "Signing in didn't work. Please try again.";
 }
 
-/** Answers where the account itself cannot sign in or step up; trying again won't help, these say what will. */
+/** Answers where the account itself cannot sign in or confirm; trying again won't help, these say what will. */
 export const ACCOUNT_PROBLEMS = {
-  account_locked: "Your account is locked at the sign-in service. Try again later, or contact support.",
-  account_expired: "Your account has expired at the sign-in service. Please contact support.",
-  login_prevented: "Your account is locked or suspended at the sign-in service. Please contact support.",
-  account_not_found: "Your account no longer exists at the sign-in service. Please contact support.",
-  step_up_locked: "Too many wrong codes on this account. Confirming is locked; please contact support.",
+  account_locked: "Your account is locked. Try again later, or contact support.",
+  account_expired: "Your account has expired. Please contact support.",
+  login_prevented: "Your account is locked or suspended. Please contact support.",
+  account_not_found: "Your account no longer exists. Please contact support.",
+  step_up_locked: "Confirming it's you is locked on this account after many codes that didn't work. Please contact support.",
   password_change_required:
     "Your password has to be changed before you can sign in. Use FusionAuth's sign-in page (below) to change it.",
   verification_required:
     "Your account isn't verified yet. Follow the link in the email you were sent, then sign in again.",
   not_registered: "Your account doesn't have access to Singing Telegrams. Ask an administrator to give you access.",
   second_factor_setup_required:
-    "Your account needs a second factor before you can sign in. Use FusionAuth's sign-in page (below) to set one up.",
+    "Your account needs a way to confirm it's you (such as an authenticator app) before you can sign in. Use " +
+    "FusionAuth's sign-in page (below) to set one up.",
 };
+
+/** "at 10:42 (in 3 minutes)": when a wait ends, in words, or "in a moment" when the answer did not say. */
+export function waitWords(error) {
+  const until = waitEnd(error);
+  if (!until) return "in a moment";
+  const seconds = Math.max(1, Math.round((until.getTime() - Date.now()) / 1000));
+  return seconds < 60 ? `in ${formatDuration(seconds)}` : `${formatAt(until)} (in ${formatWait(seconds)})`;
+}
+
+/** The sentence for a pause with an end, wherever it is met (the dialog, the sign-in form, the page). */
+export function pausedMessage(error) {
+  switch (error?.code) {
+    case "temporarily_locked":
+      // FusionAuth's own lock: usually after several wrong codes or passwords, but an administrator can set one too.
+      return `For your safety, your account is locked for a short while. You can try again ${waitWords(error)}.`;
+    case "too_many_starts":
+      return `Confirming was started many times in a short while, so it's paused. You can try again ${waitWords(error)}.`;
+    case "too_many_attempts":
+      return `Several sign-ins in a row didn't work, so signing in is paused for your safety. You can try again ${waitWords(error)}.`;
+    default: // step_up_blocked
+      return `Several codes in a row didn't work, so confirming is paused for your safety. You can try again ${waitWords(error)}.`;
+  }
+}
+
+const PAUSES = new Set(["temporarily_locked", "too_many_starts", "too_many_attempts", "step_up_blocked"]);
 
 /** The sentence for a failed native sign-in (the password form). */
 export function nativeSignInMessage(error) {
   const code = error?.code;
-  const retryAfter = error?.body?.retry_after;
   if (code === "invalid_credentials") return "That email or username and password don't match. Please try again.";
-  if (code === "too_many_attempts" || code === "step_up_blocked") {
-    const wait = Number.isFinite(retryAfter) ? formatWait(retryAfter) : "a while";
-    return code === "too_many_attempts"
-      ? `Too many failed sign-ins. For your safety, please wait ${wait} before trying again.`
-      : `Too many wrong codes recently. For your safety, please wait ${wait} before signing in again.`;
-  }
+  if (PAUSES.has(code)) return pausedMessage(error);
+  if (code === "no_second_factor") return ACCOUNT_PROBLEMS.second_factor_setup_required;
   if (Object.hasOwn(ACCOUNT_PROBLEMS, code)) return ACCOUNT_PROBLEMS[code];
   return errorMessage(error);
 }
@@ -57,11 +82,15 @@ export function nativeSignInMessage(error) {
 export const NETWORK_MESSAGE = "Can't reach the server. Check your connection and try again.";
 export const SESSION_ENDED_MESSAGE = "Your session has ended. Please sign in again.";
 export const SIGNED_OUT_NOTICE = "You're signed out.";
+const KEPT = "Your telegram is still here.";
 
-/** The sentence for an ApiError anywhere on the page (the dialog has its own for step-up codes). */
+/** The sentence for an ApiError anywhere on the page (the dialog has its own for the codes it handles in place). */
 export function errorMessage(error) {
   const retryAfter = error?.body?.retry_after;
-  switch (error?.code) {
+  const code = error?.code;
+  if (PAUSES.has(code)) return `Not sent. ${pausedMessage(error)} ${KEPT}`;
+  if (Object.hasOwn(ACCOUNT_PROBLEMS, code)) return `Not sent. ${ACCOUNT_PROBLEMS[code]}`;
+  switch (code) {
     case "network_error":
       return NETWORK_MESSAGE;
     case "login_required":
@@ -75,13 +104,18 @@ export function errorMessage(error) {
     case "idempotency_key_reused":
       return "This telegram changed since it was first sent. Please send it again.";
     case "step_up_cancelled":
-      return "Not sent: you didn't confirm it's you. Your telegram is still here when you're ready.";
+      return `Not sent, because confirming was cancelled. ${KEPT} Send it again when you're ready.`;
+    case "no_second_factor":
+      // Nobody's fault: the account has no way to confirm yet.
+      return `Not sent yet: your account needs a way to confirm it's you first. ${KEPT}`;
+    case "transaction_expired":
+      return `Not sent: that confirmation is no longer waiting. ${KEPT} Send it again to confirm it anew.`;
     case "insufficient_user_authentication":
       return "Your confirmation didn't go through in time. Please send again.";
     case "too_many_pending":
       return Number.isFinite(retryAfter)
-        ? `Too many telegrams are waiting for a confirmation. Try again in ${formatWait(retryAfter)}.`
-        : "Too many telegrams are waiting for a confirmation. Try again in a moment.";
+        ? `Too many telegrams are waiting to be confirmed. Try again in ${formatWait(retryAfter)}.`
+        : "Too many telegrams are waiting to be confirmed. Try again in a moment.";
     case "too_many_requests":
     case "rate_limited":
       return Number.isFinite(retryAfter)
@@ -90,7 +124,7 @@ export function errorMessage(error) {
     case "fusionauth_unavailable":
     case "fusionauth_timeout":
     case "fusionauth_error":
-      return "The sign-in service isn't answering right now. Please try again in a moment.";
+      return "Signing in and confirming aren't answering right now. Please try again in a moment.";
     default:
       return "Something went wrong on our side. Please try again in a moment.";
   }
@@ -98,7 +132,8 @@ export function errorMessage(error) {
 
 // ---- the activity log ------------------------------------------------------------------------------------------
 
-const METHOD_WORDS = { authenticator: "authenticator app", email: "an emailed code", sms: "a texted code" };
+const METHOD_WORDS = { authenticator: "your authenticator app", email: "an emailed code", sms: "a texted code" };
+const FACTOR_NAMES = { authenticator: "Authenticator app", email: "Email codes", sms: "Text message codes" };
 const SENT_BY = { email: "by email", sms: "by text message" };
 const ACTIONS = { send_telegram: "singing telegram" };
 const ENDINGS = {
@@ -106,10 +141,11 @@ const ENDINGS = {
   absolute_timeout: "Session ended: it reached its time limit",
 };
 
-const methodWords = (method) => METHOD_WORDS[method] ?? "a second factor";
-const actionWords = (action) => ACTIONS[action] ?? (action ? String(action).replaceAll("_", " ") : "privileged action");
+const methodWords = (method) => METHOD_WORDS[method] ?? "a code";
+const factorName = (method) => FACTOR_NAMES[method] ?? "A way to confirm it's you";
+const actionWords = (action) => ACTIONS[action] ?? (action ? String(action).replaceAll("_", " ") : "protected action");
 
-/** What happened, in plain words ("Step-up with authenticator app"); the panel adds where from and when. */
+/** What happened, in plain words ("Confirmed it's you with your authenticator app"); the panel adds where and when. */
 export function activityWhat(event) {
   switch (event?.kind) {
     case "sign_in":
@@ -125,33 +161,35 @@ export function activityWhat(event) {
       if (event.outcome === "revoked") return "Session ended by the service";
       return ENDINGS[event.reason] ?? "Session ended";
     case "step_up_started":
-      return event.action ? `Asked to confirm a ${actionWords(event.action)}` : "Step-up started";
+      return event.action ? `Asked to confirm a ${actionWords(event.action)}` : "Asked to confirm it's you";
     case "step_up_code_sent":
       return `Code sent ${SENT_BY[event.method] ?? "to you"}`;
     case "step_up_verified":
-      return `Step-up with ${methodWords(event.method)}`;
+      return `Confirmed it's you with ${methodWords(event.method)}`;
     case "step_up_wrong_code":
       return Number.isFinite(event.attempts_remaining)
-        ? `Wrong code entered (${event.attempts_remaining} ${event.attempts_remaining === 1 ? "attempt" : "attempts"} left)`
-        : "Wrong code entered";
+        ? `A code didn't work (${event.attempts_remaining} ${event.attempts_remaining === 1 ? "try" : "tries"} left)`
+        : "A code didn't work";
     case "step_up_blocked":
-      return "Step-up paused after too many wrong codes";
+      return event.reason === "account_locked"
+        ? "Account locked for a short while, for your safety"
+        : "Confirming paused after several codes didn't work";
     case "step_up_locked":
-      return "Step-up locked after too many wrong codes";
+      return "Confirming locked after many codes didn't work";
     case "privileged_action": {
       const what = actionWords(event.action);
       return `${what.charAt(0).toUpperCase()}${what.slice(1)} sent`;
     }
     case "second_factor_added":
-      return `Second factor added: ${methodWords(event.method)}`;
+      return `${factorName(event.method)} added as a way to confirm it's you`;
     case "second_factor_removed":
-      return `Second factor removed: ${methodWords(event.method)}`;
+      return `${factorName(event.method)} removed as a way to confirm it's you`;
     default:
       return "Account activity";
   }
 }
 
-/** "Step-up with authenticator app from Firefox on Linux" (the time is shown beside it). */
+/** "Confirmed it's you with your authenticator app, from Firefox on Linux" (the time is shown beside it). */
 export function activitySentence(event) {
   const agent = typeof event?.agent === "string" && event.agent ? event.agent : null;
   return agent ? `${activityWhat(event)} from ${agent}` : activityWhat(event);

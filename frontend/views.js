@@ -2,7 +2,7 @@
 // The signed-in view is built once per sign-in and then updated in place through the controller it returns, so
 // what a person is typing survives every update (a list refresh, the badge ticking, an error).
 
-import { formatFull, formatMoment, formatWhen, h, show } from "./dom.js";
+import { formatMoment, formatWhen, h, show } from "./dom.js";
 import { activitySentence } from "./messages.js";
 
 export const RECIPIENT_MAX = 100;
@@ -49,8 +49,8 @@ export function renderSignedOut(main, account, { notice, onSignIn, nativeSignIn 
   const explainer = h(
     "p",
     { class: form ? "explainer after-sign-in" : "explainer", "data-testid": "step-up-explainer" },
-    "Signing in lets you look around; sending a telegram is a privileged action, so we also ask for a fresh " +
-      "second factor, such as a code from your authenticator app, right before it. That's step-up authentication.",
+    "Signing in lets you look around. Sending a telegram matters more, so right before it we ask you to confirm " +
+      "it's you with a code, from your authenticator app or sent by email. That's called step-up authentication.",
   );
   main.replaceChildren(
     h(
@@ -161,7 +161,7 @@ function signInForm(onSubmit) {
  * The signed-in page. Returns a controller:
  *   values(), clearForm(), setBusy(bool), setFormError(text), setFormStatus(text), focusFirstInvalid(),
  *   setTelegrams(list), prependTelegram(telegram), setTelegramsError(text, onRetry), setBadge(text | null),
- *   setNotice(text | null), setSigningOut(bool)
+ *   setNotice(text | null), setSigningOut(bool), focusGreeting()
  */
 export function renderSignedIn(main, account, { session, notice, onSubmit, onSignOut }) {
   const user = session.user ?? {};
@@ -179,12 +179,10 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
   );
 
   // ---- greeting ------------------------------------------------------------------------------------------------
-  const badge = h("span", {
-    class: "badge elevated",
-    "data-testid": "elevated-badge",
-    title: "You confirmed it's you recently, so privileged actions won't ask again until this runs out.",
-    hidden: true,
-  });
+  // tabindex=-1: where focus goes when the view replaces what had it (the sign-in button), never <body>.
+  const greeting = h("h1", { "data-testid": "greeting", tabindex: "-1" }, `Hello, ${displayName}`);
+  // What it means is in its words ("No code needed for 4:12"), not in a hover-only title.
+  const badge = h("span", { class: "badge elevated", "data-testid": "elevated-badge", hidden: true });
   const sessionLine = h("p", { class: "muted session-line" });
   if (user.email) sessionLine.append(h("span", { "data-testid": "user-email" }, user.email), " · ");
   if (session.expires_at) {
@@ -192,7 +190,7 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
       "Your session ends ",
       h(
         "time",
-        { datetime: session.expires_at, title: formatFull(session.expires_at), "data-testid": "session-ends" },
+        { datetime: session.expires_at, "data-testid": "session-ends" },
         formatWhen(session.expires_at),
       ),
       ".",
@@ -297,7 +295,7 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
       h(
         "div",
         { class: "welcome-text" },
-        h("h1", { "data-testid": "greeting" }, `Hello, ${displayName}`),
+        greeting,
         sessionLine,
       ),
       badge,
@@ -329,8 +327,8 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
       h(
         "p",
         { class: "muted small-print" },
-        "Sign-ins, confirmations and privileged actions on your account, newest first. Something you don't recognise? " +
-          "Sign out and change your password.",
+        "Sign-ins, confirmations and telegrams sent from your account, newest first. Something you don't " +
+          "recognise? Sign out and change your password.",
       ),
       activityStatus,
       activityError,
@@ -345,6 +343,10 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
   const controller = {
     form,
     sendButton,
+    /** Focus the greeting (and so bring the top of the page into view). */
+    focusGreeting() {
+      greeting.focus();
+    },
     values: () => ({ recipient: recipient.value.trim(), message: message.value.trim() }),
     clearForm() {
       form.reset();
@@ -456,12 +458,14 @@ function activityItem(event) {
       "data-kind": String(event.kind ?? ""),
       "data-outcome": String(event.outcome ?? ""),
     },
-    h("span", { class: "activity-what", "data-testid": "activity-what" }, `${activitySentence(event)}, `, h(
-      "time",
-      { datetime: when, title: formatFull(when) },
-      formatMoment(when),
-    )),
-    event.address ? h("span", { class: "muted small-print", title: "The address the request came from" }, event.address) : null,
+    h(
+      "span",
+      { class: "activity-what", "data-testid": "activity-what" },
+      `${activitySentence(event)}, `,
+      h("time", { datetime: when }, formatMoment(when)),
+    ),
+    // Said in words, not in a hover-only title.
+    event.address ? h("span", { class: "muted small-print" }, `Address ${event.address}`) : null,
   );
 }
 
@@ -483,6 +487,6 @@ function telegramItem(telegram) {
       ),
     ),
     h("p", { class: "telegram-message", "data-testid": "telegram-message" }, telegram.message),
-    iso ? h("time", { class: "telegram-time muted", datetime: iso, title: formatFull(iso) }, formatWhen(iso)) : null,
+    iso ? h("time", { class: "telegram-time muted", datetime: iso }, `Sent ${formatWhen(iso)}`) : null,
   );
 }

@@ -10,12 +10,14 @@ is missing the suite is skipped with the reason, except under CI=true, where a m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, expect, sync_playwright
@@ -96,9 +98,10 @@ class ConsoleLog:
             self.problems.append(text)
 
 
-@pytest.fixture
-def page(browser: Browser, stack: RunningStack) -> Iterator[Page]:
-    context = browser.new_context(viewport=VIEWPORT, base_url=stack.bff_url, locale="en-GB")
+@contextlib.contextmanager
+def watched_page(browser: Browser, stack: RunningStack, **options: Any) -> Iterator[Page]:
+    """A page in a context of its own (`options` for Browser.new_context), failing the test on console errors."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=stack.bff_url, locale="en-GB", **options)
     log = ConsoleLog()
     new_page = context.new_page()
     new_page.on("console", log.record)
@@ -107,6 +110,12 @@ def page(browser: Browser, stack: RunningStack) -> Iterator[Page]:
     context.close()
     # CSP violations ("Refused to apply inline style ...") and uncaught exceptions land here.
     assert not log.problems, f"browser console errors: {log.problems}"
+
+
+@pytest.fixture
+def page(browser: Browser, stack: RunningStack) -> Iterator[Page]:
+    with watched_page(browser, stack) as new_page:
+        yield new_page
 
 
 @pytest.fixture
