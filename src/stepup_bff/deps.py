@@ -281,13 +281,17 @@ IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=255, patt
 
 
 async def describe_telegram(
-    body: TelegramIn, user: CurrentUser, services: ServicesDep, idempotency_key: IdempotencyKey = None
+    # CurrentSession, not CurrentUser: FastAPI re-walks a dependency's sub-tree at every use, one level less here.
+    body: TelegramIn,
+    session: CurrentSession,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Transaction:
     """A telegram as the transaction its step-up confirms. The same Idempotency-Key again with the same fields is the
     request that already ran: it needs no step-up, since it will answer with the original and send nothing; with
     other fields it is refused here (422), before it could cost a step-up."""
     if idempotency_key is not None:
-        stored = await services.telegrams.find_telegram(user.id, idempotency_key)
+        stored = await services.telegrams.find_telegram(session.user.id, idempotency_key)
         if stored is not None:
             if (stored.recipient, stored.message) != (body.recipient, body.message):
                 raise IdempotencyKeyReused()
