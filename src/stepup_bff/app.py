@@ -20,7 +20,8 @@ from .activity.agents import warm_up
 from .api import activity, auth, health, native, session, step_up, telegrams
 from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
-from .auth.sessions import EndedSession, SessionManager
+from .auth.refresh import TokenRefresher
+from .auth.sessions import LEASE_MARGIN, EndedSession, SessionManager
 from .auth.tokens import TokenVerifier
 from .clock import Clock, SystemClock
 from .deps import guarded_actions
@@ -124,16 +125,19 @@ def create_app(
                 # each, a reason this release does not know recorded as an ended session.
                 await activity_log.session_ended(ended.user_id, reason)
 
-            sessions = SessionManager(settings, store, clock, on_end=session_ended)
-            challenges = ChallengeMachine(
-                settings.step_up,
-                store,
-                fusionauth,
-                clock,
-                # httpx applies its timeouts per phase: connect, then write, then read.
-                lock_ttl=settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout + 5,
-            )
+            # httpx applies its timeouts per phase: connect, then write, then read.
+            one_call = settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout
             tokens = TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock)
+            sessions = SessionManager(
+                settings,
+                store,
+                clock,
+                on_end=session_ended,
+                refresher=TokenRefresher(fusionauth, tokens),
+                # A refresh may fetch discovery and the JWKS as well as call the token endpoint.
+                refresh_lease=3 * one_call + 2 * LEASE_MARGIN,
+            )
+            challenges = ChallengeMachine(settings.step_up, store, fusionauth, clock, lock_ttl=one_call + 5)
             step_up_service = StepUpService(
                 settings.step_up, store, fusionauth, sessions, clock, challenges, activity_log, metrics
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import time
 import uuid
@@ -75,6 +76,32 @@ class TokenFactory:
     kid: str = "key-1"
     issuer: str = ISSUER
     audience: str = APPLICATION_ID
+    # Every refresh token minted, with its user: what a refresh grant needs to answer for it.
+    refresh_subjects: dict[str, str] = field(default_factory=dict)
+
+    def refresh_token(self, sub: str = USER_ID) -> str:
+        token = "refresh-" + uuid.uuid4().hex
+        self.refresh_subjects[token] = sub
+        return token
+
+    def refreshed(self, refresh_token: str, *, now: float, rotate: bool = False) -> dict[str, Any] | None:
+        """The token endpoint's answer to a refresh grant at `now` (None: an unknown refresh token); `rotate` is the
+        one-time-use policy, whose answer carries a new refresh token and id."""
+        sub = self.refresh_subjects.get(refresh_token)
+        if sub is None:
+            return None
+        minted = dataclasses.replace(self, now=now)
+        answer: dict[str, Any] = {
+            "access_token": minted.access_token(sub=sub),
+            "expires_in": 3600,
+            "scope": "openid offline_access profile email",
+            "token_type": "Bearer",
+            "userId": sub,
+        }
+        if rotate:
+            del self.refresh_subjects[refresh_token]
+            answer |= {"refresh_token": self.refresh_token(sub), "refresh_token_id": str(uuid.uuid4())}
+        return answer
 
     def _claims(self, sub: str, ttl: int, extra: dict[str, Any]) -> dict[str, Any]:
         claims = {
@@ -113,7 +140,7 @@ class TokenFactory:
         return {
             "access_token": access,
             "id_token": self.id_token(nonce=nonce, access_token=access, sub=sub, **id_extra),
-            "refresh_token": "refresh-" + uuid.uuid4().hex,
+            "refresh_token": self.refresh_token(sub),
             "refresh_token_id": str(uuid.uuid4()),
             "expires_in": 3600,
             "scope": "openid offline_access profile email",

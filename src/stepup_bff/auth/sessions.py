@@ -23,6 +23,7 @@ read.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -30,13 +31,14 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, cast, get_args
+from typing import Any, Protocol, cast, get_args
 
 from itsdangerous import BadData
 
 from ..activity.agents import current_client
 from ..clock import Clock
-from ..errors import LoginRequired, StoreUnavailable
+from ..errors import FusionAuthError, LoginRequired, StoreUnavailable
+from ..fusionauth.client import RefreshRejected
 from ..ops.metrics import SessionEndReason
 from ..settings import Settings
 from ..storage import Store, user_key
@@ -52,6 +54,15 @@ TOUCH_INTERVAL = 60.0
 # Sessions one user may have at once (the bound of the per-user index): far more than anyone's devices. A sign-in past
 # it ends the least recently started session, so neither the index nor a person's list grows without bound.
 MAX_SESSIONS_PER_USER = 32
+
+# A session's access token is refreshed at the first request this many seconds before it expires, or after: early
+# enough that concurrent requests go on with a token that is still valid while one of them refreshes.
+REFRESH_AHEAD = 30.0
+# While FusionAuth cannot refresh (session.refresh_grace), a new try at most this often.
+REFRESH_RETRY = 5.0
+# The refresh gives up this long before its lock's lease ends, so that no other request can take the lock (and
+# present the same one-time refresh token) while this one may still be using it.
+LEASE_MARGIN = 5.0
 
 # How long end_user_sessions() leaves word that it ran (see `_ending_key`): far longer than a sign-in or a rotation
 # takes between its two looks at it.
@@ -92,6 +103,9 @@ class Tokens:
     access_token: str
     refresh_token: str | None
     refresh_token_id: str | None
+    # When the access token expires (its `exp`): the record holds it, so a request learns whether a refresh is due
+    # without another round trip. None in records made before refresh existed (then read from the token itself).
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,19 @@ class SessionRecord:
     # What the list says about the client that signed in: its address and a short label of its user agent.
     agent: str | None = None
     address: str | None = None
+    # FusionAuth could not refresh the tokens (unreachable, 5xx) since this time; the next try is not before
+    # `refresh_retry_at`. The session ends session.refresh_grace seconds after the first failure.
+    refresh_failing_since: float | None = None
+    refresh_retry_at: float | None = None
+
+
+class Refresher(Protocol):
+    """What refreshes a session's tokens at FusionAuth (auth/refresh.py): new tokens, verified like the first ones;
+    `RefreshRejected` when FusionAuth refuses the refresh token, `FusionAuthError` when it cannot answer."""
+
+    async def refresh(self, user_id: str, tokens: Tokens) -> Tokens: ...
+
+    async def revoke(self, refresh_token_id: str | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -181,6 +208,21 @@ def _member_key(user_id: str, member: str) -> str:
     return user_key("session", user_id, member)
 
 
+def _refresh_lock_key(user_id: str, member: str) -> str:
+    """Held while one request refreshes the session's tokens, on whichever worker or replica: single-flight."""
+    return user_key("session-refresh", user_id, member)
+
+
+def _token_expiry(access_token: str) -> float | None:
+    """The `exp` of an access token verified at sign-in (a record made before refresh existed keeps none)."""
+    try:
+        payload = access_token.split(".")[1]
+        exp = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("exp")
+    except (IndexError, ValueError, AttributeError):
+        return None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
 def _rotated_key(user_id: str, session_id: str) -> str:
     return user_key("session-rotated", user_id, _session_hash(session_id))
 
@@ -247,8 +289,14 @@ class SessionManager:
         clock: Clock,
         *,
         on_end: Callable[[EndedSession, SessionEndReason], Awaitable[None]] | None = None,
+        refresher: Refresher | None = None,
+        refresh_lease: float = 60.0,
     ) -> None:
         self._settings = settings.session
+        # Without a refresher a session never refreshes (and lives on its own until its timeouts, as before).
+        self._refresher = refresher
+        # The refresh lock's lease: longer than every FusionAuth call a refresh makes (LEASE_MARGIN more).
+        self._refresh_lease = max(refresh_lease, 2 * LEASE_MARGIN)
         self._store = store
         self._clock = clock
         # Called once for every session that ends (sign-out, replacement, a timeout noticed on use): the app revokes
@@ -296,6 +344,8 @@ class SessionManager:
         now = self._clock.now()
         session_id = secrets.token_urlsafe(16)  # 128 bits from the OS CSPRNG (ASVS 7.2.3)
         address, agent = current_client()
+        if tokens.expires_at is None:
+            tokens = replace(tokens, expires_at=_token_expiry(tokens.access_token))
         record = SessionRecord(
             user_id=user.id,
             signed_in_at=now,
@@ -370,6 +420,21 @@ class SessionManager:
             logger.info("session ended after %d s idle", int(now - record.last_seen))
             await self._end(user.id, member, "idle_timeout")
             return None
+        if (
+            record.refresh_failing_since is not None
+            and now >= record.refresh_failing_since + self._settings.refresh_grace
+        ):
+            logger.warning(
+                "session ended: FusionAuth could not refresh it for %d s", int(now - record.refresh_failing_since)
+            )
+            await self._end(user.id, member, "refresh_outage")
+            return None
+        # Decided from the record already in hand: a request whose token is still valid costs no round trip more.
+        if self._refresh_due(record, now):
+            refreshed = await self._refresh(session_id, user.id, member, record, now)
+            if refreshed is None:
+                return None  # FusionAuth refused it, or it ended meanwhile: the signed-out answer
+            record = refreshed
         if now - record.last_seen >= TOUCH_INTERVAL:
             unlisted = not record.handle
             record = replace(record, last_seen=now, handle=record.handle or secrets.token_urlsafe(12))
@@ -382,6 +447,91 @@ class SessionManager:
                 # A session begun before the index existed joins it the first time it is touched.
                 await self._index(user.id, member, record)
         return self._session(session_id, user, record, step_up)
+
+    # -- refresh ---------------------------------------------------------------------------------------------------
+
+    def _refresh_due(self, record: SessionRecord, now: float) -> bool:
+        if self._refresher is None or record.tokens.refresh_token is None:
+            return False  # nothing to refresh with (a Login API sign-in without refresh tokens)
+        if record.refresh_retry_at is not None:
+            return now >= record.refresh_retry_at
+        expires_at = record.tokens.expires_at or _token_expiry(record.tokens.access_token)
+        return expires_at is not None and now >= expires_at - REFRESH_AHEAD
+
+    async def _refresh(
+        self, session_id: str, user_id: str, member: str, record: SessionRecord, now: float
+    ) -> SessionRecord | None:
+        """Refresh the session's tokens, once across every request, worker and replica: the record as it is now, or
+        None if the session ended.
+
+        Single-flight: a lock in the store (insert-if-absent) with a lease longer than the FusionAuth calls, which
+        this refresh gives up on before the lease ends. A request that finds it taken goes on with the record it
+        read, whose token is still valid or was a moment ago (REFRESH_AHEAD); it never refreshes too. The record is
+        read again once the lock is held, so a refresh that finished in between is seen and a rotated refresh token
+        (FusionAuth's one-time-use policy) is never presented twice."""
+        assert self._refresher is not None  # noqa: S101 - _refresh_due() says so
+        lock = _refresh_lock_key(user_id, member)
+        if not await self._store.add(lock, "1", ttl=self._refresh_lease):
+            return record
+        try:
+            key = _member_key(user_id, member)
+            raw = await self._store.get(key)
+            if raw is None:
+                return None  # ended while we waited for the lock
+            try:
+                current = _open_record(session_id, key, raw)
+            except Unsealable:
+                await self._end(user_id, member, "tampered")
+                return None
+            if not self._refresh_due(current, now):
+                return current  # another request refreshed it a moment ago
+            try:
+                async with asyncio.timeout(self._refresh_lease - LEASE_MARGIN):
+                    tokens = await self._refresher.refresh(user_id, current.tokens)
+            except RefreshRejected as exc:
+                # Revoked, or the user may no longer sign in (locked, deactivated, deleted): over, as a sign-out is.
+                logger.info("session ended: %s", exc)
+                await self._end(user_id, member, "refresh_refused")
+                return None
+            except (FusionAuthError, TimeoutError) as exc:
+                return await self._refresh_failed(session_id, key, member, current, now, exc)
+            updated = replace(current, tokens=tokens, last_seen=now, refresh_failing_since=None, refresh_retry_at=None)
+            if not await self._store.replace(
+                key, _seal_record(session_id, key, updated), ttl=self._remaining(updated, now)
+            ):
+                # The session ended while FusionAuth answered (a sign-out, a webhook): the refresh token it just
+                # issued must not outlive it. (Revoking the old id, as the end did, covers a token reused as is.)
+                if tokens.refresh_token_id != current.tokens.refresh_token_id:
+                    await self._refresher.revoke(tokens.refresh_token_id)
+                return None
+            logger.info("session tokens refreshed: user=%s", user_id)
+            return updated
+        finally:
+            # Ours to delete: the refresh finished before the lease could end (the timeout above), so nobody else
+            # holds it. If the delete fails, the lease ends it.
+            with contextlib.suppress(StoreUnavailable):
+                await self._store.delete(lock)
+
+    async def _refresh_failed(
+        self, session_id: str, key: str, member: str, record: SessionRecord, now: float, exc: Exception
+    ) -> SessionRecord | None:
+        """FusionAuth could not answer: go on within session.refresh_grace, trying again every REFRESH_RETRY s."""
+        since = record.refresh_failing_since if record.refresh_failing_since is not None else now
+        if now >= since + self._settings.refresh_grace:
+            logger.warning("session ended: FusionAuth could not refresh it for %d s", int(now - since))
+            await self._end(record.user_id, member, "refresh_outage")
+            return None
+        logger.warning(
+            "FusionAuth could not refresh a session (%s); it goes on for %d s more",
+            getattr(exc, "error_code", "timeout"),
+            int(since + self._settings.refresh_grace - now),
+        )
+        updated = replace(record, last_seen=now, refresh_failing_since=since, refresh_retry_at=now + REFRESH_RETRY)
+        if not await self._store.replace(
+            key, _seal_record(session_id, key, updated), ttl=self._remaining(updated, now)
+        ):
+            return None
+        return updated
 
     async def end(self, session: Session, *, reason: SessionEndReason) -> None:
         """Delete the record and run the end hook; atomic, so of two concurrent ends (on any replicas) only one
