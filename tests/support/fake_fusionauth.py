@@ -13,7 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jose import jwk, jwt
+from jose import jwk, jws, jwt
 
 FA_URL = "http://fusionauth.test:9011"
 FA_PUBLIC_URL = "http://localhost:9011"
@@ -147,3 +147,28 @@ class TokenFactory:
             "token_type": "Bearer",
             "userId": sub,
         }
+
+
+WEBHOOK_KID = "webhook-signing"
+
+
+def webhook_event(event_type: str, *, created_at: float, user_id: str = USER_ID, **fields: Any) -> dict[str, Any]:
+    """A FusionAuth event envelope (docs/fusionauth.md §14): `createInstant` in epoch milliseconds."""
+    event: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "createInstant": int(created_at * 1000),
+        "tenantId": "d7d09513-a3f5-401c-9685-34ab6c552453",
+        "info": {"ipAddress": "203.0.113.9"},
+        "user": {"id": user_id, "active": event_type != "user.deactivate", "email": "alice@example.com"},
+    }
+    event.update(fields)
+    return {"event": event}
+
+
+def sign_webhook(body: bytes, *, kid: str = WEBHOOK_KID, algorithm: str = "RS256", key: Any = None) -> str:
+    """X-FusionAuth-Signature-JWT as FusionAuth makes it: a JWS whose one claim is the standard base64 of SHA-256 over
+    the raw body, signed by the webhook's Key Master key (an RSA key of this module's by default)."""
+    claim = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    secret = key if key is not None else signing_key(kid).private_pem.decode()
+    return jws.sign({"request_body_sha256": claim}, secret, algorithm=algorithm, headers={"kid": kid, "typ": "JWT"})

@@ -239,6 +239,12 @@ def _ending_key(user_id: str) -> str:
     return user_key("sessions-ending", user_id)
 
 
+def _kept_key(user_id: str) -> str:
+    """The session end_user_sessions() last kept for this user, and when: the session that changed a password or a
+    second factor here, which FusionAuth's event about that very change must not end."""
+    return user_key("sessions-kept", user_id)
+
+
 def _index_entry(record: SessionRecord) -> str:
     return _dumps(
         {"id": record.handle, "created": record.signed_in_at, "agent": record.agent, "address": record.address}
@@ -564,6 +570,7 @@ class SessionManager:
         reason: SessionEndReason,
         keep: Session | None = None,
         signed_in_before: float | None = None,
+        spare_kept_since: float | None = None,
     ) -> int:
         """End every session of `user_id` except `keep` (and, with `signed_in_before`, only those signed in before
         that time: a FusionAuth event must not end a sign-in that came after it), each through the end hook as any
@@ -571,10 +578,21 @@ class SessionManager:
 
         Safe to repeat and to run on several replicas at once (each record is popped atomically, so each session
         ends, and is counted, once). A session being signed in or rotated meanwhile sees the word left here and
-        ends itself (`create`, `rotate`)."""
+        ends itself (`create`, `rotate`).
+
+        `spare_kept_since`: also spare the session an earlier call kept, if it kept it at that time or later (an
+        event from FusionAuth about a change this BFF made, and already ended the other sessions for)."""
         if keep is not None and keep.user.id != user_id:
             raise ValueError("keep must be a session of the same user")
         kept = _session_hash(keep.id) if keep is not None else None
+        if kept is not None:
+            mark = _dumps({"member": kept, "at": self._clock.now()})
+            await self._store.set(_kept_key(user_id), mark, ttl=ENDING_MARK_TTL)
+        elif spare_kept_since is not None:
+            earlier = _entry(await self._store.get(_kept_key(user_id)) or "")
+            at = earlier.get("at")
+            if isinstance(earlier.get("member"), str) and isinstance(at, int | float) and at >= spare_kept_since:
+                kept = earlier["member"]
         if signed_in_before is None:
             # A session written right after the index is read below would be missed: leave word first.
             mark = _dumps({"n": secrets.token_urlsafe(12), "reason": reason, "keep": kept})
@@ -587,6 +605,21 @@ class SessionManager:
         ]
         ended = await asyncio.gather(*(self._end(user_id, member, reason) for member in doomed))
         count = sum(ended)
+        if count:
+            logger.info("sessions ended: user=%s count=%d reason=%s", user_id, count, reason)
+        return count
+
+    async def end_sessions_holding(self, user_id: str, refresh_token_id: str, *, reason: SessionEndReason) -> int:
+        """End the user's session(s) whose refresh token has this id (FusionAuth revoked that one token)."""
+        entries = await self._store.index_items(_index_key(user_id))
+        members = list(entries)
+        raws = await asyncio.gather(*(self._store.get(_member_key(user_id, member)) for member in members))
+        holding = [
+            member
+            for member, raw in zip(members, raws, strict=True)
+            if raw is not None and (ended := _ended(raw)) is not None and ended.refresh_token_id == refresh_token_id
+        ]
+        count = sum(await asyncio.gather(*(self._end(user_id, member, reason) for member in holding)))
         if count:
             logger.info("sessions ended: user=%s count=%d reason=%s", user_id, count, reason)
         return count
