@@ -1,6 +1,6 @@
 """The dev server's webhooks (docs/fusionauth.md §14): kickstart creates a signed webhook with a key of its own and
-turns the events on for the tenant; deactivating or deleting a user and revoking refresh tokens (by the management API or
-the /_dev page's buttons) send the events, signed as FusionAuth signs them, to a real HTTP receiver."""
+turns the events on for the tenant; deactivating or deleting a user and revoking refresh tokens (by the management API
+or the /_dev page's buttons) send the events, signed as FusionAuth signs them, to a real HTTP receiver."""
 
 from __future__ import annotations
 
