@@ -350,21 +350,6 @@ export function renderSignedIn(
     ),
     h(
       "section",
-      { class: "card activity", "aria-labelledby": "activity-title", "data-testid": "activity" },
-      h("h2", { id: "activity-title" }, "Activity"),
-      h(
-        "p",
-        { class: "muted small-print" },
-        "Sign-ins, confirmations and privileged actions on your account, newest first. Something you don't recognise? " +
-          "Sign out and change your password.",
-      ),
-      activityStatus,
-      activityError,
-      activityList,
-      activityMore,
-    ),
-    h(
-      "section",
       { class: "card sessions", "aria-labelledby": "sessions-title", "data-testid": "sessions" },
       h("h2", { id: "sessions-title" }, "Active sessions"),
       h(
@@ -377,6 +362,21 @@ export function renderSignedIn(
       sessionsError,
       sessionList,
       h("div", { class: "form-actions" }, everywhere),
+    ),
+    h(
+      "section",
+      { class: "card activity", "aria-labelledby": "activity-title", "data-testid": "activity" },
+      h("h2", { id: "activity-title" }, "Activity"),
+      h(
+        "p",
+        { class: "muted small-print" },
+        "Sign-ins, confirmations and privileged actions on your account, newest first. Something you don't recognise? " +
+          "Sign out and change your password.",
+      ),
+      activityStatus,
+      activityError,
+      activityList,
+      activityMore,
     ),
   );
 

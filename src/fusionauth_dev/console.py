@@ -97,9 +97,13 @@ async def webhooks(directory: DirectoryDep) -> Response:
 
 @router.post("/users/{user_id}/{action}")
 async def user_action(user_id: str, action: str, request: Request, directory: DirectoryDep) -> Response:
-    # A page on another site could post this form too: only this console's own pages may.
+    # A page on another site could post this form too: only this console's own pages may. Fetch Metadata says so
+    # where the browser sends it; Origin otherwise (it is "null" under the pages' no-referrer policy).
+    fetch_site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
-    if origin is not None and origin != str(request.base_url).rstrip("/"):
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        raise Unauthorized()
+    if fetch_site is None and origin not in (None, "null", str(request.base_url).rstrip("/")):
         raise Unauthorized()
     user = directory.users.get(user_id)
     if user is None or action not in ("deactivate", "reactivate", "delete", "revoke"):

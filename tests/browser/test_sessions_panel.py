@@ -4,6 +4,8 @@ other out, then everything out; and a session that FusionAuth ends (the /_dev pa
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
@@ -26,7 +28,7 @@ def _second_device(browser: Browser, stack: Stack) -> Page:
 
 
 def test_the_panel_lists_my_sessions_and_signs_one_out_then_everything(
-    page: Page, browser: Browser, stack: Stack, screenshot: object
+    page: Page, browser: Browser, stack: Stack, screenshot: Callable[[Page, str], Path]
 ) -> None:
     phone = _second_device(browser, stack)
     sign_in(page, stack, "alice@example.com")
@@ -36,7 +38,8 @@ def test_the_panel_lists_my_sessions_and_signs_one_out_then_everything(
     expect(rows.first.get_by_test_id("this-session")).to_have_text("This session")
     expect(rows.nth(1).get_by_test_id("session-agent")).to_have_text("Safari on iOS")
     expect(rows.nth(1)).to_contain_text(re.compile(r"Signed in \d{1,2}:\d\d, last active \d{1,2}:\d\d · 127\.0\.0\.1"))
-    screenshot(page, "active-sessions")  # type: ignore[operator]
+    page.get_by_test_id("sessions").scroll_into_view_if_needed()
+    screenshot(page, "active-sessions")
 
     # Sign the phone out from the laptop: the row goes, and the phone is signed out at its next request.
     rows.nth(1).get_by_role("button", name="Sign out Safari on iOS").click()
@@ -47,8 +50,10 @@ def test_the_panel_lists_my_sessions_and_signs_one_out_then_everything(
     phone.reload()
     expect(phone.get_by_test_id("signed-out")).to_be_visible()
 
-    # The phone signs in again; then "Sign out everywhere" from the laptop ends both, through FusionAuth's logout.
-    sign_in(phone, stack, "alice@example.com")
+    # The phone signs in again (FusionAuth still knows it: no password asked); then "Sign out everywhere" from the
+    # laptop ends both, through FusionAuth's logout.
+    phone.get_by_test_id("sign-in").click()
+    expect(phone.get_by_test_id("signed-in")).to_be_visible()
     page.reload()
     expect(rows).to_have_count(2)
     page.get_by_test_id("sign-out-everywhere").click()

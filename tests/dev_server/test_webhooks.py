@@ -206,6 +206,8 @@ def test_the_dev_page_has_buttons_that_send_the_webhooks(client: TestClient, rec
     assert "user.deactivate" in client.get("/_dev").text  # the log of what was sent
     assert client.get("/_dev/webhooks").json()[-1]["status"] == 200
     # Another site's page cannot press the buttons.
+    refused = client.post(f"/_dev/users/{ALICE}/delete", headers={"Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 401
     refused = client.post(f"/_dev/users/{ALICE}/delete", headers={"Origin": "https://evil.example"})
     assert refused.status_code == 401
     assert client.get(f"/api/user/{ALICE}", headers=ADMIN).status_code == 200
