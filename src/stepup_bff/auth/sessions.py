@@ -553,6 +553,7 @@ class SessionManager:
             await self._store.index_remove(_index_key(user_id), member)
         if raw is None:
             return False
+        logger.info("session ended: user=%s reason=%s", user_id, reason)
         await self._run_end_hook(raw, reason)
         return True
 

@@ -352,27 +352,30 @@ class FusionAuthClient:
         )
         return f"{self._settings.browser_url}{path}?{query}"
 
-    def _client_authentication(self) -> dict[str, str]:
+    async def _token_endpoint(self, operation: FusionAuthOperation, grant: Mapping[str, str]) -> FusionAuthResponse:
+        """POST /oauth2/token with `grant` and our client authentication (docs/fusionauth.md §6.2)."""
+        discovery = await self.discovery()
         client_id = str(self._settings.application_id)
         secret = self._settings.client_secret.get_secret_value()
         # client_secret_basic (RFC 6749 2.3.1): form-encode both parts before base64, so a secret with ":" works.
         basic = base64.b64encode(f"{_form(client_id)}:{_form(secret)}".encode()).decode()
-        return {"Authorization": f"Basic {basic}"}
-
-    async def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> TokenResponse:
-        discovery = await self.discovery()
-        answer = await self.request(
+        return await self.request(
             "POST",
             _path_of(discovery.token_endpoint),
-            operation="token",
-            form={
+            operation=operation,
+            form={**grant, "client_id": client_id},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+
+    async def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> TokenResponse:
+        answer = await self._token_endpoint(
+            "token",
+            {
                 "grant_type": "authorization_code",
                 "code": code,
                 "code_verifier": code_verifier,
                 "redirect_uri": redirect_uri,
-                "client_id": str(self._settings.application_id),
             },
-            headers=self._client_authentication(),
         )
         if answer.status_code in (400, 401):
             raise TokenExchangeRejected(answer.status_code, self.parse(OAuthErrorBody, answer.payload or {}))
@@ -385,18 +388,7 @@ class FusionAuthClient:
         §6.2). RefreshRejected for invalid_grant (the user's standing); any other refusal is ours to fix (a wrong
         client secret, the grant disabled) and is a FusionAuthError like an outage, so it cannot sign everyone out
         at once."""
-        discovery = await self.discovery()
-        answer = await self.request(
-            "POST",
-            _path_of(discovery.token_endpoint),
-            operation="refresh",
-            form={
-                "grant_type": "refresh_token",
-                "refresh_token": refresh_token,
-                "client_id": str(self._settings.application_id),
-            },
-            headers=self._client_authentication(),
-        )
+        answer = await self._token_endpoint("refresh", {"grant_type": "refresh_token", "refresh_token": refresh_token})
         if answer.status_code == 200:
             return self.parse(RefreshedTokens, answer.payload)
         error = self.parse(OAuthErrorBody, answer.payload if isinstance(answer.payload, dict) else {})
