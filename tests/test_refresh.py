@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from conftest import CLIENT_SECRET, FakeClock, make_settings, refresh_grant, sign_in
 from stepup_bff.ops.metrics import Metrics
+from support.backends import RedisServer
 from support.fake_fusionauth import APPLICATION_ID, OTHER_USER_ID, TokenFactory
 from support.metrics import sample_value
 
@@ -248,6 +249,25 @@ def test_two_replicas_on_one_store_refresh_once_and_the_other_goes_on_meanwhile(
     """Two app instances (two workers, or two machines) share one store; one request on each at the moment the token
     is due. The one that takes the lock refreshes; the other neither waits nor refreshes, and goes on with the state
     it read. The one-time-use policy makes a second presentation of the token fail the session, so none happens."""
+    _two_replicas(app_factory, long_idle, fusionauth, tokens, clock)
+
+
+@pytest.mark.live
+def test_two_replicas_on_one_redis_refresh_once(
+    app_factory: Any,
+    long_idle: Any,
+    fusionauth: respx.MockRouter,
+    tokens: TokenFactory,
+    clock: FakeClock,
+    redis_live: RedisServer,
+) -> None:
+    on_redis = long_idle.model_copy(update={"storage": long_idle.storage.model_copy(update={"url": redis_live.url})})
+    _two_replicas(app_factory, on_redis, fusionauth, tokens, clock)
+
+
+def _two_replicas(
+    app_factory: Any, long_idle: Any, fusionauth: respx.MockRouter, tokens: TokenFactory, clock: FakeClock
+) -> None:
     first: TestClient = app_factory(long_idle)
     second: TestClient = app_factory(long_idle)
     assert sign_in(first, fusionauth, tokens).status_code == 303

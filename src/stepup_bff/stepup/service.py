@@ -371,8 +371,8 @@ class StepUpService:
         step_up = session.step_up
         if step_up is None or step_up.transaction is not None or not self.is_fresh(step_up, self._settings.max_age):
             return None
-        if (await self._without_voided(session)).step_up is None:
-            return None
+        # A step-up voided by a changed password or second factor (void_step_ups) is not looked up here: this answers
+        # every GET /api/session, and the guard (authorize) is where it is refused. The badge may show it until then.
         if self._settings.single_use and (
             step_up.grant is None or await self._store.get(self._grant_key(session.user.id, step_up.grant)) is None
         ):
