@@ -182,6 +182,11 @@ export const api = {
   /** The security activity log, newest first; pass the answer's next_cursor for the page after. */
   activity: (cursor) =>
     request("GET", cursor ? `/api/activity?cursor=${encodeURIComponent(cursor)}` : "/api/activity"),
+  /** This person's sessions (`current: true` for this one), and ending one or all of them. */
+  sessions: () => request("GET", "/api/sessions"),
+  endSession: (id) => request("DELETE", `/api/sessions/${encodeURIComponent(id)}`, { challenge: false }),
+  /** Every session ends, this one too; the answer names FusionAuth's logout URL, as signOut's does. */
+  signOutEverywhere: () => request("DELETE", "/api/sessions", { challenge: false }),
   sendTelegram: ({ recipient, message }, idempotencyKey) =>
     post("/api/telegrams", { recipient, message }, { headers: { "Idempotency-Key": idempotencyKey } }),
   /** Our own sign-in form, through the BFF (which alone talks to FusionAuth). No step-up handling on these. */

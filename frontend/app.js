@@ -119,10 +119,72 @@ async function signInNatively(form) {
 }
 
 function showSignedIn(session, notice) {
-  view = renderSignedIn(main, account, { session, notice, onSubmit: sendTelegram, onSignOut: signOut });
+  view = renderSignedIn(main, account, {
+    session,
+    notice,
+    onSubmit: sendTelegram,
+    onSignOut: signOut,
+    onEndSession: endSession,
+    onSignOutEverywhere: signOutEverywhere,
+  });
   showElevated(session.step_up);
   loadTelegrams();
   loadActivity();
+  loadSessions();
+}
+
+/** The "Active sessions" panel. */
+async function loadSessions() {
+  const current = view;
+  if (!current) return;
+  try {
+    const result = await api.sessions();
+    if (view === current) current.setSessions(Array.isArray(result?.sessions) ? result.sessions : []);
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    if (view === current) current.setSessionsError(`Couldn't load your sessions. ${errorMessage(error)}`);
+  }
+}
+
+/** "Sign out" on one row: another session ends (the list is read again); this one is a sign-out. */
+async function endSession(id, isCurrent) {
+  const current = view;
+  if (!current) return;
+  current.setSessionsBusy(true);
+  try {
+    await api.endSession(id);
+    if (isCurrent) return sessionEnded();
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    // not_found: it had ended already; the list read below shows what is true now.
+    if (error.code !== "not_found" && view === current) current.setNotice(errorMessage(error));
+  }
+  if (view !== current) return;
+  current.setSessionsBusy(false);
+  loadSessions();
+  loadActivity();
+}
+
+/** Every session ends, this one too, and FusionAuth revokes the refresh tokens; then FusionAuth's own sign-out. */
+async function signOutEverywhere() {
+  const current = view;
+  if (!current) return;
+  current.setSessionsBusy(true);
+  current.setNotice(null);
+  try {
+    const result = await api.signOutEverywhere();
+    leaveFor(result?.redirect);
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    current.setSessionsBusy(false);
+    current.setNotice(errorMessage(error));
+  }
+}
+
+/** Navigate to FusionAuth's logout URL (it sends the browser back to "/"); only ever to a web URL. */
+function leaveFor(redirect) {
+  const target = new URL(redirect ?? "/", window.location.href);
+  window.location.assign(target.protocol === "https:" || target.protocol === "http:" ? target.href : "/");
 }
 
 /** The activity log: the newest page, or (`cursor`) the page after the ones shown. */
@@ -201,9 +263,8 @@ async function signOut() {
   current.setNotice(null);
   try {
     const result = await api.signOut();
-    // FusionAuth ends its own SSO session too, then sends the browser back to "/". Only ever navigate to a web URL.
-    const target = new URL(result?.redirect ?? "/", window.location.href);
-    window.location.assign(target.protocol === "https:" || target.protocol === "http:" ? target.href : "/");
+    // FusionAuth ends its own SSO session too, then sends the browser back to "/".
+    leaveFor(result?.redirect);
   } catch (error) {
     if (error.code === "login_required") return sessionEnded();
     current.setSigningOut(false);

@@ -104,6 +104,16 @@ const ACTIONS = { send_telegram: "singing telegram" };
 const ENDINGS = {
   idle_timeout: "Session ended after a while without activity",
   absolute_timeout: "Session ended: it reached its time limit",
+  signed_out_elsewhere: "Session signed out from another of your sessions",
+  refresh_refused: "Session ended: the sign-in service no longer accepts it",
+  refresh_outage: "Session ended: the sign-in service could not be reached for too long",
+  user_deactivated: "Session ended: your account was deactivated",
+  user_deleted: "Session ended: your account was deleted",
+  tokens_revoked: "Session ended: its access was revoked at the sign-in service",
+  login_prevented: "Session ended: your account was locked",
+  password_changed: "Session ended: your password was changed",
+  factors_changed: "Session ended: your second factors were changed",
+  too_many_sessions: "Session ended: you signed in on too many devices",
 };
 
 const methodWords = (method) => METHOD_WORDS[method] ?? "a second factor";
@@ -121,9 +131,10 @@ export function activityWhat(event) {
     case "sign_out":
       return "Signed out";
     case "session_ended":
+      if (ENDINGS[event.reason]) return ENDINGS[event.reason];
       if (event.outcome === "replaced") return "Session replaced by a new sign-in";
       if (event.outcome === "revoked") return "Session ended by the service";
-      return ENDINGS[event.reason] ?? "Session ended";
+      return "Session ended";
     case "step_up_started":
       return event.action ? `Asked to confirm a ${actionWords(event.action)}` : "Step-up started";
     case "step_up_code_sent":

@@ -161,9 +161,14 @@ function signInForm(onSubmit) {
  * The signed-in page. Returns a controller:
  *   values(), clearForm(), setBusy(bool), setFormError(text), setFormStatus(text), focusFirstInvalid(),
  *   setTelegrams(list), prependTelegram(telegram), setTelegramsError(text, onRetry), setBadge(text | null),
- *   setNotice(text | null), setSigningOut(bool)
+ *   setNotice(text | null), setSigningOut(bool), setActivity(events, options), setActivityError(text),
+ *   setSessions(sessions), setSessionsError(text), setSessionsBusy(bool)
  */
-export function renderSignedIn(main, account, { session, notice, onSubmit, onSignOut }) {
+export function renderSignedIn(
+  main,
+  account,
+  { session, notice, onSubmit, onSignOut, onEndSession = () => {}, onSignOutEverywhere = () => {} },
+) {
   const user = session.user ?? {};
   const displayName = user.name || user.email || "there";
 
@@ -290,6 +295,27 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
   let loadMore = null;
   activityMore.addEventListener("click", () => loadMore?.());
 
+  // ---- the active sessions -------------------------------------------------------------------------------------
+  const sessionList = h("ul", {
+    class: "session-list",
+    "data-testid": "session-list",
+    "aria-labelledby": "sessions-title",
+  });
+  const sessionsStatus = h(
+    "p",
+    { class: "loading muted", role: "status", "data-testid": "sessions-loading" },
+    "Loading your sessions…",
+  );
+  const sessionsError = h("div", { class: "notice error", role: "alert", hidden: true, "data-testid": "sessions-error" });
+  const everywhere = h(
+    "button",
+    { type: "button", class: "button secondary small", "data-testid": "sign-out-everywhere" },
+    "Sign out everywhere",
+  );
+  everywhere.addEventListener("click", () => {
+    if (everywhere.getAttribute("aria-disabled") !== "true") onSignOutEverywhere();
+  });
+
   main.replaceChildren(
     h(
       "section",
@@ -321,6 +347,21 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
         empty,
         list,
       ),
+    ),
+    h(
+      "section",
+      { class: "card sessions", "aria-labelledby": "sessions-title", "data-testid": "sessions" },
+      h("h2", { id: "sessions-title" }, "Active sessions"),
+      h(
+        "p",
+        { class: "muted small-print" },
+        "Everywhere you're signed in. A device you don't recognise? Sign it out, or sign out everywhere and change " +
+          "your password.",
+      ),
+      sessionsStatus,
+      sessionsError,
+      sessionList,
+      h("div", { class: "form-actions" }, everywhere),
     ),
     h(
       "section",
@@ -426,6 +467,22 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
       activityError.textContent = text;
       show(activityError, true);
     },
+    /** The person's sessions, this one first; each row has its own "Sign out". */
+    setSessions(sessions) {
+      show(sessionsStatus, false);
+      show(sessionsError, false);
+      sessionList.replaceChildren(...sessions.map((item) => sessionItem(item, onEndSession)));
+    },
+    setSessionsError(text) {
+      show(sessionsStatus, false);
+      sessionsError.textContent = text;
+      show(sessionsError, true);
+    },
+    setSessionsBusy(value) {
+      everywhere.setAttribute("aria-disabled", String(value));
+      everywhere.textContent = value ? "Signing out everywhere…" : "Sign out everywhere";
+      for (const button of sessionList.querySelectorAll("button")) button.setAttribute("aria-disabled", String(value));
+    },
     setBadge(text) {
       badge.textContent = text ?? "";
       show(badge, Boolean(text));
@@ -462,6 +519,45 @@ function activityItem(event) {
       formatMoment(when),
     )),
     event.address ? h("span", { class: "muted small-print", title: "The address the request came from" }, event.address) : null,
+  );
+}
+
+function sessionItem(session, onEnd) {
+  const created = String(session.created_at ?? "");
+  const seen = String(session.last_seen_at ?? "");
+  const agent = typeof session.agent === "string" && session.agent ? session.agent : "An unknown browser";
+  const end = h(
+    "button",
+    {
+      type: "button",
+      class: "button ghost small",
+      "data-testid": "end-session",
+      "aria-label": session.current ? "Sign out of this session" : `Sign out ${agent}`,
+    },
+    "Sign out",
+  );
+  end.addEventListener("click", () => {
+    if (end.getAttribute("aria-disabled") !== "true") onEnd(String(session.id ?? ""), Boolean(session.current));
+  });
+  return h(
+    "li",
+    { class: "session-item", "data-testid": "session-item", "data-current": String(Boolean(session.current)) },
+    h(
+      "div",
+      { class: "session-what" },
+      h("span", { class: "session-agent", "data-testid": "session-agent" }, agent),
+      session.current ? h("span", { class: "badge this-device", "data-testid": "this-session" }, "This session") : null,
+      h(
+        "span",
+        { class: "muted small-print session-when" },
+        "Signed in ",
+        h("time", { datetime: created, title: formatFull(created) }, formatMoment(created)),
+        ", last active ",
+        h("time", { datetime: seen, title: formatFull(seen) }, formatMoment(seen)),
+        session.address ? ` · ${session.address}` : "",
+      ),
+    ),
+    end,
   );
 }
 

@@ -289,7 +289,7 @@ async def revoke_refresh_token_by_id(token_id: str, request: Request, directory:
         raise NotFound()
     if owner is not None and refresh.user_id != owner:
         raise Unauthorized()
-    del directory.refresh_tokens[token_id]
+    grants.revoke_refresh_token(directory, refresh)
     return Response(status_code=200)
 
 
@@ -312,7 +312,7 @@ async def revoke_refresh_tokens(request: Request, directory: DirectoryDep) -> Re
             raise NotFound()
         if owner is not None and refresh.user_id != owner:
             raise Unauthorized()
-        del directory.refresh_tokens[refresh.id]
+        grants.revoke_refresh_token(directory, refresh)
         return Response(status_code=200)
     require_api_key(directory, authorization, "/api/jwt/refresh", "DELETE")
     user_id, application_id = params.get("userId"), params.get("applicationId")

@@ -16,6 +16,7 @@ from typing import Any
 
 from fusionauth_dev import identifiers
 from fusionauth_dev.clock import Clock, epoch_millis
+from fusionauth_dev.events import Webhooks
 from fusionauth_dev.keys import SigningKey
 from fusionauth_dev.outbox import Outbox
 from fusionauth_dev.patching import deep_defaults
@@ -522,6 +523,8 @@ class Directory:
         self.two_factor_trusts: dict[str, TwoFactorTrust] = {}
         self.failed_logins: dict[str, list[float]] = {}
         self.active_actions: list[ActiveAction] = []
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.events = Webhooks()
 
     # -- time ---------------------------------------------------------------------------------------------------
     def now(self) -> float:

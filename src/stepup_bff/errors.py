@@ -4,6 +4,7 @@
     ├── InvalidRequest (400 invalid_request)
     ├── LoginRequired (401 login_required)
     ├── InsufficientUserAuthentication (401 insufficient_user_authentication)
+    ├── InvalidSignature (401 invalid_signature: a webhook not signed by FusionAuth's webhook key over its body)
     ├── CsrfRejected (403 csrf_rejected)
     ├── NotFound (404 not_found)
     ├── MethodNotAllowed (405 method_not_allowed, with Allow)
@@ -97,6 +98,14 @@ class LoginRequired(AppError):
     status_code = 401
     code = "login_required"
     description = "Sign in first."
+
+
+class InvalidSignature(AppError):
+    """POST /webhooks/fusionauth without a valid signature of FusionAuth's webhook key over its body: nothing done."""
+
+    status_code = 401
+    code = "invalid_signature"
+    description = "This webhook is not signed with the key it must be signed with."
 
 
 # RFC 9110 section 5.6.2: a token, so an auth-param value that is one needs no quoting rules of its own. Every value we

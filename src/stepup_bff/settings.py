@@ -102,6 +102,15 @@ class FusionAuthSettings(_Section):
     tenant_id: UUID | None = None
     timeout: Annotated[float, Field(gt=0, le=60)] = 5.0  # seconds, per read/write/pool wait
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0  # seconds
+    # Signed webhooks (POST /webhooks/fusionauth): the `kid` of the one Key Master key FusionAuth signs them with (a key
+    # of its own, never the token-signing key). Unset: every webhook is refused (401).
+    webhook_key_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    # Set when that key is an HMAC key (HS256): its secret, shared out of band (FusionAuth never publishes HMAC keys).
+    # Unset: the key is RSA (RS256) and its public half is read from FusionAuth's JWKS.
+    webhook_secret: SecretStr | None = None
+    # Where FusionAuth sends the webhook, as FusionAuth reaches the BFF (`doctor` checks it); default
+    # <public_url>/webhooks/fusionauth.
+    webhook_url: BaseUrl | None = None
 
     @property
     def browser_url(self) -> str:
@@ -114,6 +123,14 @@ class FusionAuthSettings(_Section):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _strong_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # HS256 with a short secret is guessable offline from any one signed webhook.
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("needs at least 32 characters")
+        return value
+
 
 class SessionSettings(_Section):
     # The first key signs; every key verifies. Rotate by putting a new key first and keeping the old one
@@ -121,6 +138,9 @@ class SessionSettings(_Section):
     secret_keys: Annotated[list[SecretStr], Field(min_length=1)]
     idle_timeout: Seconds = 1800  # 30 min: ASVS 4.0.3 3.3.2 level 2
     absolute_timeout: Seconds = 43200  # 12 h: ASVS 4.0.3 3.3.2 / NIST 800-63B rev. 3 AAL2
+    # FusionAuth unreachable (or failing) when a session's access token is due for refresh: ordinary requests go on
+    # for this many seconds after the first failed try, then the session ends. A step-up needs FusionAuth anyway.
+    refresh_grace: Seconds = 300
 
     @field_validator("secret_keys")
     @classmethod
@@ -324,6 +344,11 @@ class Settings(BaseSettings):
     @property
     def callback_url(self) -> str:
         return f"{self.public_url}/auth/callback"
+
+    @property
+    def webhook_url(self) -> str:
+        """Where FusionAuth sends its events."""
+        return self.fusionauth.webhook_url or f"{self.public_url}/webhooks/fusionauth"
 
     @classmethod
     def settings_customise_sources(

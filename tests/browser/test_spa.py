@@ -471,7 +471,7 @@ def test_a_network_failure_says_so_and_keeps_the_text(page: Page, stack: Stack, 
 
 def test_sign_out_then_sign_in_again_and_an_ended_session_shows_the_signed_out_view(page: Page, stack: Stack) -> None:
     sign_in(page, stack, "alice@example.com")
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     # Through FusionAuth's logout and back to the app's front page.
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     expect(page).to_have_url(f"{stack.bff_url}/")

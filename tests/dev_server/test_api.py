@@ -369,7 +369,8 @@ def test_endpoint_permissions_are_enforced_per_endpoint_and_method(client: TestC
     bff = {"Authorization": BFF_KEY}
     assert client.get("/api/user/da7e0000-0000-4000-8000-000000000004", headers=bff).status_code == 401
     assert client.patch(f"/api/application/{APPLICATION_ID}", json={"application": {}}, headers=bff).status_code == 401
-    assert client.get(f"/api/tenant/{TENANT_ID}", headers=bff).status_code == 401
+    assert client.patch(f"/api/tenant/{TENANT_ID}", json={"tenant": {}}, headers=bff).status_code == 401
+    assert client.get(f"/api/tenant/{TENANT_ID}", headers=bff).status_code == 200  # doctor reads it
     assert (
         client.get("/api/user/da7e0000-0000-4000-8000-000000000004", headers={"Authorization": ADMIN_KEY}).status_code
         == 200

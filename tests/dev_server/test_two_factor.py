@@ -86,8 +86,8 @@ def test_the_start_code_completes_the_challenge_and_echoes_state(client: TestCli
     assert "password" not in body["user"]
     assert body["token"] and body["tokenExpirationInstant"]
     assert body["trustToken"]
-    # loginConfiguration.generateRefreshTokens is false for the kickstart application.
-    assert "refreshToken" not in body
+    # loginConfiguration.generateRefreshTokens is on for the kickstart application: native sessions refresh too.
+    assert body["refreshToken"] and body["refreshTokenId"]
     cookies = response.headers.get_list("set-cookie")
     assert any(c.startswith("access_token=") and "HttpOnly" in c for c in cookies)
     # A completed challenge is spent.

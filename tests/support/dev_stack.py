@@ -34,6 +34,7 @@ KICKSTART_ENV = {
     "FUSIONAUTH_ADMIN_API_KEY": "test-admin-key-" + secrets.token_hex(8),
     "FUSIONAUTH_BFF_API_KEY": "test-bff-key-" + secrets.token_hex(8),
     "FUSIONAUTH_CLIENT_SECRET": "test-client-secret-" + secrets.token_hex(8),
+    "BFF_WEBHOOK_URL": "http://localhost:9000/webhooks/fusionauth",
 }
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ..auth.sessions import Session, StepUp
+from ..auth.sessions import Session, SessionSummary, StepUp
 from ..stepup.challenge import Challenge, Sent
 from ..stepup.service import Pending
 from ..stepup.transaction import Transaction, displayable, excerpt
@@ -208,3 +208,37 @@ class ActivityEventOut(BaseModel):
 class ActivityListOut(BaseModel):
     events: list[ActivityEventOut]
     next_cursor: str | None  # pass it back as ?cursor= for the next (older) page; null: there is none
+
+
+class SessionSummaryOut(BaseModel):
+    id: str  # opaque: not the cookie's session id, and useless without this person's own cookie
+    created_at: str
+    last_seen_at: str
+    agent: str | None  # a short label of the browser and system, "Firefox on Linux"
+    address: str | None
+    current: bool
+
+    @classmethod
+    def of(cls, summary: SessionSummary) -> Self:
+        return cls(
+            id=summary.id,
+            created_at=iso(summary.created),
+            last_seen_at=iso(summary.last_seen),
+            agent=summary.agent,
+            address=summary.address,
+            current=summary.current,
+        )
+
+
+class SessionListOut(BaseModel):
+    sessions: list[SessionSummaryOut]
+
+
+class SignedOutEverywhereOut(BaseModel):
+    ended: int  # sessions ended, this one included
+    refresh_tokens_revoked: bool  # FusionAuth revoked every refresh token of the user for this application
+    redirect: str  # FusionAuth's logout URL, to end its own sign-in session in this browser too
+
+
+class WebhookOut(BaseModel):
+    received: bool = True

@@ -1,4 +1,4 @@
-"""ID and access token verification: the only module that imports python-jose.
+"""ID and access token verification (with fusionauth/webhooks.py, the only modules that import python-jose).
 
 Every check a relying party must make (OIDC Core 3.1.3.7, RFC 9700 2.1): signature by a key from FusionAuth's
 JWKS, the algorithm from our allow-list (never the token's choice), exact issuer, audience = our client id,
@@ -65,6 +65,9 @@ class TokenVerifier:
         self._fusionauth = fusionauth
         self._audience = audience
         self._clock = clock
+        # The kids that signed tokens we accepted. The webhook verifier refuses each of them even if configured: the
+        # token-signing key signs whatever FusionAuth hands out, so it cannot also vouch for an event.
+        self.token_kids: set[str] = set()
 
     async def verify(self, token: str, *, nonce: str | None = None, access_token: str | None = None) -> dict[str, Any]:
         try:
@@ -107,6 +110,7 @@ class TokenVerifier:
         except JOSEError as exc:
             raise InvalidToken(f"verification failed: {exc}") from exc
         self._check_times(claims)
+        self.token_kids.add(kid)
         if nonce is not None:
             token_nonce = claims.get("nonce")
             if not isinstance(token_nonce, str) or not hmac.compare_digest(token_nonce, nonce):

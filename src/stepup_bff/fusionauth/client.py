@@ -35,6 +35,7 @@ M = TypeVar("M", bound=BaseModel)
 DISCOVERY_TTL = 3600.0  # seconds: issuer and endpoints change rarely
 JWKS_TTL = 3600.0
 JWKS_REFETCH_INTERVAL = 30.0  # an unknown `kid` refetches at most this often, so forged kids can't flood FusionAuth
+USER_ACTION_TTL = 3600.0
 
 
 class _Lenient(BaseModel):
@@ -68,6 +69,17 @@ class TokenResponse(_Lenient):
     userId: str | None = None  # FusionAuth's spelling
 
 
+class RefreshedTokens(_Lenient):
+    """The answer of a refresh (docs/fusionauth.md §6.2): a new access token; a new refresh token only under the
+    one-time-use policy (else the one presented stays valid); an id token only when FusionAuth issues one again."""
+
+    access_token: str
+    expires_in: int | None = None
+    id_token: str | None = None
+    refresh_token: str | None = None
+    refresh_token_id: str | None = None
+
+
 class OAuthErrorBody(_Lenient):
     error: str = "unknown"
     error_reason: str | None = None
@@ -81,6 +93,11 @@ class TokenExchangeRejected(Exception):
         super().__init__(f"token endpoint answered {status_code}: {body.error} ({body.error_reason})")
         self.status_code = status_code
         self.body = body
+
+
+class RefreshRejected(Exception):
+    """FusionAuth refused the refresh token (400 invalid_grant): revoked, expired, or the user may no longer sign in
+    (locked, deactivated, deleted). The session it belongs to is over."""
 
 
 class TwoFactorMethod(_Lenient):
@@ -213,6 +230,7 @@ class FusionAuthClient:
         self._jwks: dict[str, dict[str, Any]] = {}
         self._jwks_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._user_actions: dict[str, tuple[bool, float]] = {}
 
     # -- transport -------------------------------------------------------------------------------------------------
 
@@ -334,30 +352,54 @@ class FusionAuthClient:
         )
         return f"{self._settings.browser_url}{path}?{query}"
 
-    async def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> TokenResponse:
+    async def _token_endpoint(self, operation: FusionAuthOperation, grant: Mapping[str, str]) -> FusionAuthResponse:
+        """POST /oauth2/token with `grant` and our client authentication (docs/fusionauth.md §6.2)."""
         discovery = await self.discovery()
         client_id = str(self._settings.application_id)
         secret = self._settings.client_secret.get_secret_value()
         # client_secret_basic (RFC 6749 2.3.1): form-encode both parts before base64, so a secret with ":" works.
         basic = base64.b64encode(f"{_form(client_id)}:{_form(secret)}".encode()).decode()
-        answer = await self.request(
+        return await self.request(
             "POST",
             _path_of(discovery.token_endpoint),
-            operation="token",
-            form={
+            operation=operation,
+            form={**grant, "client_id": client_id},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+
+    async def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> TokenResponse:
+        answer = await self._token_endpoint(
+            "token",
+            {
                 "grant_type": "authorization_code",
                 "code": code,
                 "code_verifier": code_verifier,
                 "redirect_uri": redirect_uri,
-                "client_id": client_id,
             },
-            headers={"Authorization": f"Basic {basic}"},
         )
         if answer.status_code in (400, 401):
             raise TokenExchangeRejected(answer.status_code, self.parse(OAuthErrorBody, answer.payload or {}))
         if answer.status_code != 200:
             raise FusionAuthError()
         return self.parse(TokenResponse, answer.payload)
+
+    async def refresh_tokens(self, refresh_token: str) -> RefreshedTokens:
+        """POST /oauth2/token, grant_type=refresh_token, with client authentication as at sign-in (docs/fusionauth.md
+        §6.2). RefreshRejected for invalid_grant (the user's standing); any other refusal is ours to fix (a wrong
+        client secret, the grant disabled) and is a FusionAuthError like an outage, so it cannot sign everyone out
+        at once."""
+        answer = await self._token_endpoint("refresh", {"grant_type": "refresh_token", "refresh_token": refresh_token})
+        if answer.status_code == 200:
+            return self.parse(RefreshedTokens, answer.payload)
+        error = self.parse(OAuthErrorBody, answer.payload if isinstance(answer.payload, dict) else {})
+        if answer.status_code == 400 and error.error == "invalid_grant":
+            raise RefreshRejected(f"FusionAuth refused the refresh token: {error.error_reason or error.error}")
+        logger.error(
+            "FusionAuth answered a refresh with HTTP %d (%s); check the client secret and the application's grants",
+            answer.status_code,
+            ", ".join(error_codes(answer.payload)) or "no error code",
+        )
+        raise FusionAuthError()
 
     async def revoke_refresh_token(self, token_id: str) -> None:
         """DELETE /api/jwt/refresh/{tokenId} with the API key (docs/fusionauth.md §7). 404 = already gone."""
@@ -366,6 +408,37 @@ class FusionAuthClient:
         )
         if answer.status_code not in (200, 404):
             raise FusionAuthError(f"Revoking the refresh token failed (HTTP {answer.status_code}).")
+
+    async def revoke_user_refresh_tokens(self, user_id: str) -> None:
+        """DELETE /api/jwt/refresh?userId=&applicationId= with the API key (docs/fusionauth.md §7): every refresh token
+        of the user for this application ("sign out everywhere"). 404 (none left) counts as done."""
+        query = urlencode({"userId": user_id, "applicationId": str(self._settings.application_id)})
+        answer = await self.request(
+            "DELETE", f"/api/jwt/refresh?{query}", operation="revoke_user_refresh_tokens", api_key=True
+        )
+        if answer.status_code not in (200, 404):
+            raise FusionAuthError(f"Revoking the refresh tokens failed (HTTP {answer.status_code}).")
+
+    async def prevents_login(self, action_id: str) -> bool | None:
+        """Whether the user action `action_id` prevents login (GET /api/user-action/{id} with the API key, docs/
+        fusionauth.md §13): a `user.action` event does not say. None when FusionAuth cannot tell us (unknown id, our
+        key refused). Cached: an action's definition rarely changes, and events may come in bursts."""
+        now = self._clock.now()
+        cached = self._user_actions.get(action_id)
+        if cached is not None and now - cached[1] < USER_ACTION_TTL:
+            return cached[0]
+        answer = await self.request(
+            "GET", f"/api/user-action/{_segment(action_id)}", operation="user_action", api_key=True
+        )
+        if answer.status_code == 401:
+            logger.error("FusionAuth refused the API key for GET /api/user-action (401); check fusionauth.api_key")
+            return None
+        if answer.status_code != 200 or not isinstance(answer.payload, dict):
+            return None
+        action = answer.payload.get("userAction")
+        prevents = bool(action.get("preventLogin")) if isinstance(action, dict) else False
+        self._user_actions[action_id] = (prevents, now)
+        return prevents
 
     async def revoke_refresh_token_quietly(self, token_id: str | None) -> None:
         """Revoke, logging rather than raising: the local session is already gone, which is what protects the
@@ -506,4 +579,4 @@ def _path_template(path: str) -> str:
     for prefix in ("/api/two-factor/send/", "/api/jwt/refresh/"):  # these ids are secrets or personal
         if path.startswith(prefix):
             return prefix + "{id}"
-    return path
+    return path.partition("?")[0]  # a query names a user

@@ -43,6 +43,7 @@ from .logs import configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 KICKSTART_FILES = ("kickstart.json", "email-mfa.json")  # Community-safe base + the paid email-MFA overlay
+WEBHOOK_KEY_ID = "stepup-bff-webhooks"  # the kid kickstart gives the webhook signing key
 
 
 class DevError(Exception):
@@ -83,6 +84,8 @@ def build_stack(
     # "localhost", not 127.0.0.1: the BFF may use plain http only there, and redirect URLs must match exactly.
     fusionauth_url = f"http://localhost:{fusionauth_port}"
     bff_url = f"http://localhost:{bff_port}"
+    # The dev FusionAuth posts its signed webhooks to this BFF, wherever it listens.
+    filled["BFF_WEBHOOK_URL"] = f"{bff_url}/webhooks/fusionauth"
     dev = create_dev_server(kickstart, env=filled, public_url=fusionauth_url)
     seed = dev.seed()
     settings = Settings(
@@ -93,6 +96,8 @@ def build_stack(
             api_key=SecretStr(seed.bff_api_key.key),
             application_id=UUID(seed.application.id),
             client_secret=SecretStr(seed.application.client_secret),
+            # kickstart's dedicated webhook key (its kid), never the token-signing key.
+            webhook_key_id=WEBHOOK_KEY_ID,
         ),
         # A new key each run: sessions from an earlier run (whose dev FusionAuth is gone) simply end.
         session=SessionSettings(secret_keys=[SecretStr(secrets.token_urlsafe(32))]),
