@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 from . import __version__
 from .activity import ActivityLog
 from .activity.agents import warm_up
-from .api import activity, auth, health, native, session, step_up, telegrams
+from .api import activity, auth, factors, health, native, session, step_up, telegrams
 from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
 from .auth.sessions import EndedSession, SessionManager
@@ -32,6 +32,7 @@ from .ops.request_context import RequestContextMiddleware
 from .services import Services
 from .settings import Settings, load_settings
 from .stepup.challenge import ChallengeMachine
+from .stepup.factors import FactorService
 from .stepup.policy import check_routes
 from .stepup.service import StepUpService
 from .storage import open_database, open_store
@@ -64,7 +65,16 @@ class _App(FastAPI):
 # The app's routers, in the order they are included.
 # The router tries routes in this order, and no two of these routers share a path: the ones the SPA calls on every
 # page come first, so they are found after the fewest tries.
-ROUTERS = (health.router, session.router, telegrams.router, step_up.router, auth.router, native.router, activity.router)
+ROUTERS = (
+    health.router,
+    session.router,
+    telegrams.router,
+    step_up.router,
+    auth.router,
+    native.router,
+    activity.router,
+    factors.router,
+)
 
 
 def step_up_guards(routes: Iterable[Any]) -> list[tuple[str | None, bool]]:
@@ -148,6 +158,9 @@ def create_app(
                     sessions=sessions,
                     login=LoginFlow(settings, store, clock),
                     step_up=step_up_service,
+                    factors=FactorService(
+                        settings, store, fusionauth, sessions, challenges, step_up_service, activity_log, clock
+                    ),
                     native=NativeSignIn(
                         settings, store, fusionauth, tokens, sessions, challenges, step_up_service, clock
                     ),

@@ -14,6 +14,7 @@ from .fusionauth.client import FusionAuthClient
 from .ops.metrics import Metrics
 from .ops.readiness import Readiness
 from .settings import Settings
+from .stepup.factors import FactorService
 from .stepup.service import StepUpService
 from .storage import Store, TelegramStore
 
@@ -29,6 +30,7 @@ class Services:
     sessions: SessionManager
     login: LoginFlow
     step_up: StepUpService
+    factors: FactorService
     native: NativeSignIn
     metrics: Metrics
     readiness: Readiness

@@ -69,6 +69,9 @@ class Session:
     expires_at: float
     idle_expires_at: float
     step_up: StepUp | None = None
+    # When the person last signed in with their password, as FusionAuth vouches for it (the token's auth_time); None
+    # when it did not say. Unchanged by step-ups and rotations: adding a second factor asks for a recent one.
+    auth_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ class SessionRecord:
     signed_in_at: float
     last_seen: float
     tokens: Tokens
+    # Sealed with the rest: whoever can write to the store cannot make an old sign-in look recent.
+    auth_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,10 @@ def _open_record(session_id: str, key: str, raw: str) -> SessionRecord:
     try:
         envelope = json.loads(raw)
         data = json.loads(open_sealed(session_id, key, envelope["sealed"]))
-        record = SessionRecord(**{**data, "tokens": Tokens(**data["tokens"])})
+        # Fields a newer release added are left out, so that a replica of this release reads its records while a
+        # rolling upgrade runs (as challenges do, stepup/challenge.py).
+        known = {name: value for name, value in data.items() if name in SessionRecord.__dataclass_fields__}
+        record = SessionRecord(**{**known, "tokens": Tokens(**data["tokens"])})
     except (ValueError, KeyError, TypeError) as exc:
         raise Unsealable("not a session record") from exc
     # The readable copies must say what the sealed part says, or the end hook could be pointed elsewhere.
@@ -195,10 +203,14 @@ class SessionManager:
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
-    async def create(self, user: User, tokens: Tokens) -> Session:
+    async def create(self, user: User, tokens: Tokens, *, auth_time: float | None = None) -> Session:
+        """A new session; `auth_time` is when FusionAuth says the person signed in (a verified token's claim)."""
         now = self._clock.now()
         session_id = secrets.token_urlsafe(16)  # 128 bits from the OS CSPRNG (ASVS 7.2.3)
-        record = SessionRecord(user_id=user.id, signed_in_at=now, last_seen=now, tokens=tokens)
+        if auth_time is not None:
+            # Never later than now: FusionAuth's clock running ahead of ours must not make the proof last longer.
+            auth_time = min(auth_time, now)
+        record = SessionRecord(user_id=user.id, signed_in_at=now, last_seen=now, tokens=tokens, auth_time=auth_time)
         key = _record_key(user.id, session_id)
         await self._store.set(key, _seal_record(session_id, key, record), ttl=self._settings.absolute_timeout)
         return self._session(session_id, user, record, step_up=None)
@@ -315,4 +327,5 @@ class SessionManager:
                 record.signed_in_at + self._settings.absolute_timeout,
             ),
             step_up=step_up,
+            auth_time=record.auth_time,
         )

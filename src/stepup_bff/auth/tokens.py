@@ -33,6 +33,15 @@ def is_rs256_signing_key(key: Any) -> bool:
     )
 
 
+def auth_time_of(claims: dict[str, Any]) -> float | None:
+    """The `auth_time` claim of verified claims (docs/fusionauth.md §6.6: the sign-in itself, unchanged by refresh),
+    or None when it is absent or not a number."""
+    value = claims.get("auth_time")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 class InvalidToken(Exception):
     """A token failed verification; the message says which check (never the token)."""
 
