@@ -11,35 +11,51 @@ derived from the session id, so it does not yield tokens either. The refresh tok
 ending a session revokes it by that id (with the API key), and not every way a session ends has the session id at
 hand (a timeout noticed by another replica does; "sign out everywhere" or a FusionAuth webhook will not). An id
 alone obtains nothing: revoking by id needs the API key, and no FusionAuth API turns an id into a token.
+
+The per-user index (`sessions:{<user id>}`, a bounded index of the store, storage/base.py) names every session of a
+user by its record's hash, with what the person's own session list shows (an opaque id, when it began, a device label,
+the client address). It is what lets a session end without its id: "sign out everywhere", a FusionAuth webhook, a
+changed second factor (`end_user_sessions`). It holds at most MAX_SESSIONS_PER_USER sessions (a sign-in past that ends
+the least recent one), and a session leaves it as it ends; one that expired unseen is dropped when the index is next
+read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast, get_args
 
 from itsdangerous import BadData
 
+from ..activity.agents import current_client
 from ..clock import Clock
-from ..errors import StoreUnavailable
+from ..errors import LoginRequired, StoreUnavailable
+from ..ops.metrics import SessionEndReason
 from ..settings import Settings
 from ..storage import Store, user_key
 from ..web.cookies import cookie_header, expired_cookie_header, make_serializer
 from .sealing import Unsealable, open_sealed, seal
-
-if TYPE_CHECKING:
-    from ..ops.metrics import SessionEndReason
 
 logger = logging.getLogger(__name__)
 
 # The record's last-seen time is rewritten at most this often, so a busy session does not write on every request;
 # the idle timeout is enforced to within this many seconds, in the user's favour never by more.
 TOUCH_INTERVAL = 60.0
+
+# Sessions one user may have at once (the bound of the per-user index): far more than anyone's devices. A sign-in past
+# it ends the least recently started session, so neither the index nor a person's list grows without bound.
+MAX_SESSIONS_PER_USER = 32
+
+# How long end_user_sessions() leaves word that it ran (see `_ending_key`): far longer than a sign-in or a rotation
+# takes between its two looks at it.
+ENDING_MARK_TTL = 300.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,24 @@ class SessionRecord:
     tokens: Tokens
     # Sealed with the rest: whoever can write to the store cannot make an old sign-in look recent.
     auth_time: float | None = None
+    # The session's id in the person's own list (GET /api/sessions): random, never the cookie's session id, and kept
+    # across rotations. Empty for a record made before the list existed (it gets one when next touched).
+    handle: str = ""
+    # What the list says about the client that signed in: its address and a short label of its user agent.
+    agent: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One of a person's sessions, as their own list shows it."""
+
+    id: str  # the record's handle: opaque, not the session id
+    created: float
+    last_seen: float
+    agent: str | None
+    address: str | None
+    current: bool
 
 
 @dataclass(frozen=True)
@@ -105,8 +139,11 @@ def _dumps(data: dict[str, Any]) -> str:
 
 def _seal_record(session_id: str, key: str, record: SessionRecord) -> str:
     sealed = seal(session_id, key, _dumps(asdict(record)).encode())
-    # Readable: who it belongs to, and the refresh token's id for revocation (see the module docstring).
-    return _dumps({"uid": record.user_id, "rtid": record.tokens.refresh_token_id, "sealed": sealed})
+    # Readable: who it belongs to, and the refresh token's id for revocation (see the module docstring); and when it
+    # was last seen, which the person's session list shows (the list has no session ids to open records with).
+    return _dumps(
+        {"uid": record.user_id, "rtid": record.tokens.refresh_token_id, "seen": record.last_seen, "sealed": sealed}
+    )
 
 
 def _open_record(session_id: str, key: str, raw: str) -> SessionRecord:
@@ -144,12 +181,70 @@ def _session_hash(session_id: str) -> str:
 
 
 def _record_key(user_id: str, session_id: str) -> str:
-    # The user id is the key's hash tag (storage/base.py), ready for a per-user index on Redis Cluster.
-    return user_key("session", user_id, _session_hash(session_id))
+    return _member_key(user_id, _session_hash(session_id))
+
+
+def _member_key(user_id: str, member: str) -> str:
+    # The user id is the key's hash tag (storage/base.py), as it is the index's: one user's keys share a Cluster slot.
+    return user_key("session", user_id, member)
 
 
 def _rotated_key(user_id: str, session_id: str) -> str:
     return user_key("session-rotated", user_id, _session_hash(session_id))
+
+
+def _index_key(user_id: str) -> str:
+    """The per-user index: member = the hash that names a record (`_member_key`), value = `_index_entry`."""
+    return user_key("sessions", user_id)
+
+
+def _ending_key(user_id: str) -> str:
+    """Word that end_user_sessions() ran for this user (a fresh random value each time, the reason and the session
+    kept). A sign-in or a rotation in flight reads it before and after it writes: a session whose record was written
+    just after end_user_sessions() looked for it would otherwise outlive "sign out everywhere"."""
+    return user_key("sessions-ending", user_id)
+
+
+def _index_entry(record: SessionRecord) -> str:
+    return _dumps(
+        {"id": record.handle, "created": record.signed_in_at, "agent": record.agent, "address": record.address}
+    )
+
+
+def _entry(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _created(raw: str) -> float:
+    created = _entry(raw).get("created")
+    return float(created) if isinstance(created, int | float) else 0.0
+
+
+@dataclass(frozen=True)
+class _Ending:
+    nonce: str
+    reason: SessionEndReason
+    keep: str | None
+
+    @classmethod
+    def loads(cls, raw: str | None) -> _Ending | None:
+        value = _entry(raw) if raw is not None else {}
+        reason, keep = value.get("reason"), value.get("keep")
+        if not isinstance(value.get("n"), str) or reason not in get_args(SessionEndReason):
+            return None
+        return cls(value["n"], cast(SessionEndReason, reason), keep if isinstance(keep, str) else None)
+
+
+def _raced(before: _Ending | None, after: _Ending | None, *, kept: Iterable[str] = ()) -> _Ending | None:
+    """The end_user_sessions() that ran between two reads of `_ending_key`, unless it kept this session. A mark that
+    expired in between is no new end."""
+    if after is None or (before is not None and before.nonce == after.nonce) or after.keep in set(kept):
+        return None
+    return after
 
 
 class SessionManager:
@@ -204,16 +299,51 @@ class SessionManager:
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
     async def create(self, user: User, tokens: Tokens, *, auth_time: float | None = None) -> Session:
-        """A new session; `auth_time` is when FusionAuth says the person signed in (a verified token's claim)."""
+        """A new session for `user`, in the store and in the user's index; `auth_time` is when FusionAuth says the
+        person signed in (a verified token's claim). LoginRequired if the user's sessions were ended
+        (end_user_sessions) while it was being made."""
         now = self._clock.now()
         session_id = secrets.token_urlsafe(16)  # 128 bits from the OS CSPRNG (ASVS 7.2.3)
         if auth_time is not None:
             # Never later than now: FusionAuth's clock running ahead of ours must not make the proof last longer.
             auth_time = min(auth_time, now)
-        record = SessionRecord(user_id=user.id, signed_in_at=now, last_seen=now, tokens=tokens, auth_time=auth_time)
-        key = _record_key(user.id, session_id)
+        address, agent = current_client()
+        record = SessionRecord(
+            user_id=user.id,
+            signed_in_at=now,
+            last_seen=now,
+            tokens=tokens,
+            auth_time=auth_time,
+            handle=secrets.token_urlsafe(12),
+            agent=agent,
+            address=address,
+        )
+        before = _Ending.loads(await self._store.get(_ending_key(user.id)))
+        member = _session_hash(session_id)
+        # The index first: a record is never without its entry, so "end every session of this user" finds it. (An
+        # entry whose record was never written is dropped when next read.)
+        await self._index(user.id, member, record)
+        key = _member_key(user.id, member)
         await self._store.set(key, _seal_record(session_id, key, record), ttl=self._settings.absolute_timeout)
+        raced = _raced(before, _Ending.loads(await self._store.get(_ending_key(user.id))))
+        if raced is not None:
+            await self._end(user.id, member, raced.reason)
+            raise LoginRequired("Your sessions were ended while you signed in. Sign in again.")
         return self._session(session_id, user, record, step_up=None)
+
+    async def _index(self, user_id: str, member: str, record: SessionRecord) -> None:
+        """Put the session in its user's index; end whatever that pushes past MAX_SESSIONS_PER_USER."""
+        evicted = await self._store.index_put(
+            _index_key(user_id),
+            member,
+            _index_entry(record),
+            rank=record.signed_in_at,
+            ttl=self._settings.absolute_timeout,
+            limit=MAX_SESSIONS_PER_USER,
+        )
+        for other in evicted:
+            logger.info("session ended: user=%s has more than %d sessions", user_id, MAX_SESSIONS_PER_USER)
+            await self._end(user_id, other, "too_many_sessions")
 
     async def load(self, cookie: str | None) -> Session | None:
         if not cookie:
@@ -229,7 +359,8 @@ class SessionManager:
         except (KeyError, TypeError):
             return None
         # The cookie's user id is part of the key: a cookie naming another user finds no record.
-        key = _record_key(user.id, session_id)
+        member = _session_hash(session_id)
+        key = _member_key(user.id, member)
         raw = await self._store.get(key)  # the one store round trip of an authenticated read
         if raw is None:
             return None  # signed out, expired, or never existed
@@ -238,7 +369,7 @@ class SessionManager:
         except Unsealable as exc:
             # Only someone who can write to the store could cause this: end the session (its token is revoked).
             logger.warning("session record refused: %s", exc)
-            await self._end(key, "tampered")
+            await self._end(user.id, member, "tampered")
             return None
         now = self._clock.now()
         if record.user_id != user.id:
@@ -246,30 +377,41 @@ class SessionManager:
             return None
         if now >= record.signed_in_at + self._settings.absolute_timeout:
             logger.info("session ended: absolute timeout")
-            await self._end(key, "absolute_timeout")
+            await self._end(user.id, member, "absolute_timeout")
             return None
         if now >= record.last_seen + self._settings.idle_timeout:
             logger.info("session ended after %d s idle", int(now - record.last_seen))
-            await self._end(key, "idle_timeout")
+            await self._end(user.id, member, "idle_timeout")
             return None
         if now - record.last_seen >= TOUCH_INTERVAL:
-            record = replace(record, last_seen=now)
+            unlisted = not record.handle
+            record = replace(record, last_seen=now, handle=record.handle or secrets.token_urlsafe(12))
             # Update, never re-create: a sign-out (or step-up rotation) that lands between the read above and this
             # write must win, or a copy of the old cookie would come back to life.
             sealed = _seal_record(session_id, key, record)
             if not await self._store.replace(key, sealed, ttl=self._remaining(record, now)):
                 return None
+            if unlisted:
+                # A session begun before the index existed joins it the first time it is touched.
+                await self._index(user.id, member, record)
         return self._session(session_id, user, record, step_up)
 
     async def end(self, session: Session, *, reason: SessionEndReason) -> None:
         """Delete the record and run the end hook; atomic, so of two concurrent ends (on any replicas) only one
         runs it."""
-        await self._end(_record_key(session.user.id, session.id), reason)
+        await self._end(session.user.id, _session_hash(session.id), reason)
 
-    async def _end(self, key: str, reason: SessionEndReason) -> None:
-        raw = await self._store.pop(key)
-        if raw is not None:
-            await self._run_end_hook(raw, reason)
+    async def _end(self, user_id: str, member: str, reason: SessionEndReason) -> bool:
+        """End the session `member` names (if it is still there): True if this call ended it."""
+        raw = await self._store.pop(_member_key(user_id, member))
+        # Cleaned as it ends. A failure here is not the end's: the record is gone, and an entry naming no record is
+        # skipped and dropped wherever the index is read.
+        with contextlib.suppress(StoreUnavailable):
+            await self._store.index_remove(_index_key(user_id), member)
+        if raw is None:
+            return False
+        await self._run_end_hook(raw, reason)
+        return True
 
     async def _run_end_hook(self, raw: str, reason: SessionEndReason) -> None:
         # The hook reads only the readable part: it needs no session id, and a record that no longer opens
@@ -278,9 +420,86 @@ class SessionManager:
         if ended is not None and self._on_end is not None:
             await self._on_end(ended, reason)
 
+    async def end_user_sessions(
+        self,
+        user_id: str,
+        *,
+        reason: SessionEndReason,
+        keep: Session | None = None,
+        signed_in_before: float | None = None,
+    ) -> int:
+        """End every session of `user_id` except `keep` (and, with `signed_in_before`, only those signed in before
+        that time: a FusionAuth event must not end a sign-in that came after it), each through the end hook as any
+        session ends (its refresh token revoked, counted and recorded with `reason`). Returns how many ended.
+
+        Safe to repeat and to run on several replicas at once (each record is popped atomically, so each session
+        ends, and is counted, once). A session being signed in or rotated meanwhile sees the word left here and
+        ends itself (`create`, `rotate`)."""
+        if keep is not None and keep.user.id != user_id:
+            raise ValueError("keep must be a session of the same user")
+        kept = _session_hash(keep.id) if keep is not None else None
+        if signed_in_before is None:
+            # A session written right after the index is read below would be missed: leave word first.
+            mark = _dumps({"n": secrets.token_urlsafe(12), "reason": reason, "keep": kept})
+            await self._store.set(_ending_key(user_id), mark, ttl=ENDING_MARK_TTL)
+        entries = await self._store.index_items(_index_key(user_id))
+        doomed = [
+            member
+            for member, entry in entries.items()
+            if member != kept and (signed_in_before is None or _created(entry) < signed_in_before)
+        ]
+        ended = await asyncio.gather(*(self._end(user_id, member, reason) for member in doomed))
+        count = sum(ended)
+        if count:
+            logger.info("sessions ended: user=%s count=%d reason=%s", user_id, count, reason)
+        return count
+
+    async def list_sessions(self, current: Session) -> list[SessionSummary]:
+        """The signed-in person's sessions, newest first (`current` among them)."""
+        user_id = current.user.id
+        entries = await self._store.index_items(_index_key(user_id))
+        members = list(entries)
+        raws = await asyncio.gather(*(self._store.get(_member_key(user_id, member)) for member in members))
+        this = _session_hash(current.id)
+        summaries = []
+        for member, raw in zip(members, raws, strict=True):
+            entry = _entry(entries[member])
+            envelope = _entry(raw) if raw is not None else {}
+            if raw is None or envelope.get("uid") != user_id:
+                # Expired without a request noticing (nothing ended it): drop it from the index now.
+                with contextlib.suppress(StoreUnavailable):
+                    await self._store.index_remove(_index_key(user_id), member)
+                continue
+            created = _created(entries[member])
+            seen = envelope.get("seen")
+            summaries.append(
+                SessionSummary(
+                    id=str(entry.get("id") or ""),
+                    created=created,
+                    last_seen=float(seen) if isinstance(seen, int | float) else created,
+                    agent=entry.get("agent") if isinstance(entry.get("agent"), str) else None,
+                    address=entry.get("address") if isinstance(entry.get("address"), str) else None,
+                    current=member == this,
+                )
+            )
+        return sorted(summaries, key=lambda summary: (summary.current, summary.created), reverse=True)
+
+    async def end_listed(self, current: Session, handle: str, *, reason: SessionEndReason) -> bool:
+        """End the signed-in person's session whose list id is `handle` (any of theirs, this one included): True if
+        one ended. Another user's id finds nothing: only this user's index is searched."""
+        entries = await self._store.index_items(_index_key(current.user.id))
+        for member, entry in entries.items():
+            found = _entry(entry).get("id")
+            if isinstance(found, str) and found and secrets.compare_digest(found, handle):
+                return await self._end(current.user.id, member, reason)
+        return False
+
     async def rotate(self, session: Session, step_up: StepUp | None) -> Session:
         """Move the record to a fresh session id (ASVS 7.2.4: new id on re-authentication), sealed anew for it."""
-        old_key = _record_key(session.user.id, session.id)
+        user_id = session.user.id
+        old_member = _session_hash(session.id)
+        old_key = _member_key(user_id, old_member)
+        before = _Ending.loads(await self._store.get(_ending_key(user_id)))
         raw = await self._store.pop(old_key)
         if raw is None:
             raise LookupError("session ended while rotating")
@@ -288,12 +507,19 @@ class SessionManager:
             record = _open_record(session.id, old_key, raw)
         except Unsealable as exc:
             await self._run_end_hook(raw, "tampered")  # popped above: it has ended
+            with contextlib.suppress(StoreUnavailable):
+                await self._store.index_remove(_index_key(user_id), old_member)
             raise LookupError("session record refused while rotating") from exc
         new_id = secrets.token_urlsafe(16)
+        new_member = _session_hash(new_id)
         now = self._clock.now()
-        record = replace(record, last_seen=now)
-        new_key = _record_key(session.user.id, new_id)
+        record = replace(record, last_seen=now, handle=record.handle or secrets.token_urlsafe(12))
+        new_key = _member_key(user_id, new_member)
         try:
+            # The old entry out first, so that the new one cannot push the index past its bound; then, as in create(),
+            # the entry before the record. An end_user_sessions() in between is caught by the check below.
+            await self._store.index_remove(_index_key(user_id), old_member)
+            await self._index(user_id, new_member, record)
             await self._store.set(new_key, _seal_record(new_id, new_key, record), ttl=self._remaining(record, now))
         except StoreUnavailable:
             # The old record is taken and the new one not written (Redis refusing writes but not deletes, a timeout):
@@ -301,7 +527,12 @@ class SessionManager:
             # with no record left to revoke it by.
             await self._run_end_hook(raw, "store_failure")
             raise
-        await self._store.set(_rotated_key(session.user.id, session.id), "1", ttl=ROTATION_GRACE)
+        await self._store.set(_rotated_key(user_id, session.id), "1", ttl=ROTATION_GRACE)
+        # Kept by end_user_sessions() under its old id, it is kept under the new one too.
+        raced = _raced(before, _Ending.loads(await self._store.get(_ending_key(user_id))), kept=[old_member])
+        if raced is not None:
+            await self._end(user_id, new_member, raced.reason)
+            raise LookupError("the user's sessions were ended while rotating")
         return self._session(new_id, session.user, record, step_up)
 
     async def should_clear(self, cookie: str) -> bool:

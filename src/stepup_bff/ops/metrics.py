@@ -85,7 +85,29 @@ StepUpOutcome = Literal[
 ]
 # How a person signed in: FusionAuth's hosted page today; "native" is the BFF's own form.
 SignInKind = Literal["hosted", "native"]
-SessionEndReason = Literal["sign_out", "replaced", "idle_timeout", "absolute_timeout", "tampered", "store_failure"]
+# Why a session ended: a sign-out, a new sign-in in the same browser, a timeout, a record that no longer opens, a store
+# failure half-way through a rotation; the person ending it from another session (their session list, "sign out
+# everywhere"); FusionAuth refusing its refresh token, or unreachable past session.refresh_grace; a FusionAuth event
+# (the user deactivated, deleted, their refresh tokens revoked, a login-preventing action, a password or second factor
+# changed); more than MAX_SESSIONS_PER_USER sessions at once.
+SessionEndReason = Literal[
+    "sign_out",
+    "replaced",
+    "idle_timeout",
+    "absolute_timeout",
+    "tampered",
+    "store_failure",
+    "signed_out_elsewhere",
+    "refresh_refused",
+    "refresh_outage",
+    "user_deactivated",
+    "user_deleted",
+    "tokens_revoked",
+    "login_prevented",
+    "password_changed",
+    "factors_changed",
+    "too_many_sessions",
+]
 StoreBackend = Literal["sqlite", "redis", "postgresql"]
 # The kinds of event of the security activity log (activity/log.py).
 ActivityKind = Literal[

@@ -41,6 +41,16 @@ CREATE TABLE IF NOT EXISTS kv (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at);
+-- The bounded indexes (storage/base.py): every row of one key shares its expiry, so an index expires whole.
+CREATE TABLE IF NOT EXISTS kv_index (
+    key TEXT NOT NULL,
+    member TEXT NOT NULL,
+    value TEXT NOT NULL,
+    rank REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (key, member)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_index_expires_at ON kv_index (expires_at);
 """
 
 
@@ -264,11 +274,63 @@ class SqliteStore:
     async def ping(self) -> None:
         await self._file.ping()
 
+    async def index_put(self, key: str, member: str, value: str, *, rank: float, ttl: float, limit: int) -> list[str]:
+        key, now = self._prefix + key, self._clock.now()
+
+        def op(db: sqlite3.Connection) -> list[str]:
+            def body() -> list[str]:
+                # One transaction under the write lock: no other process sees the index past its limit.
+                db.execute("DELETE FROM kv_index WHERE key = ? AND expires_at <= ?", (key, now))
+                (longest,) = db.execute("SELECT max(expires_at) FROM kv_index WHERE key = ?", (key,)).fetchone()
+                expires_at = max(now + ttl, longest or 0.0)
+                db.execute(
+                    "INSERT INTO kv_index (key, member, value, rank, expires_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (key, member) DO UPDATE SET value = excluded.value, rank = excluded.rank",
+                    (key, member, value, rank, expires_at),
+                )
+                db.execute("UPDATE kv_index SET expires_at = ? WHERE key = ?", (expires_at, key))
+                (count,) = db.execute("SELECT count(*) FROM kv_index WHERE key = ?", (key,)).fetchone()
+                if count <= limit:
+                    return []
+                # Lowest rank first, ties by member: the order Redis's sorted set gives.
+                evicted = [
+                    str(row[0])
+                    for row in db.execute(
+                        "SELECT member FROM kv_index WHERE key = ? AND member != ? ORDER BY rank, member LIMIT ?",
+                        (key, member, count - limit),
+                    )
+                ]
+                db.executemany("DELETE FROM kv_index WHERE key = ? AND member = ?", [(key, m) for m in evicted])
+                return evicted
+
+            evicted = self._file.transaction(db, body)
+            self._maybe_purge(db)
+            return evicted
+
+        return await self._run(op, "index_put")
+
+    async def index_remove(self, key: str, member: str) -> None:
+        key = self._prefix + key
+        await self._run(
+            lambda db: db.execute("DELETE FROM kv_index WHERE key = ? AND member = ?", (key, member)), "index_remove"
+        )
+
+    async def index_items(self, key: str) -> dict[str, str]:
+        # A read on the primary key: inline, like get().
+        rows = self._file.read(
+            "SELECT member, value FROM kv_index WHERE key = ? AND expires_at > ?",
+            (self._prefix + key, self._clock.now()),
+            "index_items",
+        )
+        return {str(member): str(value) for member, value in rows}
+
     def _maybe_purge(self, db: sqlite3.Connection) -> None:
         # Expired rows are invisible to reads already; deleting them now and then keeps the file small.
         self._writes += 1
         if self._writes % 500 == 0:
-            db.execute("DELETE FROM kv WHERE expires_at <= ?", (self._clock.now(),))
+            now = self._clock.now()
+            db.execute("DELETE FROM kv WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM kv_index WHERE expires_at <= ?", (now,))
 
     async def close(self) -> None:
         await self._file.close()
