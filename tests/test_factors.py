@@ -407,6 +407,65 @@ def test_a_step_up_meanwhile_ends_the_enrolment(signed_in: TestClient, factors: 
     assert post(signed_in, CONFIRM, {"code": app.now()}).json()["error"] == "no_enrolment"
 
 
+def test_adding_ends_the_persons_other_sessions(
+    signed_in: TestClient,
+    factors: FakeFactors,
+    fusionauth: respx.MockRouter,
+    tokens: TokenFactory,
+    app_factory: Any,
+    settings: Settings,
+) -> None:
+    """ASVS 7.4.3: the other sessions end (their refresh tokens revoked, each recorded), this one goes on."""
+    other: TestClient = app_factory(settings)
+    assert sign_in(other, fusionauth, tokens).status_code == 303
+    other_refresh = json.loads(fusionauth["token"].calls.last.response.content)["refresh_token_id"]
+    _, confirmed = enrol(signed_in)
+    assert confirmed.status_code == 201
+    assert other.get("/api/session").json()["authenticated"] is False
+    assert signed_in.get("/api/session").json()["authenticated"] is True
+    revoked = [call.request.url.path for call in fusionauth["revoke"].calls]
+    assert f"/api/jwt/refresh/{other_refresh}" in revoked
+    ended = [e for e in signed_in.get("/api/activity").json()["events"] if e["kind"] == "session_ended"]
+    assert [(e["outcome"], e["reason"]) for e in ended] == [("revoked", "factors_changed")]
+
+
+def test_removing_ends_the_persons_other_sessions(
+    signed_in: TestClient,
+    factors: FakeFactors,
+    fusionauth: respx.MockRouter,
+    tokens: TokenFactory,
+    app_factory: Any,
+    settings: Settings,
+) -> None:
+    factors.methods += [AUTHENTICATOR, EMAIL]
+    other: TestClient = app_factory(settings)
+    assert sign_in(other, fusionauth, tokens).status_code == 303
+    assert confirm_transaction(signed_in, delete(signed_in, "MAIL", VALID_CODE)).status_code == 200
+    assert delete(signed_in, "MAIL", VALID_CODE).status_code == 200
+    assert other.get("/api/factors").json()["error"] == "login_required"
+    assert signed_in.get("/api/factors").status_code == 200
+
+
+def test_a_store_failing_after_the_change_still_answers_the_recovery_codes(
+    signed_in: TestClient, factors: FakeFactors, fusionauth: respx.MockRouter, tmp_path: Path
+) -> None:
+    """FusionAuth has added the factor and its recovery codes exist only in this answer: a store that fails now
+    must not lose them. The session cannot be renewed, so it ends; the person signs in again."""
+    app = app_of(post(signed_in, START))
+    enable = fusionauth["enable_two_factor"].side_effect
+
+    def then_the_store_goes(request: httpx.Request, user_id: str) -> httpx.Response:
+        answer: httpx.Response = enable(request, user_id)
+        sqlite3.connect(tmp_path / "store.sqlite3").execute("DROP TABLE kv")
+        return answer
+
+    fusionauth["enable_two_factor"].side_effect = then_the_store_goes
+    confirmed = post(signed_in, CONFIRM, {"code": app.now()})
+    assert confirmed.status_code == 201
+    assert confirmed.json()["recovery_codes"] == factors.answered_recovery_codes
+    assert "stepup_session=\"\"" in confirmed.headers["set-cookie"] or "Max-Age=0" in confirmed.headers["set-cookie"]
+
+
 # -- removing ------------------------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from ..auth.sessions import Session, SessionManager
 from ..deps import (
     CurrentSession,
     FactorAdder,
@@ -30,6 +31,12 @@ from .schemas import (
 )
 
 router = APIRouter(prefix="/api/factors", tags=["factors"])
+
+
+def renew(request: Request, sessions: SessionManager, session: Session | None) -> None:
+    """The cookie of the session after a change of factors (a new id), or none when it ended meanwhile."""
+    header = sessions.set_cookie_header(session) if session is not None else sessions.clear_cookie_header()
+    queue_cookie(request, header)
 
 # What can be added here. Email and SMS need a code FusionAuth sends for the purpose, and a paid plan.
 ENROLLABLE = ["authenticator"]
@@ -71,7 +78,7 @@ async def confirm_authenticator(
     factor's recovery codes come back this once. The session gets a new id without its step-up; the person's other
     sessions end."""
     added = await service.confirm_authenticator(session, body.code, body.name)
-    queue_cookie(request, sessions.set_cookie_header(added.session))
+    renew(request, sessions, added.session)
     return AuthenticatorConfirmOut(
         added=AddedFactorOut(method="authenticator", name=body.name),
         recovery_codes=[code.get_secret_value() for code in added.recovery_codes] or None,
@@ -99,7 +106,7 @@ async def remove_factor(
     this removal (remove_factor): else 401 with the challenge and its transaction. The session gets a new id without
     its step-up; the person's other sessions end."""
     removed = await service.remove(session, factor_named(factors, factor_id), body.code, factors)
-    queue_cookie(request, sessions.set_cookie_header(removed.session))
+    renew(request, sessions, removed.session)
     return FactorRemovedOut(
         removed=[FactorOut.of(factor) for factor in removed.removed],
         factors=[FactorOut.of(factor) for factor in removed.remaining],

@@ -21,11 +21,13 @@ that enforces each:
 - The recovery codes FusionAuth answers for a first factor go to the person once and are never stored or logged
   (SecretStr until the answer is built).
 - A change of factors voids this session's step-up (its grant is deleted and the session gets a new id without one)
-  and ends the person's other sessions (ASVS 7.4.3: sessions are terminated after authentication factors change).
+  and ends the person's other sessions (ASVS 7.4.3: sessions are terminated after authentication factors change),
+  through the per-user session index (`SessionManager.end_user_sessions`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -45,10 +47,10 @@ from ..errors import (
     EnrolmentExpired,
     FactorChangeRefused,
     FusionAuthError,
-    LoginRequired,
     NoEnrolment,
     ReauthenticationRequired,
     StepUpRejected,
+    StoreUnavailable,
 )
 from ..fusionauth.client import FusionAuthClient, TwoFactorFailed, TwoFactorMethod
 from ..settings import Settings
@@ -91,13 +93,13 @@ class Enrolment:
 
 @dataclass(frozen=True)
 class Added:
-    session: Session  # a new id, without its step-up
+    session: Session | None  # a new id, without its step-up; None: the session ended (the store failed meanwhile)
     recovery_codes: list[SecretStr]  # the first factor's; empty for any after
 
 
 @dataclass(frozen=True)
 class Removed:
-    session: Session  # a new id, without its step-up
+    session: Session | None  # as Added's
     removed: list[Factor]
     remaining: list[Factor]
 
@@ -225,25 +227,32 @@ class FactorService:
     async def confirm_authenticator(self, session: Session, code: str, name: str | None) -> Added:
         """Add the started authenticator with FusionAuth, proven by a current code of it (docs/fusionauth.md §8)."""
         user_id = session.user.id
-        async with self._challenges.one_at_a_time(user_id):
-            await self._attempts.refuse_if_blocked(user_id)
-            pending = await self._pending(session)
-            try:
-                recovery_codes = await self._fusionauth.enable_authenticator(
-                    user_id=user_id, secret=pending.secret, code=code, name=name
-                )
-            except TwoFactorFailed as exc:
-                if exc.status == 421:
-                    verdict = await self._attempts.wrong(user_id, "enrolment:" + pending.id)
-                    if verdict.discard:
-                        # After max_attempts the app's secret is spent: a new start, a new secret.
-                        await self._store.delete(self._pending_key(session))
-                    raise verdict.error from exc
-                raise self._refused(exc) from exc
-            await self._store.delete(self._pending_key(session))
+        recovery_codes: list[SecretStr] | None = None
+        try:
+            async with self._challenges.one_at_a_time(user_id):
+                await self._attempts.refuse_if_blocked(user_id)
+                pending = await self._pending(session)
+                try:
+                    recovery_codes = await self._fusionauth.enable_authenticator(
+                        user_id=user_id, secret=pending.secret, code=code, name=name
+                    )
+                except TwoFactorFailed as exc:
+                    if exc.status == 421:
+                        verdict = await self._attempts.wrong(user_id, "enrolment:" + pending.id)
+                        if verdict.discard:
+                            # After max_attempts the app's secret is spent: a new start, a new secret.
+                            await self._store.delete(self._pending_key(session))
+                        raise verdict.error from exc
+                    raise self._refused(exc) from exc
+                await self._store.delete(self._pending_key(session))
+        except StoreUnavailable:
+            if recovery_codes is None:
+                raise  # nothing was added: fail closed, as everywhere
+            # Added at FusionAuth, and its recovery codes exist only in this answer: it must go out (see below).
+            logger.error("authenticator added but the store failed after it: user=%s", user_id)
         logger.info("second factor added: user=%s method=authenticator first=%s", user_id, bool(recovery_codes))
         await self._activity.second_factor_added(user_id, "authenticator")
-        return Added(await self._factors_changed(session), recovery_codes)
+        return Added(await self._factors_changed(session), recovery_codes or [])
 
     async def cancel(self, session: Session) -> None:
         await self._store.delete(self._pending_key(session))
@@ -254,19 +263,27 @@ class FactorService:
         """Remove `factor` with a current code of it, or (FusionAuth's rule) every factor with a recovery code. The
         caller's guard has checked the step-up (remove_factor); a wrong code counts against that confirmation."""
         user_id = session.user.id
-        async with self._challenges.one_at_a_time(user_id):
-            await self._attempts.refuse_if_blocked(user_id)
-            try:
-                await self._fusionauth.disable_two_factor(user_id=user_id, method_id=factor.id, code=code)
-            except TwoFactorFailed as exc:
-                if exc.status == 421:
-                    # Counted per confirmation: a new step-up brings new attempts, the window and the run go on.
-                    step_up = session.step_up
-                    scope = "remove:" + (grant_reference(step_up.grant if step_up else None) or factor.id)
-                    raise (await self._attempts.wrong(user_id, scope)).error from exc
-                raise self._refused(exc) from exc
-            # A code of the account's own factor: as good as a step-up's.
-            await self._attempts.succeeded(user_id)
+        done = False
+        try:
+            async with self._challenges.one_at_a_time(user_id):
+                await self._attempts.refuse_if_blocked(user_id)
+                try:
+                    await self._fusionauth.disable_two_factor(user_id=user_id, method_id=factor.id, code=code)
+                except TwoFactorFailed as exc:
+                    if exc.status == 421:
+                        # Counted per confirmation: a new step-up brings new attempts; the window and the run go on.
+                        step_up = session.step_up
+                        scope = "remove:" + (grant_reference(step_up.grant if step_up else None) or factor.id)
+                        raise (await self._attempts.wrong(user_id, scope)).error from exc
+                    raise self._refused(exc) from exc
+                done = True
+                # A code of the account's own factor: as good as a step-up's.
+                await self._attempts.succeeded(user_id)
+        except StoreUnavailable:
+            if not done:
+                raise
+            # Removed at FusionAuth: say so (and end the other sessions, below) rather than answer 503 for it.
+            logger.error("second factor removed but the store failed after it: user=%s", user_id)
         remaining = await self._remaining(user_id, before, factor)
         kept = {other.id for other in remaining}
         removed = [other for other in before if other.id not in kept]
@@ -286,14 +303,29 @@ class FactorService:
 
     # -- after a change ----------------------------------------------------------------------------------------------
 
-    async def _factors_changed(self, session: Session) -> Session:
-        """Void this session's step-up: its grant goes, and a new session id without a step-up replaces the cookie
-        (a time-window step-up lives in the cookie alone, so only a new id can void it)."""
-        await self._step_up.void(session)
+    async def _factors_changed(self, session: Session) -> Session | None:
+        """After a change of factors: void this session's step-up (its grant goes, and a new session id without a
+        step-up replaces the cookie: a time-window step-up lives in the cookie alone, so only a new id voids it), and
+        end every other session of the person (ASVS 7.4.3), each through the end hook (refresh token revoked,
+        recorded as factors_changed). The new session, or None if this one ended meanwhile.
+
+        The change has happened at FusionAuth whatever fails here, and a first factor's recovery codes exist only in
+        the answer being built: a failing store must not lose them. So it is logged at ERROR and the answer goes out,
+        with the session ended (its rotation failed) or, when only the others could not be ended, kept."""
+        user_id = session.user.id
         try:
-            return await self._sessions.rotate(session, None)
-        except LookupError as exc:
-            raise LoginRequired("Your session ended meanwhile. Sign in again.") from exc
+            await self._step_up.void(session)
+            rotated = await self._sessions.rotate(session, None)
+        except (LookupError, StoreUnavailable) as exc:
+            logger.error("factors changed but the session could not be renewed: user=%s (%s)", user_id, exc)
+            with contextlib.suppress(StoreUnavailable):  # the store may be what failed: nothing more to do then
+                await self._sessions.end(session, reason="factors_changed")
+            return None
+        try:
+            await self._sessions.end_user_sessions(user_id, reason="factors_changed", keep=rotated)
+        except StoreUnavailable:
+            logger.error("factors changed but the other sessions could not be ended: user=%s", user_id)
+        return rotated
 
     @staticmethod
     def _refused(exc: TwoFactorFailed) -> AppError:
