@@ -3,7 +3,9 @@
 // - step-up (`createStepUpDialog`): a fresh second factor when the BFF answers a request with the RFC 9470
 //   challenge; a challenge bound to a transaction first says what is confirmed ("Confirm: singing telegram to
 //   Bob — “Happy birthday…”"). `open()` resolves with the new step-up status ({ active, expires_at, method }; not
-//   active after a bound step-up, which elevates nothing) once the user has confirmed, or with null when they cancel; it rejects with the ApiError when the session is gone (login_required),
+//   active after a bound step-up, which elevates nothing) once the user has confirmed, with { setUp: true } when
+//   someone without a second factor chose to set one up (the page walks them through it, then the action goes
+//   again), or with null when they cancel; it rejects with the ApiError when the session is gone (login_required),
 //   so the page can show the signed-out view;
 // - sign-in (`createSignInDialog`): the second factor FusionAuth asks for after the password (its 242). `open()`
 //   resolves with the new session, or null when the person cancels or must enter their password again.
@@ -22,10 +24,14 @@ const CODE_HINTS = {
   sms: "Enter the code from the text message we sent you.",
 };
 
-/** The step-up dialog. A challenge bound to a transaction says what is being confirmed, before any code. */
-export function createStepUpDialog({ api }) {
+/**
+ * The step-up dialog. A challenge bound to a transaction says what is being confirmed, before any code. Someone
+ * without a second factor is offered to set one up (`canSetUp`), which resolves open() with { setUp: true }.
+ */
+export function createStepUpDialog({ api, canSetUp = false }) {
   return createTwoFactorDialog({
     prefix: "step-up",
+    canSetUp,
     title: "Confirm it's you",
     intro: ({ maxAge, transaction } = {}) => {
       // Bound: this second factor confirms that one request, and only it (the server's summary says which).
@@ -119,6 +125,12 @@ function createTwoFactorDialog(flow) {
     "Start again",
   );
   const panel = h("div", { class: "dialog-panel" }, waitText, restartButton);
+  // No second factor yet: the way out of the dead end (the page walks through adding an authenticator app).
+  const setUpButton = h(
+    "button",
+    { type: "button", class: "button primary", "data-testid": `${prefix}-set-up`, hidden: true },
+    "Set up an authenticator app",
+  );
 
   const cancelButton = h(
     "button",
@@ -143,6 +155,7 @@ function createTwoFactorDialog(flow) {
     codeRow,
     alert,
     panel,
+    setUpButton,
     announcer,
     h("div", { class: "dialog-actions" }, cancelButton, verifyButton),
   );
@@ -222,6 +235,7 @@ function createTwoFactorDialog(flow) {
   async function start() {
     const round = ++generation;
     started = false;
+    show(setUpButton, false);
     stopResend();
     stopWait();
     phase = "loading";
@@ -300,6 +314,17 @@ function createTwoFactorDialog(flow) {
 
   function noFactor() {
     phase = "dead-end";
+    if (flow.canSetUp) {
+      say(
+        "Your account doesn't have a second factor yet. Set up an authenticator app now: it takes a minute, " +
+          "and then this continues where you left off.",
+        "info",
+      );
+      render();
+      show(setUpButton, true);
+      setUpButton.focus();
+      return;
+    }
     say(
       "Your account doesn't have a second factor yet. Set one up in FusionAuth first (an authenticator app, " +
         "email or text message codes), then try again.",
@@ -543,6 +568,7 @@ function createTwoFactorDialog(flow) {
   // Where nothing can be started again here (a sign-in: the password comes first), the button closes the dialog.
   restartButton.addEventListener("click", () => (flow.restartLabel ? close() : start()));
   cancelButton.addEventListener("click", () => close());
+  setUpButton.addEventListener("click", () => close({ result: { setUp: true } }));
   // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished step-up counts as cancelled.
   dialog.addEventListener("close", () => {
     if (closedByUs) {

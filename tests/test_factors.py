@@ -463,7 +463,7 @@ def test_a_store_failing_after_the_change_still_answers_the_recovery_codes(
     confirmed = post(signed_in, CONFIRM, {"code": app.now()})
     assert confirmed.status_code == 201
     assert confirmed.json()["recovery_codes"] == factors.answered_recovery_codes
-    assert "stepup_session=\"\"" in confirmed.headers["set-cookie"] or "Max-Age=0" in confirmed.headers["set-cookie"]
+    assert 'stepup_session=""' in confirmed.headers["set-cookie"] or "Max-Age=0" in confirmed.headers["set-cookie"]
 
 
 # -- removing ------------------------------------------------------------------------------------------------------

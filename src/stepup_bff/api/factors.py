@@ -38,6 +38,7 @@ def renew(request: Request, sessions: SessionManager, session: Session | None) -
     header = sessions.set_cookie_header(session) if session is not None else sessions.clear_cookie_header()
     queue_cookie(request, header)
 
+
 # What can be added here. Email and SMS need a code FusionAuth sends for the purpose, and a paid plan.
 ENROLLABLE = ["authenticator"]
 
