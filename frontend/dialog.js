@@ -14,7 +14,7 @@
 // a `flow` says where the calls go. A native <dialog> opened with showModal() gives us the focus trap, Escape to
 // cancel and an inert page behind it for free; we only put focus back where it was when it closes.
 
-import { countdown, formatDuration, formatWait, h, show } from "./dom.js";
+import { countdown, formatDuration, formatWait, h, modal, show } from "./dom.js";
 import { ACCOUNT_PROBLEMS, errorMessage, NETWORK_MESSAGE } from "./messages.js";
 
 const METHOD_NAMES = { authenticator: "Authenticator app", email: "Email", sms: "Text message" };
@@ -185,15 +185,16 @@ function createTwoFactorDialog(flow) {
   let sendsExhausted = false;
   let busy = false;
   let started = false; // a challenge exists on the server (so Cancel discards it)
-  let pending = null; // { resolve, reject } of the open() in progress
-  let trigger = null; // where focus was before the dialog opened
   let stopResend = () => {};
   let stopWait = () => {};
   // Bumped by every start() and close(): an answer that arrives for an older round (the person cancelled or
   // started again while it was on its way) must not touch the dialog.
   let generation = 0;
   let openedWith = {}; // what open() was given: passed to flow.start() again by "Start again"
-  let closedByUs = false; // close() closed the <dialog> itself: its "close" event is not a person cancelling
+  // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished step-up counts as cancelled. (The
+  // <dialog>'s own "close" event after close() comes later, as a task: by then this dialog may be open again for the
+  // next challenge, several requests each confirmed in turn, and modal() ignores that stale event.)
+  const shell = modal(dialog, { onDismiss: () => close() });
 
   const selected = () => options.find((option) => option.id === selectedId) ?? null;
   const needsSend = (option) => option && option.method !== "authenticator";
@@ -252,7 +253,7 @@ function createTwoFactorDialog(flow) {
       const result = await flow.start(openedWith);
       if (round !== generation) {
         // Closed while starting: this challenge now exists on the server with nobody to finish it.
-        if (!pending) discard();
+        if (!shell.isOpen) discard();
         return;
       }
       started = true;
@@ -532,26 +533,14 @@ function createTwoFactorDialog(flow) {
 
   // ---- opening and closing ------------------------------------------------------------------------------------
   function close({ result = null, error = null } = {}) {
-    if (!pending) return;
-    const { resolve, reject } = pending;
-    pending = null;
+    if (!shell.isOpen) return;
     generation += 1;
     stopResend();
     stopWait();
     if (started && !result) discard();
     started = false;
-    if (dialog.open) {
-      // The <dialog>'s own "close" event comes later, as a task: by then this dialog may be open again for the
-      // next challenge (several requests, each confirmed in turn), which that stale event must not close.
-      closedByUs = true;
-      dialog.close();
-    }
-    dialog.remove();
-    // Put focus back where it was (the Send button, typically), whatever closed the dialog.
-    if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
-    trigger = null;
-    if (error) reject(error);
-    else resolve(result);
+    // Focus goes back where it was (the Send button, typically), whatever closed the dialog.
+    shell.settle({ result, error });
   }
 
   function finish(result) {
@@ -569,35 +558,18 @@ function createTwoFactorDialog(flow) {
   restartButton.addEventListener("click", () => (flow.restartLabel ? close() : start()));
   cancelButton.addEventListener("click", () => close());
   setUpButton.addEventListener("click", () => close({ result: { setUp: true } }));
-  // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished step-up counts as cancelled.
-  dialog.addEventListener("close", () => {
-    if (closedByUs) {
-      closedByUs = false;
-      return;
-    }
-    close();
-  });
 
   return {
     element: dialog,
     /** Ask for a second factor. Step-up: `maxAge` (seconds) only shapes the explanation; sign-in: `challenge`. */
     open(options = {}) {
-      if (pending) return pending.promise;
-      trigger = document.activeElement instanceof HTMLElement ? document.activeElement : null;
-      let resolve;
-      let reject;
-      const promise = new Promise((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      pending = { resolve, reject, promise };
+      if (shell.isOpen) return shell.open();
       openedWith = options;
       intro.textContent = flow.intro(options);
       const confirmation = flow.confirms?.(options) ?? null;
       confirms.textContent = confirmation ?? "";
       show(confirms, Boolean(confirmation));
-      document.body.append(dialog);
-      dialog.showModal();
+      const promise = shell.open();
       start();
       return promise;
     },

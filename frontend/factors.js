@@ -12,7 +12,7 @@
 // Both are native modal <dialog>s (focus trap, Escape, inert page for free) built once with h(); every value the
 // server sends is shown as text, the QR code as an <img> of the data: URI the BFF rendered.
 
-import { formatWait, h, show } from "./dom.js";
+import { formatWait, h, modal, show } from "./dom.js";
 import { ACCOUNT_PROBLEMS, errorMessage, NETWORK_MESSAGE, nativeSignInMessage } from "./messages.js";
 
 const RECOVERY_FILE = "singing-telegrams-recovery-codes.txt";
@@ -235,13 +235,12 @@ export function createEnrolmentDialog({ api, secondFactor, signInAgain }) {
   // phase: "loading" | "reauth" | "scan" | "codes" (the recovery codes, or "added" without them) | "restart" | "stuck"
   let phase = "loading";
   let busy = false;
-  let pending = null;
-  let trigger = null;
   let opened = {};
   let started = false; // an enrolment waits on the server (Cancel discards it)
   let codes = [];
   let generation = 0;
-  let closedByUs = false;
+  // Escape (the dialog closing by itself): added once the codes were seen, else stopped.
+  const shell = modal(dialog, { onDismiss: () => close({ result: phase === "codes" }) });
 
   function say(message, tone = "error") {
     alert.textContent = message;
@@ -453,23 +452,13 @@ export function createEnrolmentDialog({ api, secondFactor, signInAgain }) {
   }
 
   function close({ result = false, error = null } = {}) {
-    if (!pending) return;
-    const { resolve, reject } = pending;
-    pending = null;
+    if (!shell.isOpen) return;
     generation += 1;
     if (started) api.factors.cancelAuthenticator().catch(() => {});
     started = false;
     codes = [];
     codesList.replaceChildren();
-    if (dialog.open) {
-      closedByUs = true;
-      dialog.close();
-    }
-    dialog.remove();
-    if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
-    trigger = null;
-    if (error) reject(error);
-    else resolve(result);
+    shell.settle({ result, error });
   }
 
   form.addEventListener("submit", (event) => {
@@ -488,30 +477,14 @@ export function createEnrolmentDialog({ api, secondFactor, signInAgain }) {
   dialog.addEventListener("cancel", (event) => {
     if (phase === "codes" && codes.length > 0 && !savedBox.checked) event.preventDefault();
   });
-  dialog.addEventListener("close", () => {
-    if (closedByUs) {
-      closedByUs = false;
-      return;
-    }
-    close({ result: phase === "codes" });
-  });
 
   return {
     /** Walk through adding an authenticator app; resolves true once added, false when the person stops. */
     open(options = {}) {
-      if (pending) return pending.promise;
-      trigger = document.activeElement instanceof HTMLElement ? document.activeElement : null;
-      let resolve;
-      let reject;
-      const promise = new Promise((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      pending = { resolve, reject, promise };
+      if (shell.isOpen) return shell.open();
       opened = options;
       doneButton.textContent = options.then ? "Continue" : "Done";
-      document.body.append(dialog);
-      dialog.showModal();
+      const promise = shell.open();
       start();
       return promise;
     },
@@ -552,12 +525,10 @@ export function createRemovalDialog({ api }) {
     h("div", { class: "dialog-actions" }, cancelButton, removeButton),
   );
   const hint = code.row.querySelector(".field-hint");
+  const shell = modal(dialog, { onDismiss: () => close() });
 
-  let pending = null;
-  let trigger = null;
   let factor = null;
   let busy = false;
-  let closedByUs = false;
 
   function say(message, tone = "error") {
     alert.textContent = message;
@@ -611,42 +582,16 @@ export function createRemovalDialog({ api }) {
   }
 
   function close(result = null, error = null) {
-    if (!pending) return;
-    const { resolve, reject } = pending;
-    pending = null;
     factor = null;
-    if (dialog.open) {
-      closedByUs = true;
-      dialog.close();
-    }
-    dialog.remove();
-    if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
-    trigger = null;
-    if (error) reject(error);
-    else resolve(result);
+    shell.settle({ result, error });
   }
 
   form.addEventListener("submit", submit);
   cancelButton.addEventListener("click", () => close());
-  dialog.addEventListener("close", () => {
-    if (closedByUs) {
-      closedByUs = false;
-      return;
-    }
-    close();
-  });
 
   return {
     open({ factor: chosen, factors = [] }) {
-      if (pending) return pending.promise;
-      trigger = document.activeElement instanceof HTMLElement ? document.activeElement : null;
-      let resolve;
-      let reject;
-      const promise = new Promise((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      pending = { resolve, reject, promise };
+      if (shell.isOpen) return shell.open();
       factor = chosen;
       const others = factors.filter((other) => other.id !== chosen.id).length;
       what.textContent = `Remove your ${factorLabel(chosen)}`;
@@ -664,8 +609,7 @@ export function createRemovalDialog({ api }) {
       code.input.value = "";
       say("");
       setBusy(false);
-      document.body.append(dialog);
-      dialog.showModal();
+      const promise = shell.open();
       code.input.focus();
       return promise;
     },

@@ -187,7 +187,17 @@ async def enable_two_factor(user_id: str, request: Request, directory: Directory
     """Add a method (docs/fusionauth.md §8): 200 with the recovery codes for the first method, else empty; 421 for a
     code the secret does not produce, 404 unknown user, 400 invalid."""
     user = _enrolling_user(directory, request, user_id, "POST")
-    payload = enrolment.enable(directory, user, await read_json_object(request))
+    body = await read_json_object(request)
+    payload = enrolment.enable(
+        directory,
+        user,
+        method=_string(body, "method"),
+        code=_string(body, "code"),
+        secret=_string(body, "secret"),
+        secret_base32=_string(body, "secretBase32Encoded"),
+        name=_string(body, "name"),
+        two_factor_id=_string(body, "twoFactorId"),
+    )
     if payload is None:
         return Response(status_code=200)
     return JSONResponse(payload, headers={"Cache-Control": "no-store"})

@@ -59,42 +59,39 @@ def _authenticator_settings(tenant: Tenant) -> dict[str, Any]:
     return {name: configured.get(name, default) for name, default in _AUTHENTICATOR_DEFAULTS}
 
 
-def _text(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValidationFailed.field(name, "invalid", f"[{name}] must be a string.")
-    return value
-
-
-def _secret(body: dict[str, Any]) -> str:
+def _secret(secret: str | None, secret_base32: str | None) -> str:
     """The method's secret in base64, from `secret` or `secretBase32Encoded` (one of them is required)."""
-    secret = _text(body, "secret")
     if secret is not None:
         try:
             totp.decode_secret(secret)
         except totp.InvalidSecret as exc:
             raise ValidationFailed.field("secret", "invalid", "The secret must be base64.") from exc
         return secret
-    base32 = _text(body, "secretBase32Encoded")
-    if base32 is None:
+    if secret_base32 is None:
         raise ValidationFailed.field("secret", "blank", "An authenticator method needs its secret.")
     try:
-        return totp.base64_of_base32(base32)
+        return totp.base64_of_base32(secret_base32)
     except totp.InvalidSecret as exc:
         raise ValidationFailed.field("secretBase32Encoded", "invalid", "The secret must be base32.") from exc
 
 
-def enable(directory: Directory, user: User, body: dict[str, Any]) -> dict[str, Any] | None:
-    """Add a method; the answer's body: recovery codes for the first method (and a login code with `twoFactorId`),
-    None (an empty 200) otherwise."""
-    method = _text(body, "method")
+def enable(
+    directory: Directory,
+    user: User,
+    *,
+    method: str | None,
+    code: str | None,
+    secret: str | None = None,
+    secret_base32: str | None = None,
+    name: str | None = None,
+    two_factor_id: str | None = None,
+) -> dict[str, Any] | None:
+    """Add a method (the request's fields: `secretBase32Encoded` is `secret_base32`); the answer's body: recovery
+    codes for the first method (and a login code with `twoFactorId`), None (an empty 200) otherwise."""
     if method is None:
         raise ValidationFailed.field("method", "blank", "You must specify the method.")
     if method not in ("authenticator", "email", "sms"):
         raise ValidationFailed.field("method", "invalid", "The method must be authenticator, email or sms.")
-    code = _text(body, "code")
     if code is None:
         raise ValidationFailed.field("code", "blank", "You must specify the code.")
     tenant = directory.tenant_of(user.tenant_id)
@@ -105,10 +102,9 @@ def enable(directory: Directory, user: User, body: dict[str, Any]) -> dict[str, 
         )
     if method != "authenticator":
         raise ValidationFailed.general("[NotImplemented]", "The development server enables authenticator methods only.")
-    name = _text(body, "name")
     if name is not None and len(name) > _NAME_MAX:
         raise ValidationFailed.field("name", "tooLong", f"The name may have at most {_NAME_MAX} characters.")
-    secret = _secret(body)
+    secret = _secret(secret, secret_base32)
     settings = _authenticator_settings(tenant)
     if not totp.verify(
         secret,
@@ -135,7 +131,7 @@ def enable(directory: Directory, user: User, body: dict[str, Any]) -> dict[str, 
         codes = [identifiers.recovery_code() for _ in range(identifiers.RECOVERY_CODES)]
         user.recovery_codes = {_hash(value) for value in codes}
         payload["recoveryCodes"] = codes
-    login_code = _login_code(directory, user, _text(body, "twoFactorId"))
+    login_code = _login_code(directory, user, two_factor_id)
     if login_code is not None:
         payload["code"] = login_code
     return payload or None
