@@ -405,9 +405,13 @@ export function createEnrolmentDialog({ api, secondFactor, signInAgain }) {
     if (code_ === "enrolment_expired" || code_ === "no_enrolment") {
       return stuck("This took too long, so the key expired. Start again for a new one.", true);
     }
-    if (code_ === "step_up_blocked") {
+    if (code_ === "step_up_blocked" || code_ === "too_many_starts") {
       const wait = Number.isFinite(body.retry_after) ? formatWait(body.retry_after) : "a while";
-      return stuck(`Too many wrong codes recently. For your safety, please wait ${wait} and try again.`);
+      return stuck(
+        code_ === "step_up_blocked"
+          ? `Too many wrong codes recently. For your safety, please wait ${wait} and try again.`
+          : `You've started this many times recently. Please wait ${wait} and try again.`,
+      );
     }
     if (code_ === "step_up_in_progress") return say("We're still checking the code you sent. Give it a moment.", "info");
     if (Object.hasOwn(ACCOUNT_PROBLEMS, code_)) return stuck(ACCOUNT_PROBLEMS[code_], false, "error");

@@ -285,6 +285,24 @@ def test_wrong_codes_are_counted_like_step_up(
     assert not factors.methods
 
 
+def test_starts_are_counted_with_step_ups_and_a_blocked_person_starts_none(
+    app_factory: Any, tmp_path: Path, factors: FakeFactors, fusionauth: respx.MockRouter, tokens: TokenFactory
+) -> None:
+    """Each start asks FusionAuth for a secret with the API key: step_up.max_starts per window covers them too."""
+    client: TestClient = app_factory(make_settings(tmp_path, step_up={"max_starts": 3, "max_failures": 2}))
+    assert sign_in(client, fusionauth, tokens).status_code == 303
+    for _ in range(3):
+        app = app_of(post(client, START))
+    limited = post(client, START)
+    assert (limited.status_code, limited.json()["error"]) == (429, "too_many_starts")
+    assert int(limited.headers["retry-after"]) > 0
+    assert fusionauth["two_factor_secret"].call_count == 3
+    wrong = "000000" if app.now() != "000000" else "111111"
+    assert [post(client, CONFIRM, {"code": wrong}).status_code for _ in range(2)] == [400, 429]
+    blocked = post(client, START)
+    assert blocked.json()["error"] == "step_up_blocked"
+
+
 def test_an_enrolment_belongs_to_its_session_and_expires(
     client: TestClient,
     factors: FakeFactors,

@@ -189,7 +189,7 @@ class StepUpSettings(_Section):
     max_consecutive_failures: Seconds = 100
     resend_cooldown: Seconds = 30  # seconds between sends of a code
     max_sends: Seconds = 3  # sends per challenge
-    max_starts: Seconds = 10  # challenges a user may start per failure_window
+    max_starts: Seconds = 10  # challenges (and authenticator enrolments) a user may start per failure_window
     # How long a challenge lives: FusionAuth's twoFactorIdTimeToLiveInSeconds (tenant setting, default 300).
     challenge_ttl: Seconds = 300
     # Per-action policies, by the name a route gives its guard; a route with no name (or an undeclared one) gets the

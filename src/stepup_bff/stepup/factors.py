@@ -183,6 +183,11 @@ class FactorService:
     async def start_authenticator(self, session: Session) -> Enrolment:
         """A new secret from FusionAuth, held for this session; a start replaces any earlier one of it. The caller has
         checked the recent sign-in and, for someone with a factor, the step-up (deps.FactorAdder)."""
+        user_id = session.user.id
+        # Blocked or locked for wrong codes: the code that finishes an enrolment would be refused anyway.
+        await self._attempts.refuse_if_blocked(user_id)
+        # Each start is an API-keyed call to FusionAuth: counted with step-up's starts (max_starts per window).
+        await self._challenges.count_start(user_id)
         generated = await self._fusionauth.generate_two_factor_secret()
         now = self._clock.now()
         pending = _Pending(
@@ -197,7 +202,7 @@ class FactorService:
         uri = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD).provisioning_uri(
             name=account, issuer_name=self._settings.issuer
         )
-        logger.info("authenticator enrolment started: user=%s", session.user.id)
+        logger.info("authenticator enrolment started: user=%s", user_id)
         return Enrolment(
             secret=secret,
             uri=uri,
