@@ -197,7 +197,8 @@ class FactorService:
         sealed = seal(session.id, key, json.dumps(asdict(pending)).encode())
         # Kept a while past its end, to say "expired" rather than "none" (as challenges are).
         await self._store.set(key, sealed, ttl=ENROLMENT_TTL + TOMBSTONE)
-        secret = generated.secretBase32Encoded.get_secret_value()
+        # Without base32's "=" padding, which the otpauth Key URI format leaves out and some apps refuse.
+        secret = generated.secretBase32Encoded.get_secret_value().rstrip("=")
         account = session.user.email or session.user.name
         uri = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD).provisioning_uri(
             name=account, issuer_name=self._settings.issuer
