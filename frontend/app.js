@@ -1,15 +1,18 @@
-// Wiring and state: which view is showing, the elevated badge, sending telegrams, signing in and out.
+// Wiring and state: which view is showing, the elevated badge, sending telegrams, the person's second factors,
+// signing in and out.
 
 import { api, newIdempotencyKey, onStepUpChallenge } from "./api.js";
 import { createSignInDialog, createStepUpDialog } from "./dialog.js";
+import { createEnrolmentDialog, createRemovalDialog } from "./factors.js";
 import { countdown, formatClock, secondsUntil } from "./dom.js";
 import { errorMessage, nativeSignInMessage, SESSION_ENDED_MESSAGE, signInErrorMessage } from "./messages.js";
 import { renderLoading, renderProblem, renderSignedIn, renderSignedOut } from "./views.js";
 
 const main = document.getElementById("app");
-const account = document.getElementById("account");
+const accountSlot = document.getElementById("account");
 
 let view = null; // the signed-in view's controller, or null when signed out
+let account = null; // the signed-in person's email, for the password form of a new sign-in
 let signInWays = ["hosted"]; // from GET /api/session when signed out: "native" (our form), "hosted" (FusionAuth's page)
 let stopBadge = () => {};
 let recheckTimer = 0;
@@ -21,17 +24,76 @@ let recheckTimer = 0;
 let pendingSend = null; // { key, recipient, message }
 
 // ---- step-up ---------------------------------------------------------------------------------------------------
-const dialog = createStepUpDialog({ api });
+const dialog = createStepUpDialog({ api, canSetUp: true });
 const signInDialog = createSignInDialog({ api });
+const enrolment = createEnrolmentDialog({
+  api,
+  secondFactor: (challenge) => signInDialog.open({ challenge }),
+  signInAgain,
+});
+const removal = createRemovalDialog({ api });
 
 // Any request the BFF answers with the RFC 9470 challenge lands here (see api.js): we ask for a second factor,
-// and api.js retries the original request once if we return true.
+// and api.js retries the original request once if we return true. Someone without one may set up an authenticator
+// app first ("again": api.js sends the request once more, and its new challenge is one they can answer).
 onStepUpChallenge(async (challenge) => {
   const stepUp = await dialog.open(challenge); // rejects with login_required if the session is gone
+  if (stepUp?.setUp) {
+    const added = await enrolment.open({ account, then: true });
+    loadFactors();
+    return added ? "again" : false;
+  }
   if (!stepUp) return false;
   showElevated(stepUp);
   return true;
 });
+
+// ---- a new sign-in on FusionAuth's page, in the middle of something ------------------------------------------
+// Adding a second factor may need the person to sign in again on FusionAuth's page: a full-page trip. What they were
+// doing (adding an authenticator app, perhaps in the middle of sending a telegram) waits in sessionStorage, this tab
+// only, and is picked up when they come back to /?resume=enrol. It holds their own telegram text, never a secret.
+const RESUME_KEY = "stepup-bff/resume";
+const RESUME_TTL_MS = 15 * 60 * 1000;
+
+function signInAgain() {
+  const telegram = view?.busy && pendingSend ? { ...pendingSend } : null;
+  sessionStorage.setItem(RESUME_KEY, JSON.stringify({ enrol: true, telegram, at: Date.now() }));
+  api.signInAgain("/?resume=enrol");
+}
+
+/** What was interrupted by the trip to FusionAuth's page, once (it is removed as it is read). */
+function takeResume() {
+  const url = new URL(window.location.href);
+  if (url.searchParams.get("resume") !== "enrol") return null;
+  url.searchParams.delete("resume");
+  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  const raw = sessionStorage.getItem(RESUME_KEY);
+  sessionStorage.removeItem(RESUME_KEY);
+  try {
+    const saved = JSON.parse(raw ?? "null");
+    return saved && Date.now() - saved.at < RESUME_TTL_MS ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+async function resumeEnrolment(saved) {
+  const current = view;
+  const telegram = saved.telegram;
+  if (telegram && typeof telegram.recipient === "string" && typeof telegram.message === "string") {
+    current.setValues(telegram);
+    // The same key: the telegram was never sent (its request was refused), so this is still that one telegram.
+    pendingSend = { key: String(telegram.key), recipient: telegram.recipient, message: telegram.message };
+  }
+  try {
+    const added = await enrolment.open({ account, returned: true, then: Boolean(telegram) });
+    loadFactors();
+    loadActivity();
+    if (added && telegram && view === current) sendTelegram();
+  } catch (error) {
+    if (error.code === "login_required") sessionEnded();
+  }
+}
 
 /** The "Elevated, m:ss left" badge, counting down to step_up.expires_at; at zero, ask the BFF what is true now. */
 function showElevated(stepUp) {
@@ -77,10 +139,11 @@ function showSignedOut(notice) {
   stopBadge();
   clearTimeout(recheckTimer);
   view = null;
+  account = null;
   pendingSend = null;
   let form = null;
   const nativeSignIn = signInWays.includes("native") ? { onSubmit: () => signInNatively(form) } : null;
-  form = renderSignedOut(main, account, { notice, onSignIn: () => api.signIn("/"), nativeSignIn });
+  form = renderSignedOut(main, accountSlot, { notice, onSignIn: () => api.signIn("/"), nativeSignIn });
 }
 
 function sessionEnded() {
@@ -119,19 +182,80 @@ async function signInNatively(form) {
 }
 
 function showSignedIn(session, notice) {
-  view = renderSignedIn(main, account, {
+  account = session.user?.email ?? null;
+  view = renderSignedIn(main, accountSlot, {
     session,
     notice,
     onSubmit: sendTelegram,
     onSignOut: signOut,
     onEndSession: endSession,
     onSignOutEverywhere: signOutEverywhere,
+    onAddFactor: addFactor,
+    onRemoveFactor: removeFactor,
   });
   showElevated(session.step_up);
   loadTelegrams();
   loadActivity();
   loadSessions();
+  loadFactors();
+  const saved = takeResume();
+  if (saved?.enrol) resumeEnrolment(saved);
 }
+
+/** The Security panel's list of second factors. */
+async function loadFactors() {
+  const current = view;
+  if (!current) return;
+  try {
+    const listed = await api.factors.list();
+    if (view === current) current.setFactors(Array.isArray(listed?.factors) ? listed.factors : []);
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    if (view === current) current.setFactorsError(`Couldn't load your second factors. ${errorMessage(error)}`, loadFactors);
+  }
+}
+
+async function addFactor() {
+  const current = view;
+  if (!current) return;
+  current.setSecurityStatus(null);
+  try {
+    const added = await enrolment.open({ account });
+    if (view !== current) return;
+    if (added) current.setSecurityStatus("Your authenticator app is set up. Your other sessions were signed out.");
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+  }
+  loadFactors();
+  loadActivity();
+  loadSessions(); // a change of factors ends the other sessions
+  recheckSession(); // a change of factors ends the step-up this session had
+}
+
+async function removeFactor(factor, factors) {
+  const current = view;
+  if (!current) return;
+  current.setSecurityStatus(null);
+  try {
+    const result = await removal.open({ factor, factors });
+    if (view !== current || !result) return;
+    current.setSecurityStatus(
+      Array.isArray(result.factors) && result.factors.length === 0
+        ? "Removed. You have no second factor now: add one before your next privileged action."
+        : "Removed. Your other sessions were signed out.",
+    );
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+  } finally {
+    if (view === current) {
+      loadFactors();
+      loadActivity();
+      loadSessions();
+      recheckSession();
+    }
+  }
+}
+
 
 /** The "Active sessions" panel. */
 async function loadSessions() {
@@ -285,7 +409,7 @@ function takeSignInError() {
 }
 
 async function boot(notice) {
-  renderLoading(main, account);
+  renderLoading(main, accountSlot);
   try {
     const session = await api.session();
     if (session?.authenticated) {
@@ -295,7 +419,7 @@ async function boot(notice) {
       showSignedOut(notice);
     }
   } catch (error) {
-    renderProblem(main, account, { message: errorMessage(error), onRetry: () => boot(notice) });
+    renderProblem(main, accountSlot, { message: errorMessage(error), onRetry: () => boot(notice) });
   }
 }
 

@@ -3,7 +3,9 @@
 // - step-up (`createStepUpDialog`): a fresh second factor when the BFF answers a request with the RFC 9470
 //   challenge; a challenge bound to a transaction first says what is confirmed ("Confirm: singing telegram to
 //   Bob — “Happy birthday…”"). `open()` resolves with the new step-up status ({ active, expires_at, method }; not
-//   active after a bound step-up, which elevates nothing) once the user has confirmed, or with null when they cancel; it rejects with the ApiError when the session is gone (login_required),
+//   active after a bound step-up, which elevates nothing) once the user has confirmed, with { setUp: true } when
+//   someone without a second factor chose to set one up (the page walks them through it, then the action goes
+//   again), or with null when they cancel; it rejects with the ApiError when the session is gone (login_required),
 //   so the page can show the signed-out view;
 // - sign-in (`createSignInDialog`): the second factor FusionAuth asks for after the password (its 242). `open()`
 //   resolves with the new session, or null when the person cancels or must enter their password again.
@@ -12,7 +14,7 @@
 // a `flow` says where the calls go. A native <dialog> opened with showModal() gives us the focus trap, Escape to
 // cancel and an inert page behind it for free; we only put focus back where it was when it closes.
 
-import { countdown, formatDuration, formatWait, h, show } from "./dom.js";
+import { countdown, formatDuration, formatWait, h, modal, show } from "./dom.js";
 import { ACCOUNT_PROBLEMS, errorMessage, NETWORK_MESSAGE } from "./messages.js";
 
 const METHOD_NAMES = { authenticator: "Authenticator app", email: "Email", sms: "Text message" };
@@ -22,10 +24,14 @@ const CODE_HINTS = {
   sms: "Enter the code from the text message we sent you.",
 };
 
-/** The step-up dialog. A challenge bound to a transaction says what is being confirmed, before any code. */
-export function createStepUpDialog({ api }) {
+/**
+ * The step-up dialog. A challenge bound to a transaction says what is being confirmed, before any code. Someone
+ * without a second factor is offered to set one up (`canSetUp`), which resolves open() with { setUp: true }.
+ */
+export function createStepUpDialog({ api, canSetUp = false }) {
   return createTwoFactorDialog({
     prefix: "step-up",
+    canSetUp,
     title: "Confirm it's you",
     intro: ({ maxAge, transaction } = {}) => {
       // Bound: this second factor confirms that one request, and only it (the server's summary says which).
@@ -119,6 +125,12 @@ function createTwoFactorDialog(flow) {
     "Start again",
   );
   const panel = h("div", { class: "dialog-panel" }, waitText, restartButton);
+  // No second factor yet: the way out of the dead end (the page walks through adding an authenticator app).
+  const setUpButton = h(
+    "button",
+    { type: "button", class: "button primary", "data-testid": `${prefix}-set-up`, hidden: true },
+    "Set up an authenticator app",
+  );
 
   const cancelButton = h(
     "button",
@@ -143,6 +155,7 @@ function createTwoFactorDialog(flow) {
     codeRow,
     alert,
     panel,
+    setUpButton,
     announcer,
     h("div", { class: "dialog-actions" }, cancelButton, verifyButton),
   );
@@ -172,15 +185,16 @@ function createTwoFactorDialog(flow) {
   let sendsExhausted = false;
   let busy = false;
   let started = false; // a challenge exists on the server (so Cancel discards it)
-  let pending = null; // { resolve, reject } of the open() in progress
-  let trigger = null; // where focus was before the dialog opened
   let stopResend = () => {};
   let stopWait = () => {};
   // Bumped by every start() and close(): an answer that arrives for an older round (the person cancelled or
   // started again while it was on its way) must not touch the dialog.
   let generation = 0;
   let openedWith = {}; // what open() was given: passed to flow.start() again by "Start again"
-  let closedByUs = false; // close() closed the <dialog> itself: its "close" event is not a person cancelling
+  // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished step-up counts as cancelled. (The
+  // <dialog>'s own "close" event after close() comes later, as a task: by then this dialog may be open again for the
+  // next challenge, several requests each confirmed in turn, and modal() ignores that stale event.)
+  const shell = modal(dialog, { onDismiss: () => close() });
 
   const selected = () => options.find((option) => option.id === selectedId) ?? null;
   const needsSend = (option) => option && option.method !== "authenticator";
@@ -222,6 +236,7 @@ function createTwoFactorDialog(flow) {
   async function start() {
     const round = ++generation;
     started = false;
+    show(setUpButton, false);
     stopResend();
     stopWait();
     phase = "loading";
@@ -238,7 +253,7 @@ function createTwoFactorDialog(flow) {
       const result = await flow.start(openedWith);
       if (round !== generation) {
         // Closed while starting: this challenge now exists on the server with nobody to finish it.
-        if (!pending) discard();
+        if (!shell.isOpen) discard();
         return;
       }
       started = true;
@@ -300,6 +315,17 @@ function createTwoFactorDialog(flow) {
 
   function noFactor() {
     phase = "dead-end";
+    if (flow.canSetUp) {
+      say(
+        "Your account doesn't have a second factor yet. Set up an authenticator app now: it takes a minute, " +
+          "and then this continues where you left off.",
+        "info",
+      );
+      render();
+      show(setUpButton, true);
+      setUpButton.focus();
+      return;
+    }
     say(
       "Your account doesn't have a second factor yet. Set one up in FusionAuth first (an authenticator app, " +
         "email or text message codes), then try again.",
@@ -507,26 +533,14 @@ function createTwoFactorDialog(flow) {
 
   // ---- opening and closing ------------------------------------------------------------------------------------
   function close({ result = null, error = null } = {}) {
-    if (!pending) return;
-    const { resolve, reject } = pending;
-    pending = null;
+    if (!shell.isOpen) return;
     generation += 1;
     stopResend();
     stopWait();
     if (started && !result) discard();
     started = false;
-    if (dialog.open) {
-      // The <dialog>'s own "close" event comes later, as a task: by then this dialog may be open again for the
-      // next challenge (several requests, each confirmed in turn), which that stale event must not close.
-      closedByUs = true;
-      dialog.close();
-    }
-    dialog.remove();
-    // Put focus back where it was (the Send button, typically), whatever closed the dialog.
-    if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
-    trigger = null;
-    if (error) reject(error);
-    else resolve(result);
+    // Focus goes back where it was (the Send button, typically), whatever closed the dialog.
+    shell.settle({ result, error });
   }
 
   function finish(result) {
@@ -543,35 +557,19 @@ function createTwoFactorDialog(flow) {
   // Where nothing can be started again here (a sign-in: the password comes first), the button closes the dialog.
   restartButton.addEventListener("click", () => (flow.restartLabel ? close() : start()));
   cancelButton.addEventListener("click", () => close());
-  // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished step-up counts as cancelled.
-  dialog.addEventListener("close", () => {
-    if (closedByUs) {
-      closedByUs = false;
-      return;
-    }
-    close();
-  });
+  setUpButton.addEventListener("click", () => close({ result: { setUp: true } }));
 
   return {
     element: dialog,
     /** Ask for a second factor. Step-up: `maxAge` (seconds) only shapes the explanation; sign-in: `challenge`. */
     open(options = {}) {
-      if (pending) return pending.promise;
-      trigger = document.activeElement instanceof HTMLElement ? document.activeElement : null;
-      let resolve;
-      let reject;
-      const promise = new Promise((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      pending = { resolve, reject, promise };
+      if (shell.isOpen) return shell.open();
       openedWith = options;
       intro.textContent = flow.intro(options);
       const confirmation = flow.confirms?.(options) ?? null;
       confirms.textContent = confirmation ?? "";
       show(confirms, Boolean(confirmation));
-      document.body.append(dialog);
-      dialog.showModal();
+      const promise = shell.open();
       start();
       return promise;
     },

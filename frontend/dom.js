@@ -39,6 +39,59 @@ function append(parent, children) {
   }
 }
 
+/**
+ * A modal <dialog>'s life. `open()` puts it in the document, shows it (focus trap, Escape, an inert page: the
+ * browser's) and returns a promise; `settle({ result, error })` closes it, takes it out, puts focus back where it was
+ * and settles that promise (false if nothing was open). A close the dialog makes by itself (Escape) calls
+ * `onDismiss()`; its own "close" event after a settle() comes later, as a task, and is ignored.
+ */
+export function modal(dialog, { onDismiss }) {
+  let pending = null;
+  let trigger = null;
+  let closedByUs = false;
+  dialog.addEventListener("close", () => {
+    if (closedByUs) {
+      closedByUs = false;
+      return;
+    }
+    onDismiss();
+  });
+  return {
+    get isOpen() {
+      return pending !== null;
+    },
+    open() {
+      if (pending) return pending.promise;
+      trigger = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+      let resolve;
+      let reject;
+      const promise = new Promise((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      pending = { resolve, reject, promise };
+      document.body.append(dialog);
+      dialog.showModal();
+      return promise;
+    },
+    settle({ result = null, error = null } = {}) {
+      if (!pending) return false;
+      const { resolve, reject } = pending;
+      pending = null;
+      if (dialog.open) {
+        closedByUs = true;
+        dialog.close();
+      }
+      dialog.remove();
+      if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
+      trigger = null;
+      if (error) reject(error);
+      else resolve(result);
+      return true;
+    },
+  };
+}
+
 /** Show or hide an element with the `hidden` attribute (styles.css makes `[hidden]` win over any class). */
 export function show(element, visible) {
   element.hidden = !visible;

@@ -72,6 +72,12 @@ export function errorMessage(error) {
       return "Something in the form isn't right. Check it and try again.";
     case "request_too_large":
       return "That's too long to send. Shorten it and try again.";
+    case "reauthentication_required":
+      return "For your safety, sign in again first: this needs a sign-in from the last few minutes.";
+    case "factor_not_found":
+      return "That second factor isn't on your account any more.";
+    case "factor_change_refused":
+      return "The sign-in service doesn't allow this change to your second factors.";
     case "idempotency_key_reused":
       return "This telegram changed since it was first sent. Please send it again.";
     case "step_up_cancelled":
@@ -100,7 +106,13 @@ export function errorMessage(error) {
 
 const METHOD_WORDS = { authenticator: "authenticator app", email: "an emailed code", sms: "a texted code" };
 const SENT_BY = { email: "by email", sms: "by text message" };
-const ACTIONS = { send_telegram: "singing telegram" };
+const ACTIONS = { send_telegram: "singing telegram", add_factor: "new second factor", remove_factor: "second factor's removal" };
+// A privileged action that ran, by its name.
+const ACTIONS_DONE = {
+  send_telegram: "Singing telegram sent",
+  add_factor: "Adding a second factor confirmed",
+  remove_factor: "Removing a second factor confirmed",
+};
 const ENDINGS = {
   idle_timeout: "Session ended after a while without activity",
   absolute_timeout: "Session ended: it reached its time limit",
@@ -131,7 +143,7 @@ export function activityWhat(event) {
     case "sign_out":
       return "Signed out";
     case "session_ended":
-      if (ENDINGS[event.reason]) return ENDINGS[event.reason];
+      if (Object.hasOwn(ENDINGS, event.reason)) return ENDINGS[event.reason];
       if (event.outcome === "replaced") return "Session replaced by a new sign-in";
       if (event.outcome === "revoked") return "Session ended by the service";
       return "Session ended";
@@ -150,8 +162,9 @@ export function activityWhat(event) {
     case "step_up_locked":
       return "Step-up locked after too many wrong codes";
     case "privileged_action": {
+      if (Object.hasOwn(ACTIONS_DONE, event.action)) return ACTIONS_DONE[event.action];
       const what = actionWords(event.action);
-      return `${what.charAt(0).toUpperCase()}${what.slice(1)} sent`;
+      return `${what.charAt(0).toUpperCase()}${what.slice(1)} done`;
     }
     case "second_factor_added":
       return `Second factor added: ${methodWords(event.method)}`;

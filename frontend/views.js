@@ -3,6 +3,7 @@
 // what a person is typing survives every update (a list refresh, the badge ticking, an error).
 
 import { formatFull, formatMoment, formatWhen, h, show } from "./dom.js";
+import { factorLabel } from "./factors.js";
 import { activitySentence } from "./messages.js";
 
 export const RECIPIENT_MAX = 100;
@@ -159,15 +160,26 @@ function signInForm(onSubmit) {
 
 /**
  * The signed-in page. Returns a controller:
- *   values(), clearForm(), setBusy(bool), setFormError(text), setFormStatus(text), focusFirstInvalid(),
- *   setTelegrams(list), prependTelegram(telegram), setTelegramsError(text, onRetry), setBadge(text | null),
- *   setNotice(text | null), setSigningOut(bool), setActivity(events, options), setActivityError(text),
- *   setSessions(sessions), setSessionsError(text), setSessionsBusy(bool)
+ *   values(), setValues({ recipient, message }), clearForm(), setBusy(bool), setFormError(text),
+ *   setFormStatus(text), focusFirstInvalid(), setTelegrams(list), prependTelegram(telegram),
+ *   setTelegramsError(text, onRetry), setBadge(text | null), setNotice(text | null), setSigningOut(bool),
+ *   setActivity(events, options), setActivityError(text), setSessions(sessions), setSessionsError(text),
+ *   setSessionsBusy(bool), setFactors(list), setFactorsError(text, onRetry), setSecurityStatus(text)
+ * `onAddFactor()` and `onRemoveFactor(factor, factors)` are the Security panel's buttons.
  */
 export function renderSignedIn(
   main,
   account,
-  { session, notice, onSubmit, onSignOut, onEndSession = () => {}, onSignOutEverywhere = () => {} },
+  {
+    session,
+    notice,
+    onSubmit,
+    onSignOut,
+    onEndSession = () => {},
+    onSignOutEverywhere = () => {},
+    onAddFactor,
+    onRemoveFactor,
+  },
 ) {
   const user = session.user ?? {};
   const displayName = user.name || user.email || "there";
@@ -315,6 +327,26 @@ export function renderSignedIn(
   everywhere.addEventListener("click", () => {
     if (everywhere.getAttribute("aria-disabled") !== "true") onSignOutEverywhere();
   });
+  // ---- security: the person's second factors -------------------------------------------------------------------
+  const factorList = h("ul", { class: "factor-list", "data-testid": "factor-list", "aria-labelledby": "security-title" });
+  const factorsStatus = h(
+    "p",
+    { class: "loading muted", role: "status", "data-testid": "factors-loading" },
+    "Loading your second factors…",
+  );
+  const factorsEmpty = h(
+    "p",
+    { class: "empty muted", "data-testid": "factors-empty", hidden: true },
+    "No second factor yet. Add an authenticator app so that you can confirm privileged actions, such as sending a " +
+      "telegram.",
+  );
+  const factorsError = h("div", { class: "notice error", role: "alert", hidden: true, "data-testid": "factors-error" });
+  const securityStatus = h("p", { class: "form-status", role: "status", "data-testid": "security-status" });
+  const addFactor = h(
+    "button",
+    { type: "button", class: "button secondary", "data-testid": "add-factor", onclick: () => onAddFactor?.() },
+    "Add an authenticator app",
+  );
 
   main.replaceChildren(
     h(
@@ -365,6 +397,23 @@ export function renderSignedIn(
     ),
     h(
       "section",
+      { class: "card security", "aria-labelledby": "security-title", "data-testid": "security" },
+      h("h2", { id: "security-title" }, "Security"),
+      h(
+        "p",
+        { class: "muted small-print" },
+        "Your second factors: what confirms it's you before a privileged action. Adding one asks you to sign in " +
+          "again; removing one asks you to confirm it's you.",
+      ),
+      factorsStatus,
+      factorsError,
+      factorsEmpty,
+      factorList,
+      h("div", { class: "form-actions" }, addFactor),
+      securityStatus,
+    ),
+    h(
+      "section",
       { class: "card activity", "aria-labelledby": "activity-title", "data-testid": "activity" },
       h("h2", { id: "activity-title" }, "Activity"),
       h(
@@ -387,6 +436,12 @@ export function renderSignedIn(
     form,
     sendButton,
     values: () => ({ recipient: recipient.value.trim(), message: message.value.trim() }),
+    /** Put a telegram back in the form (coming back from FusionAuth's page in the middle of sending it). */
+    setValues({ recipient: to = "", message: text = "" }) {
+      recipient.value = to;
+      message.value = text;
+      updateCounter();
+    },
     clearForm() {
       form.reset();
       updateCounter();
@@ -483,6 +538,24 @@ export function renderSignedIn(
       everywhere.textContent = value ? "Signing out everywhere…" : "Sign out everywhere";
       for (const button of sessionList.querySelectorAll("button")) button.setAttribute("aria-disabled", String(value));
     },
+    setFactors(factors) {
+      show(factorsStatus, false);
+      show(factorsError, false);
+      factorList.replaceChildren(...factors.map((factor) => factorItem(factor, factors, onRemoveFactor)));
+      show(factorsEmpty, factors.length === 0);
+    },
+    setFactorsError(text, onRetry) {
+      show(factorsStatus, false);
+      factorsError.replaceChildren(
+        h("span", {}, text),
+        " ",
+        h("button", { type: "button", class: "button link", onclick: onRetry }, "Try again"),
+      );
+      show(factorsError, true);
+    },
+    setSecurityStatus(text) {
+      securityStatus.textContent = text ?? "";
+    },
     setBadge(text) {
       badge.textContent = text ?? "";
       show(badge, Boolean(text));
@@ -501,6 +574,31 @@ export function renderSignedIn(
   };
   controller.setNotice(notice);
   return controller;
+}
+
+function factorItem(factor, factors, onRemove) {
+  const label = factorLabel(factor);
+  return h(
+    "li",
+    { class: "factor", "data-testid": "factor", "data-id": String(factor.id), "data-method": String(factor.method) },
+    h(
+      "span",
+      { class: "factor-text" },
+      h("span", { class: "factor-name" }, label.charAt(0).toUpperCase() + label.slice(1)),
+      factor.last_used ? h("span", { class: "method-tag" }, "last used") : null,
+    ),
+    h(
+      "button",
+      {
+        type: "button",
+        class: "button ghost small",
+        "aria-label": `Remove your ${label}`,
+        "data-testid": "remove-factor",
+        onclick: () => onRemove?.(factor, factors),
+      },
+      "Remove",
+    ),
+  );
 }
 
 function activityItem(event) {

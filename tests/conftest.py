@@ -118,6 +118,10 @@ def fusionauth(tokens: TokenFactory, clock: FakeClock) -> Iterator[respx.MockRou
         router.post(path__regex=r"^/api/two-factor/send/(?P<two_factor_id>[^/]+)$", name="two_factor_send")
         router.post("/api/two-factor/login", name="two_factor_login")
         router.post("/api/login", name="login")
+        router.get(path__regex=r"^/api/user/(?P<user_id>[^/]+)$", name="user")
+        router.get("/api/two-factor/secret", name="two_factor_secret")
+        router.post(path__regex=r"^/api/user/two-factor/(?P<user_id>[^/]+)$", name="enable_two_factor")
+        router.delete(path__regex=r"^/api/user/two-factor/(?P<user_id>[^/]+)$", name="disable_two_factor")
         yield router
 
 

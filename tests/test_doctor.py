@@ -95,6 +95,10 @@ class FakeFusionAuth:
             "GET /api/webhook",
             "GET /api/key",
             "GET /api/tenant",
+            "GET /api/user",
+            "GET /api/two-factor/secret",
+            "POST /api/user/two-factor",
+            "DELETE /api/user/two-factor",
         }
         self.client_secret = CLIENT_SECRET
         self.probes: list[httpx.Request] = []
@@ -126,6 +130,12 @@ class FakeFusionAuth:
                 request, "GET /api/tenant", {"tenant": {"eventConfiguration": {"events": self.tenant_events}}}
             )
         )
+        router.get(path__regex=r"^/api/user/[^/]+$", name="user").mock(side_effect=self._nobody("GET /api/user"))
+        router.get("/api/two-factor/secret", name="secret").mock(side_effect=self._secret)
+        for method in ("POST", "DELETE"):
+            router.route(method=method, path__regex=r"^/api/user/two-factor/[^/]+$", name=f"{method} factor").mock(
+                side_effect=self._nobody(f"{method} /api/user/two-factor")
+            )
 
     def _read(self, request: httpx.Request, endpoint: str, answer: Any) -> httpx.Response:
         if not self._key_allows(request, endpoint):
@@ -153,6 +163,21 @@ class FakeFusionAuth:
         if not self._key_allows(request, "POST /api/login"):
             return httpx.Response(401)
         return httpx.Response(404)  # no such user (or a wrong password: the same answer)
+
+    def _nobody(self, endpoint: str) -> Any:
+        def answer(request: httpx.Request) -> httpx.Response:
+            self.probes.append(request)
+            if not self._key_allows(request, endpoint):
+                return httpx.Response(401)
+            return httpx.Response(404)  # no such user
+
+        return answer
+
+    def _secret(self, request: httpx.Request) -> httpx.Response:
+        self.probes.append(request)
+        if not self._key_allows(request, "GET /api/two-factor/secret"):
+            return httpx.Response(401)
+        return httpx.Response(200, json={"secret": "c2VjcmV0", "secretBase32Encoded": "ONSWG4TFOQ"})
 
     def _read_application(self, request: httpx.Request) -> httpx.Response:
         if not self._key_allows(request, "GET /api/application"):
@@ -223,7 +248,7 @@ def test_a_correct_configuration_passes_every_check(fake: FakeFusionAuth, settin
 
 def test_the_api_key_probes_cannot_touch_a_real_user_or_token(fake: FakeFusionAuth, settings: Settings) -> None:
     doctor(settings)
-    start, revoke = fake.probes
+    start, revoke, *factors = fake.probes
     body = json.loads(start.content)
     # A random id, never a loginId (an email could be a real person's): FusionAuth answers 404 and starts nothing.
     assert set(body) == {"userId", "applicationId"}
@@ -231,13 +256,37 @@ def test_the_api_key_probes_cannot_touch_a_real_user_or_token(fake: FakeFusionAu
     # One token by a random id, never the ?userId= / ?applicationId= forms that revoke everything.
     assert not revoke.url.query
     assert uuid.UUID(revoke.url.path.rsplit("/", 1)[1]).version == 4
+    # The second factors' APIs: a random user, never a real one's; the new secret is thrown away.
+    user, secret, enable, disable = factors
+    assert (user.method, secret.method, enable.method, disable.method) == ("GET", "GET", "POST", "DELETE")
+    assert secret.url.path == "/api/two-factor/secret"
+    for probe in (user, enable, disable):
+        assert uuid.UUID(probe.url.path.rsplit("/", 1)[1]).version == 4 and not probe.url.query
+    assert json.loads(disable.content) == {"methodId": "NONE", "code": "000000"}
+
+
+def test_the_factor_probes_take_any_answer_but_401_as_the_key_accepted(
+    fake: FakeFusionAuth, settings: Settings
+) -> None:
+    for name, status in (("POST factor", 421), ("DELETE factor", 400)):
+        fake.router[name].side_effect = None
+        fake.router[name].respond(status)
+    code, lines, _ = doctor(settings)
+    assert code == 0, "\n".join(lines)
+    fake.allowed.discard("DELETE /api/user/two-factor")
+    fake.router["DELETE factor"].side_effect = fake._nobody("DELETE /api/user/two-factor")
+    code, lines, _ = doctor(settings)
+    assert code == 1
+    assert "refused the API key for DELETE /api/user/two-factor (401)" in only_failure(lines)
 
 
 def test_a_second_run_probes_with_new_ids(fake: FakeFusionAuth, settings: Settings) -> None:
     doctor(settings)
     doctor(settings)
-    user_ids = {json.loads(request.content)["userId"] for request in fake.probes if request.method == "POST"}
-    assert len(user_ids) == 2
+    starts = [request for request in fake.probes if request.url.path == "/api/two-factor/start"]
+    assert len({json.loads(request.content)["userId"] for request in starts}) == 2
+    users = {request.url.path for request in fake.probes if request.url.path.startswith("/api/user/")}
+    assert len(users) == 4  # each run one made-up user, for the User API and the Enable and Disable APIs
 
 
 # -- misconfigurations ----------------------------------------------------------------------------------------------
@@ -273,11 +322,13 @@ def test_wrong_api_key(fake: FakeFusionAuth, settings: Settings) -> None:
     code, lines, _ = doctor(settings)
     assert code == 1
     found = failures(lines)
-    assert len(found) == 4, "\n".join(lines)
+    assert len(found) == 8, "\n".join(lines)
     assert "refused the API key for POST /api/two-factor/start (401)" in found[0]
     assert "refused the API key for DELETE /api/jwt/refresh (401)" in found[1]
     assert "refused the API key for GET /api/user-action (401)" in found[2]
-    assert f"refused the API key for GET /api/application/{APPLICATION_ID} (401)" in found[3]
+    assert "refused the API key for GET /api/user (401)" in found[3]
+    assert "refused the API key for DELETE /api/user/two-factor (401)" in found[6]
+    assert f"refused the API key for GET /api/application/{APPLICATION_ID} (401)" in found[7]
     assert all("STEPUP_FUSIONAUTH__API_KEY" in line or "GET /api/application" in line for line in found)
     assert any(line.startswith("– the application's settings were not checked") for line in lines)
 
@@ -288,7 +339,10 @@ def test_api_key_without_the_two_factor_endpoint(fake: FakeFusionAuth, settings:
     assert code == 1
     line = only_failure(lines)
     assert "POST /api/two-factor/start (401): the key is wrong or lacks this endpoint" in line
-    assert "POST /api/two-factor/start, DELETE /api/jwt/refresh, GET /api/application and GET /api/user-action" in line
+    assert (
+        "POST /api/two-factor/start, DELETE /api/jwt/refresh, GET /api/application, GET /api/user-action, "
+        "GET /api/user, GET /api/two-factor/secret and POST and DELETE /api/user/two-factor"
+    ) in line
 
 
 def test_api_key_without_revocation(fake: FakeFusionAuth, settings: Settings) -> None:

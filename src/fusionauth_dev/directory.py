@@ -297,6 +297,9 @@ class User:
     password_hash: str = ""
     # Authenticator secrets by method id, kept out of ``data`` so no API response leaks them.
     secrets: dict[str, str] = field(default_factory=dict)
+    # SHA-256 hashes of the unused recovery codes: since 1.68 FusionAuth hashes them at rest and shows them only once,
+    # in the answer that enabled the first method (docs/fusionauth.md §8).
+    recovery_codes: set[str] = field(default_factory=set)
 
     @property
     def email(self) -> str | None:

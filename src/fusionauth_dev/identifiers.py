@@ -5,11 +5,16 @@ Everything comes from ``secrets``: these values are bearer credentials (codes, r
 
 from __future__ import annotations
 
+import base64
 import secrets
 import string
 import uuid
 
 _METHOD_ID_ALPHABET = string.ascii_uppercase + string.digits
+# FusionAuth's recovery codes look like "QJD73-L6GR5" in its documentation (docs/fusionauth.md §8): two groups of five
+# upper-case letters and digits.
+_RECOVERY_CODE_ALPHABET = string.ascii_uppercase + string.digits
+RECOVERY_CODES = 10  # as many as the documentation's example answer lists
 
 
 def new_uuid() -> str:
@@ -30,6 +35,17 @@ def method_id() -> str:
 def one_time_code(length: int = 6) -> str:
     # The tenant default generator is {length: 6, type: randomDigits} (docs/fusionauth.md §3).
     return "".join(secrets.choice(string.digits) for _ in range(length))
+
+
+def authenticator_secret() -> str:
+    """A TOTP secret as the Generate a Secret API answers it: base64 of 20 random bytes (160 bits, RFC 4226's
+    recommended length for HMAC-SHA1)."""
+    return base64.b64encode(secrets.token_bytes(20)).decode("ascii")
+
+
+def recovery_code() -> str:
+    first, second = ("".join(secrets.choice(_RECOVERY_CODE_ALPHABET) for _ in range(5)) for _ in range(2))
+    return f"{first}-{second}"
 
 
 def opaque_token() -> str:

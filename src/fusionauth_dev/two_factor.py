@@ -5,9 +5,8 @@ A challenge (``twoFactorId``) lives ``twoFactorIdTimeToLiveInSeconds`` (300 s by
 * the code returned by the Start API, or supplied to it ([inferred] valid for the challenge's lifetime);
 * the latest code sent by the Send API, for ``twoFactorOneTimeCodeIdTimeToLiveInSeconds`` (60 s by default); each
   send replaces every earlier code, the start code included (docs/fusionauth.md §2, §3);
-* the current code of one of the user's authenticator methods, one 30-second step of drift allowed each way.
-
-FusionAuth's recovery codes are not modelled.
+* the current code of one of the user's authenticator methods, one 30-second step of drift allowed each way;
+* one of the user's recovery codes (enrolment.py), each once.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from fusionauth_dev import identifiers, totp
+from fusionauth_dev import enrolment, identifiers, totp
 from fusionauth_dev.directory import Directory, OneTimeCode, Tenant, TwoFactorChallenge, User
 from fusionauth_dev.errors import NotFound, ValidationFailed
 from fusionauth_dev.login import public_method
@@ -123,7 +122,7 @@ def _render_message(
 
 
 def match_code(directory: Directory, challenge: TwoFactorChallenge, user: User, code: str) -> tuple[bool, str | None]:
-    """(matched, method id used: None for the Start API's code)."""
+    """(matched, method id used: None for the Start API's code and for a recovery code, which is used up)."""
     now = directory.now()
     code = code.strip()
     for candidate in challenge.codes:
@@ -143,6 +142,8 @@ def match_code(directory: Directory, challenge: TwoFactorChallenge, user: User, 
             step=int(settings.get("timeStep", totp.DEFAULT_TIME_STEP)),
         ):
             return True, str(method["id"])
+    if enrolment.use_recovery_code(user, code):
+        return True, None
     return False, None
 
 

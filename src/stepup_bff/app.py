@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 from . import __version__
 from .activity import ActivityLog
 from .activity.agents import warm_up
-from .api import activity, auth, health, native, session, sessions, step_up, telegrams, webhooks
+from .api import activity, auth, factors, health, native, session, sessions, step_up, telegrams, webhooks
 from .auth.lifecycle import SessionLifecycle
 from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
@@ -35,6 +35,7 @@ from .ops.request_context import RequestContextMiddleware
 from .services import Services
 from .settings import Settings, load_settings
 from .stepup.challenge import ChallengeMachine
+from .stepup.factors import FactorService
 from .stepup.policy import check_routes
 from .stepup.service import StepUpService
 from .storage import open_database, open_store
@@ -77,6 +78,7 @@ ROUTERS = (
     activity.router,
     sessions.router,
     webhooks.router,
+    factors.router,
 )
 
 
@@ -165,6 +167,9 @@ def create_app(
                     sessions=sessions,
                     login=LoginFlow(settings, store, clock),
                     step_up=step_up_service,
+                    factors=FactorService(
+                        settings, store, fusionauth, sessions, challenges, step_up_service, activity_log, clock
+                    ),
                     native=NativeSignIn(
                         settings, store, fusionauth, tokens, sessions, challenges, step_up_service, clock
                     ),

@@ -381,6 +381,58 @@ class StepUpBlocked(_RetryLater, StepUpError):
     description = "Too many wrong codes. Step-up is blocked for a while."
 
 
+class ReauthenticationRequired(AppError):
+    """Adding a second factor needs a recent sign-in (enrolment.max_auth_age): a password typed in the last `max_age`
+    seconds, not just a session. RFC 9470's challenge says exactly that (max_age is the age of the authentication
+    itself), so any RFC 9470 client knows what to do; the body's code tells the SPA this is a sign-in, not a second
+    factor."""
+
+    status_code = 401
+    code = "reauthentication_required"
+    description = "Sign in again to continue: adding a second factor needs a sign-in from the last few minutes."
+
+    def __init__(self, *, max_age: int) -> None:
+        challenge = ", ".join(
+            (
+                _auth_param("error", InsufficientUserAuthentication.code),
+                'error_description="A recent sign-in is required"',
+                _auth_param("max_age", str(max_age)),
+            )
+        )
+        super().__init__(headers={"WWW-Authenticate": "Bearer " + challenge}, max_age=max_age)
+
+
+class FactorError(AppError):
+    status_code = 400
+    code = "factor_error"
+
+
+class FactorNotFound(FactorError):
+    status_code = 404
+    code = "factor_not_found"
+    description = "Your account has no such second factor."
+
+
+class NoEnrolment(FactorError):
+    status_code = 409
+    code = "no_enrolment"
+    description = "There is no authenticator app being set up. Start again."
+
+
+class EnrolmentExpired(FactorError):
+    status_code = 410
+    code = "enrolment_expired"
+    description = "Setting up the authenticator app took too long. Start again for a new code to scan."
+
+
+class FactorChangeRefused(FactorError):
+    """FusionAuth refused to add or remove the method (its 400: the tenant does not offer it, a paid feature)."""
+
+    status_code = 403
+    code = "factor_change_refused"
+    description = "The sign-in service refused this change to your second factors."
+
+
 class FusionAuthError(AppError):
     status_code = 502
     code = "fusionauth_error"

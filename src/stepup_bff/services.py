@@ -16,6 +16,7 @@ from .fusionauth.webhooks import WebhookVerifier
 from .ops.metrics import Metrics
 from .ops.readiness import Readiness
 from .settings import Settings
+from .stepup.factors import FactorService
 from .stepup.service import StepUpService
 from .storage import Store, TelegramStore
 
@@ -31,6 +32,7 @@ class Services:
     sessions: SessionManager
     login: LoginFlow
     step_up: StepUpService
+    factors: FactorService
     native: NativeSignIn
     metrics: Metrics
     readiness: Readiness

@@ -167,7 +167,13 @@ SecondFactorMethod = Literal["authenticator", "email", "sms"]
 ACTION_NAME = r"^[a-z][a-z0-9_]{0,47}$"
 # The built-in actions' policies, which a [step_up.actions.<name>] table changes key by key: setting one key of
 # send_telegram must not silently drop the binding the others give it.
-BUILTIN_ACTIONS: dict[str, dict[str, Any]] = {"send_telegram": {"bind_transaction": True}}
+# add_factor and remove_factor (a person's own second factors, stepup/factors.py) are bound too: the step-up says
+# "adding an authenticator app" or "removing the authenticator app Phone", and authorizes that change once.
+BUILTIN_ACTIONS: dict[str, dict[str, Any]] = {
+    "send_telegram": {"bind_transaction": True},
+    "add_factor": {"bind_transaction": True},
+    "remove_factor": {"bind_transaction": True},
+}
 
 
 class ActionPolicy(_Section):
@@ -203,7 +209,7 @@ class StepUpSettings(_Section):
     max_consecutive_failures: Seconds = 100
     resend_cooldown: Seconds = 30  # seconds between sends of a code
     max_sends: Seconds = 3  # sends per challenge
-    max_starts: Seconds = 10  # challenges a user may start per failure_window
+    max_starts: Seconds = 10  # challenges (and authenticator enrolments) a user may start per failure_window
     # How long a challenge lives: FusionAuth's twoFactorIdTimeToLiveInSeconds (tenant setting, default 300).
     challenge_ttl: Seconds = 300
     # Per-action policies, by the name a route gives its guard; a route with no name (or an undeclared one) gets the
@@ -229,6 +235,17 @@ class StepUpSettings(_Section):
             if policy.max_age is not None and policy.max_age > self.max_age:
                 raise ValueError(f"actions.{name}.max_age must not be longer than step_up.max_age")
         return self
+
+
+class EnrolmentSettings(_Section):
+    """Second factors people add themselves (stepup/factors.py): an authenticator app."""
+
+    # Adding a factor needs a sign-in (a password typed) at most this many seconds ago, proven by the ID token's
+    # auth_time (hosted page) or by the Login API (native sign-in): whoever holds a stolen session must not be able
+    # to add their own authenticator.
+    max_auth_age: Seconds = 300
+    # The name authenticator apps show beside the account (the otpauth URI's issuer). No ":" (the label's separator).
+    issuer: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^:]+$")] = "Singing Telegrams"
 
 
 STORE_SCHEMES = ("sqlite:///", "redis://", "rediss://", "unix://")
@@ -311,6 +328,7 @@ class Settings(BaseSettings):
     fusionauth: FusionAuthSettings
     session: SessionSettings
     step_up: StepUpSettings = StepUpSettings()
+    enrolment: EnrolmentSettings = EnrolmentSettings()
     login: LoginSettings = LoginSettings()
     storage: StorageSettings = StorageSettings()
     database: DatabaseSettings = DatabaseSettings()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, expect, sync_playwright
 
-from support.dev_stack import RunningStack, running_stack
+from support.dev_stack import RunningStack, ShiftedClock, running_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -74,11 +74,17 @@ def browser(chromium_path: str) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningStack]:
+def fusionauth_clock() -> ShiftedClock:
+    """The dev FusionAuth's clock: real time unless a test shifts it."""
+    return ShiftedClock()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, request: pytest.FixtureRequest, fusionauth_clock: ShiftedClock) -> Iterator[RunningStack]:
     """The servers. Step-up settings come from indirect parametrization, e.g.
     `@pytest.mark.parametrize("stack", [{"max_age": 8}], indirect=True)`; by default a 4-second resend cooldown."""
     overrides = getattr(request, "param", None) or {"resend_cooldown": 4}
-    with running_stack(tmp_path, **overrides) as running:
+    with running_stack(tmp_path, fusionauth_clock=fusionauth_clock, **overrides) as running:
         yield running
 
 

@@ -134,7 +134,7 @@ class ActivityLog:
         else:
             await self.record(user_id, kind, outcome, reason=label)
 
-    # An API for second-factor enrolment (not built yet): it records what it changed.
+    # What the second factors people manage (stepup/factors.py) changed.
 
     async def second_factor_added(self, user_id: str, method: str) -> None:
         await self.record(user_id, "second_factor_added", method=method)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..auth.sessions import Session, SessionSummary, StepUp
 from ..stepup.challenge import Challenge, Sent
+from ..stepup.factors import TOTP_ALGORITHM, TOTP_DIGITS, TOTP_PERIOD, Enrolment, Factor
 from ..stepup.service import Pending
 from ..stepup.transaction import Transaction, displayable, excerpt
 
@@ -242,3 +243,92 @@ class SignedOutEverywhereOut(BaseModel):
 
 class WebhookOut(BaseModel):
     received: bool = True
+
+
+# -- the second factors a person manages ---------------------------------------------------------------------------
+
+
+class FactorOut(BaseModel):
+    """A second factor as step-up shows it (the destination masked), with its name."""
+
+    id: str
+    method: str
+    hint: str
+    name: str | None
+    last_used: bool
+
+    @classmethod
+    def of(cls, factor: Factor) -> FactorOut:
+        return cls(id=factor.id, method=factor.method, hint=factor.hint, name=factor.name, last_used=factor.last_used)
+
+
+class EnrolmentOptionsOut(BaseModel):
+    """What adding a factor takes right now."""
+
+    methods: list[str]  # what can be added here: ["authenticator"]
+    reauthentication_required: bool  # a start now answers 401 reauthentication_required
+    max_auth_age: int  # seconds a sign-in counts as recent
+    step_up_required: bool  # a step-up is asked first (the person has a factor already)
+    reauthenticate: list[str]  # the ways to sign in again: "native" (the password here), "hosted" (FusionAuth's page)
+
+
+class FactorListOut(BaseModel):
+    factors: list[FactorOut]
+    enrolment: EnrolmentOptionsOut
+
+
+class AuthenticatorStartOut(BaseModel):
+    """A new authenticator secret, answered this once: the otpauth URI, its parts, and its QR code."""
+
+    secret: str  # base32, to type in by hand
+    otpauth_uri: str
+    issuer: str
+    account: str
+    algorithm: str = TOTP_ALGORITHM
+    digits: int = TOTP_DIGITS
+    period: int = TOTP_PERIOD
+    qr_code: str  # an SVG data: URI, rendered by the BFF
+    expires_at: str
+
+    @classmethod
+    def of(cls, enrolment: Enrolment) -> AuthenticatorStartOut:
+        return cls(
+            secret=enrolment.secret,
+            otpauth_uri=enrolment.uri,
+            issuer=enrolment.issuer,
+            account=enrolment.account,
+            qr_code=enrolment.qr_code,
+            expires_at=iso(enrolment.expires_at),
+        )
+
+
+# A name for people to tell their apps apart ("Work phone"): shown as text, never markup; no control characters.
+FactorName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+
+
+class AuthenticatorConfirmIn(_Input):
+    code: Code
+    name: FactorName | None = None
+
+
+class AddedFactorOut(BaseModel):
+    method: str
+    name: str | None
+
+
+class AuthenticatorConfirmOut(BaseModel):
+    added: AddedFactorOut
+    # The first factor's recovery codes, answered this once: nothing keeps them (FusionAuth hashes them at rest).
+    recovery_codes: list[str] | None = None
+
+
+class FactorRemoveIn(_Input):
+    # A current code of the factor removed, or a recovery code (which removes every factor).
+    code: Code
+
+
+class FactorRemovedOut(BaseModel):
+    removed: list[FactorOut]
+    factors: list[FactorOut]  # what is left

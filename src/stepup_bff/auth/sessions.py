@@ -96,6 +96,9 @@ class Session:
     expires_at: float
     idle_expires_at: float
     step_up: StepUp | None = None
+    # When the person last signed in with their password, as FusionAuth vouches for it (the token's auth_time); None
+    # when it did not say. Unchanged by step-ups and rotations: adding a second factor asks for a recent one.
+    auth_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class SessionRecord:
     signed_in_at: float
     last_seen: float
     tokens: Tokens
+    # Sealed with the rest: whoever can write to the store cannot make an old sign-in look recent.
+    auth_time: float | None = None
     # The session's id in the person's own list (GET /api/sessions): random, never the cookie's session id, and kept
     # across rotations. Empty for a record made before the list existed (it gets one when next touched).
     handle: str = ""
@@ -173,7 +178,10 @@ def _open_record(session_id: str, key: str, raw: str) -> SessionRecord:
     try:
         envelope = json.loads(raw)
         data = json.loads(open_sealed(session_id, key, envelope["sealed"]))
-        record = SessionRecord(**{**data, "tokens": Tokens(**data["tokens"])})
+        # Fields a newer release added are left out, so that a replica of this release reads its records while a
+        # rolling upgrade runs (as challenges do, stepup/challenge.py).
+        known = {name: value for name, value in data.items() if name in SessionRecord.__dataclass_fields__}
+        record = SessionRecord(**{**known, "tokens": Tokens(**data["tokens"])})
     except (ValueError, KeyError, TypeError) as exc:
         raise Unsealable("not a session record") from exc
     # The readable copies must say what the sealed part says, or the end hook could be pointed elsewhere.
@@ -344,11 +352,15 @@ class SessionManager:
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
-    async def create(self, user: User, tokens: Tokens) -> Session:
-        """A new session for `user`, in the store and in the user's index. LoginRequired if the user's sessions were
-        ended (end_user_sessions) while it was being made."""
+    async def create(self, user: User, tokens: Tokens, *, auth_time: float | None = None) -> Session:
+        """A new session for `user`, in the store and in the user's index; `auth_time` is when FusionAuth says the
+        person signed in (a verified token's claim). LoginRequired if the user's sessions were ended
+        (end_user_sessions) while it was being made."""
         now = self._clock.now()
         session_id = secrets.token_urlsafe(16)  # 128 bits from the OS CSPRNG (ASVS 7.2.3)
+        if auth_time is not None:
+            # Never later than now: FusionAuth's clock running ahead of ours must not make the proof last longer.
+            auth_time = min(auth_time, now)
         address, agent = current_client()
         if tokens.expires_at is None:
             tokens = replace(tokens, expires_at=_token_expiry(tokens.access_token))
@@ -357,6 +369,7 @@ class SessionManager:
             signed_in_at=now,
             last_seen=now,
             tokens=tokens,
+            auth_time=auth_time,
             handle=secrets.token_urlsafe(12),
             agent=agent,
             address=address,
@@ -729,4 +742,5 @@ class SessionManager:
                 record.signed_in_at + self._settings.absolute_timeout,
             ),
             step_up=step_up,
+            auth_time=record.auth_time,
         )

@@ -33,6 +33,15 @@ def is_rs256_signing_key(key: Any) -> bool:
     )
 
 
+def auth_time_of(claims: dict[str, Any]) -> float | None:
+    """The `auth_time` claim of verified claims (docs/fusionauth.md §6.6: the sign-in itself, unchanged by refresh),
+    or None when it is absent or not a number."""
+    value = claims.get("auth_time")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 class InvalidToken(Exception):
     """A token failed verification; the message says which check (never the token)."""
 
@@ -94,13 +103,14 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=issuer,
                 access_token=access_token,
-                # Time checks below use our injectable clock instead of the library's wall clock.
-                # python-jose skips the audience and issuer checks when the claim is absent: require them.
+                # Time checks below use our injectable clock and leeway instead of the library's wall clock. So exp is
+                # not among the required claims: python-jose's require_exp turns its own exp check back on (wall
+                # clock, no leeway); _check_times requires it. python-jose skips the audience and issuer checks when
+                # the claim is absent: require them. (Its require_iat only checks that iat is a number.)
                 options={
                     "verify_exp": False,
                     "verify_iat": False,
                     "verify_nbf": False,
-                    "require_exp": True,
                     "require_iat": True,
                     "require_aud": True,
                     "require_iss": True,

@@ -121,6 +121,36 @@ class TwoFactorUser(_Lenient):
     id: str
 
 
+class UserTwoFactor(_Lenient):
+    """A User object's `twoFactor` (docs/fusionauth.md §8). Only the methods are modelled: the User API may also
+    carry `recoveryCodes` and each method's `secret`, which are dropped on parsing and never held."""
+
+    methods: list[TwoFactorMethod] = []
+
+
+class UserWithFactors(_Lenient):
+    id: str
+    twoFactor: UserTwoFactor = UserTwoFactor()  # FusionAuth's spelling
+
+
+class UserAnswer(_Lenient):
+    user: UserWithFactors
+
+
+class TwoFactorSecret(_Lenient):
+    """A fresh authenticator secret (docs/fusionauth.md §8): base64 (what Enable takes) and base32 (what apps show).
+    Secrets until the person's app holds them: no repr or log line may show them."""
+
+    secret: SecretStr
+    secretBase32Encoded: SecretStr  # FusionAuth's spelling
+
+
+class TwoFactorEnabled(_Lenient):
+    """What Enable Multi-Factor answers for the first method: the recovery codes, shown to the person once."""
+
+    recoveryCodes: list[SecretStr] = []  # FusionAuth's spelling
+
+
 class TwoFactorLogin(_Lenient):
     """What we keep of a successful /api/two-factor/login: who, and the state we sent. Tokens are not modelled."""
 
@@ -512,6 +542,70 @@ class FusionAuthClient:
         if ip_address:
             body["ipAddress"] = ip_address
         return await self.request("POST", "/api/two-factor/login", operation="two_factor_login", json_body=body)
+
+    # -- second factors the user manages (docs/fusionauth.md §8) ---------------------------------------------------
+
+    async def second_factors(self, *, user_id: str) -> list[TwoFactorMethod]:
+        """GET /api/user/{userId} with the API key: the user's second-factor methods. 404: the user is gone."""
+        answer = await self.request("GET", f"/api/user/{_segment(user_id)}", operation="retrieve_user", api_key=True)
+        if answer.status_code == 200:
+            found = self.parse(UserAnswer, answer.payload)
+            if found.user.id != user_id:
+                raise FusionAuthError("The sign-in service answered for another user.")
+            return found.user.twoFactor.methods
+        self._raise_if_key_refused(answer, "GET /api/user")
+        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+
+    async def generate_two_factor_secret(self) -> TwoFactorSecret:
+        """GET /api/two-factor/secret with the API key: a fresh authenticator secret; FusionAuth stores nothing."""
+        answer = await self.request("GET", "/api/two-factor/secret", operation="two_factor_secret", api_key=True)
+        if answer.status_code == 200:
+            return self.parse(TwoFactorSecret, answer.payload)
+        self._raise_if_key_refused(answer, "GET /api/two-factor/secret")
+        raise FusionAuthError()
+
+    async def enable_authenticator(self, *, user_id: str, secret: str, code: str, name: str | None) -> list[SecretStr]:
+        """POST /api/user/two-factor/{userId} with the API key: add an authenticator method with `secret` (base64),
+        proven by a current `code` of it. The recovery codes when it is the user's first method, else none.
+        TwoFactorFailed: 421 wrong code, 404 no such user, 400 refused (a tenant without the method, a paid feature)."""
+        body: dict[str, Any] = {"method": "authenticator", "secret": secret, "code": code}
+        if name:
+            body["name"] = name
+        answer = await self.request(
+            "POST",
+            f"/api/user/two-factor/{_segment(user_id)}",
+            operation="enable_two_factor",
+            api_key=True,
+            json_body=body,
+        )
+        if answer.status_code == 200:
+            # An empty body (every method after the first) parses as no recovery codes.
+            return self.parse(TwoFactorEnabled, answer.payload or {}).recoveryCodes
+        self._raise_if_key_refused(answer, "POST /api/user/two-factor")
+        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+
+    async def disable_two_factor(self, *, user_id: str, method_id: str, code: str) -> None:
+        """DELETE /api/user/two-factor/{userId} with the API key: remove the method `method_id` with a current code of
+        it, or every method with a recovery code. The code travels in the JSON body, never in the URL (where access
+        logs would keep it). TwoFactorFailed: 421 wrong code, 404 no such user, 400 refused."""
+        answer = await self.request(
+            "DELETE",
+            f"/api/user/two-factor/{_segment(user_id)}",
+            operation="disable_two_factor",
+            api_key=True,
+            json_body={"methodId": method_id, "code": code},
+        )
+        if answer.status_code == 200:
+            return
+        self._raise_if_key_refused(answer, "DELETE /api/user/two-factor")
+        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+
+    @staticmethod
+    def _raise_if_key_refused(answer: FusionAuthResponse, endpoint: str) -> None:
+        if answer.status_code == 401:
+            # Our API key is wrong or lacks this endpoint: an operator's problem, not the user's.
+            logger.error("FusionAuth refused the API key for %s (401); check fusionauth.api_key", endpoint)
+            raise FusionAuthError("The sign-in service refused our credentials.")
 
     # -- sign-in (native) --------------------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 
-from fusionauth_dev import DevServer, Seed, create_dev_server, fill_missing
+from fusionauth_dev import Clock, DevServer, Seed, create_dev_server, fill_missing
 
 from ..app import create_app
 from ..settings import (
@@ -76,9 +76,10 @@ def build_stack(
     env: Mapping[str, str] | None = None,
     step_up: Mapping[str, Any] | None = None,
     login: Mapping[str, Any] | None = None,
+    fusionauth_clock: Clock | None = None,
 ) -> DevStack:
     """The dev FusionAuth seeded from kickstart, and BFF settings that match it. The database defaults to the
-    store's SQLite file."""
+    store's SQLite file. `fusionauth_clock` is the dev FusionAuth's own (tests move it)."""
     # Missing FUSIONAUTH_* kickstart secrets get random values: nothing fixed that someone could deploy by mistake.
     filled, _ = fill_missing(os.environ if env is None else env)
     # "localhost", not 127.0.0.1: the BFF may use plain http only there, and redirect URLs must match exactly.
@@ -86,7 +87,7 @@ def build_stack(
     bff_url = f"http://localhost:{bff_port}"
     # The dev FusionAuth posts its signed webhooks to this BFF, wherever it listens.
     filled["BFF_WEBHOOK_URL"] = f"{bff_url}/webhooks/fusionauth"
-    dev = create_dev_server(kickstart, env=filled, public_url=fusionauth_url)
+    dev = create_dev_server(kickstart, env=filled, public_url=fusionauth_url, clock=fusionauth_clock)
     seed = dev.seed()
     settings = Settings(
         public_url=bff_url,

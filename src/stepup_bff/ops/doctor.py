@@ -50,7 +50,10 @@ SKIP_MARK: Literal["–"] = "–"
 Status = Literal["✓", "✗", "–"]
 
 # The endpoints the BFF calls with its API key (README, config.example.toml); the fixes name them.
-API_KEY_ENDPOINTS = "POST /api/two-factor/start, DELETE /api/jwt/refresh, GET /api/application and GET /api/user-action"
+API_KEY_ENDPOINTS = (
+    "POST /api/two-factor/start, DELETE /api/jwt/refresh, GET /api/application, GET /api/user-action, GET /api/user, "
+    "GET /api/two-factor/secret and POST and DELETE /api/user/two-factor"
+)
 # What a session-holding BFF needs to hear at once; the Community plan has them (docs/fusionauth.md §14).
 WEBHOOK_EVENTS = ("jwt.refresh-token.revoke", "user.deactivate", "user.delete")
 NATIVE_ENDPOINT = "POST /api/login"  # with login.native only
@@ -167,6 +170,7 @@ class _Diagnosis:
         await self.api_key_may_start_two_factor()
         await self.api_key_may_revoke_refresh_tokens()
         await self.api_key_may_read_user_actions()
+        await self.api_key_may_manage_factors()
         if self.settings.login.native:
             await self.api_key_may_sign_in()
         application = await self.application()
@@ -320,10 +324,48 @@ class _Diagnosis:
         )
         self._api_key_verdict(f"{NATIVE_ENDPOINT} (login.native)", "a made-up login id", answer)
 
-    def _api_key_verdict(self, endpoint: str, probe: str, answer: FusionAuthResponse | None) -> None:
+    async def api_key_may_manage_factors(self) -> None:
+        # The second factors people list, add and remove (stepup/factors.py), each probed for a random user id that
+        # names nobody: FusionAuth answers once it has accepted the key (401 before) and no user is read or changed.
+        # The secret the Generate a Secret API hands out is thrown away; FusionAuth stores nothing for it.
+        nobody = str(uuid.uuid4())
+        answer = await self.call("API key for GET /api/user", "GET", f"/api/user/{nobody}", api_key=True)
+        self._api_key_verdict("GET /api/user", "a made-up user", answer)
+        answer = await self.call(
+            "API key for GET /api/two-factor/secret", "GET", "/api/two-factor/secret", api_key=True
+        )
+        self._api_key_verdict("GET /api/two-factor/secret", "a new secret, thrown away", answer)
+        # [inferred] Whether FusionAuth checks the user or the body first is not documented: any answer but 401 (an
+        # unknown user, a code that is not right, a refused body) says that the key was accepted.
+        answers_without_the_key = (400, 404, 421)
+        secret = base64.b64encode(secrets.token_bytes(20)).decode()
+        answer = await self.call(
+            "API key for POST /api/user/two-factor",
+            "POST",
+            f"/api/user/two-factor/{nobody}",
+            api_key=True,
+            json_body={"method": "authenticator", "secret": secret, "code": "000000"},
+        )
+        self._api_key_verdict("POST /api/user/two-factor", "a made-up user", answer, answers_without_the_key)
+        answer = await self.call(
+            "API key for DELETE /api/user/two-factor",
+            "DELETE",
+            f"/api/user/two-factor/{nobody}",
+            api_key=True,
+            json_body={"methodId": "NONE", "code": "000000"},
+        )
+        self._api_key_verdict("DELETE /api/user/two-factor", "a made-up user", answer, answers_without_the_key)
+
+    def _api_key_verdict(
+        self,
+        endpoint: str,
+        probe: str,
+        answer: FusionAuthResponse | None,
+        accepted: tuple[int, ...] = (200, 404),
+    ) -> None:
         if answer is None:
             return
-        if answer.status_code in (200, 404):
+        if answer.status_code in accepted:
             self.ok(f"API key may call {endpoint} (probed with {probe}: {answer.status_code})")
         elif answer.status_code == 401:
             self.fail(

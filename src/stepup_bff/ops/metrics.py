@@ -62,6 +62,10 @@ FusionAuthOperation = Literal[
     "two_factor_send",
     "two_factor_login",
     "login",
+    "retrieve_user",
+    "two_factor_secret",
+    "enable_two_factor",
+    "disable_two_factor",
     "readiness",
     "doctor",
 ]

@@ -311,6 +311,13 @@ class StepUpService:
     async def cancel(self, session: Session) -> None:
         await self._challenges.discard(_session_binding(session.id))
 
+    async def void(self, session: Session) -> None:
+        """Make the session's step-up worthless in the store (its grant, single-use or bound). The time window a cookie
+        records without a grant is voided by giving the session a new id, which the caller does."""
+        step_up = session.step_up
+        if step_up is not None and step_up.grant is not None:
+            await self._store.delete(self._grant_key(session.user.id, step_up.grant))
+
     async def grant(self, user_id: str, method: str) -> StepUp:
         """The record of a second factor completed just now, for the session cookie, and the grant a single-use
         action may consume once (kept in the store: it ends with the session). Sign-in with a second factor counts
