@@ -170,7 +170,7 @@ def test_dave_sets_up_an_authenticator_from_the_step_up_dialog_and_his_telegram_
     expect(activity).to_contain_text("Second factor added: authenticator app")
     elsewhere.reload()
     expect(elsewhere.get_by_test_id("signed-out")).to_be_visible()
-    expect(activity).to_contain_text("Signed out because your second factors changed")
+    expect(activity).to_contain_text("Session ended: your second factors were changed")
     elsewhere.context.close()
     # Nothing the page can read now shows the secret or a recovery code again.
     for text in (page.request.get("/api/factors").text(), page.request.get("/api/activity").text()):
