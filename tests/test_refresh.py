@@ -10,15 +10,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
 import httpx
 import pytest
 import respx
 from fastapi.testclient import TestClient
 
 from conftest import CLIENT_SECRET, FakeClock, make_settings, refresh_grant, sign_in
+from stepup_bff.auth.sessions import SessionManager, Tokens, User
 from stepup_bff.ops.metrics import Metrics
+from stepup_bff.storage import open_store
 from support.backends import RedisServer
-from support.fake_fusionauth import APPLICATION_ID, OTHER_USER_ID, TokenFactory
+from support.fake_fusionauth import APPLICATION_ID, OTHER_USER_ID, USER_ID, TokenFactory
 from support.metrics import sample_value
 
 COOKIE = "stepup_session"
@@ -316,3 +319,78 @@ def test_concurrent_requests_on_one_replica_refresh_once(
         thread.join(20)
     assert results == [True] * 12
     assert fusionauth["refresh"].call_count == 1
+
+
+# -- a touch never undoes a refresh ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.live)])
+def test_a_touch_based_on_an_older_read_never_overwrites_refreshed_tokens(
+    tmp_path: Path, clock: FakeClock, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Request A refreshes; request B read the record before A wrote it, finds the lock taken and goes on, and its
+    last-seen update lands after A's write. Written over A's, it would put back the spent refresh token (one-time-use):
+    the next refresh would present it again and FusionAuth would end the session."""
+    settings = make_settings(tmp_path, session={"idle_timeout": 3 * TTL, "absolute_timeout": 12 * TTL})
+    if backend == "redis":
+        redis: RedisServer = request.getfixturevalue("redis_live")
+        settings = settings.model_copy(update={"storage": settings.storage.model_copy(update={"url": redis.url})})
+
+    class SlowFusionAuth:
+        """FusionAuth's token endpoint under the one-time-use policy, answering when told to."""
+
+        def __init__(self) -> None:
+            self.answer = anyio.Event()
+            self.presented: list[str | None] = []
+
+        async def refresh(self, user_id: str, tokens: Tokens) -> Tokens:
+            self.presented.append(tokens.refresh_token)
+            await self.answer.wait()
+            n = len(self.presented)
+            return Tokens(f"access-{n}", f"refresh-{n}", f"rtid-{n}", expires_at=clock.now() + TTL)
+
+        async def revoke(self, refresh_token_id: str | None) -> None:
+            pass
+
+    async def scenario() -> None:
+        fusionauth = SlowFusionAuth()
+        async with open_store(settings.storage, clock) as store:
+            sessions = SessionManager(settings, store, clock, refresher=fusionauth, refresh_lease=60)
+            session = await sessions.create(
+                User(USER_ID, None, "Alice"), Tokens("access-0", "refresh-0", "rtid-0", expires_at=clock.now() + TTL)
+            )
+            cookie = sessions.set_cookie_header(session).split(";")[0].split("=", 1)[1]
+            clock.advance(TTL)  # due for refresh, and for a touch
+            real_cas = store.compare_and_set
+            a_wrote = anyio.Event()
+            calls = 0
+
+            async def ordered_cas(key: str, expected: str, value: str, ttl: float) -> bool:
+                nonlocal calls
+                calls += 1
+                if calls == 1:  # B's touch: held back until A's refresh is written
+                    fusionauth.answer.set()
+                    await a_wrote.wait()
+                    return await real_cas(key, expected, value, ttl)
+                written = await real_cas(key, expected, value, ttl)
+                a_wrote.set()
+                return written
+
+            store.compare_and_set = ordered_cas  # type: ignore[method-assign]
+            results: dict[str, object] = {}
+
+            async def load(name: str) -> None:
+                results[name] = await sessions.load(cookie)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(load, "a")
+                await anyio.sleep(0)  # A takes the lock and calls FusionAuth first
+                group.start_soon(load, "b")
+            assert results["a"] is not None and results["b"] is not None
+            store.compare_and_set = real_cas  # type: ignore[method-assign]
+            clock.advance(TTL)
+            assert await sessions.load(cookie) is not None
+            # Each refresh presented the refresh token the one before it issued: none was presented twice.
+            assert fusionauth.presented == ["refresh-0", "refresh-1"]
+
+    anyio.run(scenario)

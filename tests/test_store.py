@@ -148,6 +148,19 @@ async def test_replace_updates_only_what_exists(backend: Backend) -> None:
     assert not await store.replace("k", "v3", ttl=5)  # expired counts as absent
 
 
+async def test_compare_and_set_updates_only_the_value_it_was_given(backend: Backend) -> None:
+    store = backend.store
+    assert not await store.compare_and_set("k", "v1", "v2", ttl=5)
+    assert await store.get("k") is None  # never created
+    await store.set("k", "v1", ttl=5)
+    assert await store.compare_and_set("k", "v1", "v2", ttl=50)
+    assert await store.get("k") == "v2" and await store.ttl("k") == pytest.approx(50, abs=0.1)
+    assert not await store.compare_and_set("k", "v1", "v3", ttl=5)  # another write came first
+    assert await store.get("k") == "v2"
+    backend.advance(50)
+    assert not await store.compare_and_set("k", "v2", "v4", ttl=5)  # expired counts as absent
+
+
 async def test_delete_and_ping(backend: Backend) -> None:
     await backend.store.set("k", "v", ttl=5)
     await backend.store.delete("k")

@@ -60,6 +60,8 @@ MAX_SESSIONS_PER_USER = 32
 REFRESH_AHEAD = 30.0
 # While FusionAuth cannot refresh (session.refresh_grace), a new try at most this often.
 REFRESH_RETRY = 5.0
+# Writes of a record that lose to another write are applied again to the newer record, at most this many times.
+UPDATE_ATTEMPTS = 5
 # The refresh gives up this long before its lock's lease ends, so that no other request can take the lock (and
 # present the same one-time refresh token) while this one may still be using it.
 LEASE_MARGIN = 5.0
@@ -450,22 +452,52 @@ class SessionManager:
             return None
         # Decided from the record already in hand: a request whose token is still valid costs no round trip more.
         if self._refresh_due(record, now):
-            refreshed = await self._refresh(session_id, user.id, member, record, now)
+            refreshed = await self._refresh(session_id, user.id, member, record, raw, now)
             if refreshed is None:
                 return None  # FusionAuth refused it, or it ended meanwhile: the signed-out answer
-            record = refreshed
+            record, raw = refreshed
         if now - record.last_seen >= TOUCH_INTERVAL:
             unlisted = not record.handle
-            record = replace(record, last_seen=now, handle=record.handle or secrets.token_urlsafe(12))
-            # Update, never re-create: a sign-out (or step-up rotation) that lands between the read above and this
-            # write must win, or a copy of the old cookie would come back to life.
-            sealed = _seal_record(session_id, key, record)
-            if not await self._store.replace(key, sealed, ttl=self._remaining(record, now)):
+            handle = record.handle or secrets.token_urlsafe(12)
+            # Update what was read, never re-create, never overwrite something newer: a sign-out (or a step-up's
+            # rotation) that lands between the read above and this write must win, or a copy of the old cookie would
+            # come back to life; and a refresh another request wrote meanwhile must stay, or its rotated refresh
+            # token would be lost and the spent one presented again.
+            touched = await self._update(
+                session_id, key, record, raw, lambda current: replace(current, last_seen=now, handle=handle), now
+            )
+            if touched is None:
                 return None
+            record = touched[0]
             if unlisted:
                 # A session begun before the index existed joins it the first time it is touched.
                 await self._index(user.id, member, record)
         return self._session(session_id, user, record, step_up)
+
+    async def _update(
+        self,
+        session_id: str,
+        key: str,
+        record: SessionRecord,
+        raw: str,
+        change: Callable[[SessionRecord], SessionRecord],
+        now: float,
+    ) -> tuple[SessionRecord, str] | None:
+        """Write `change(record)` if the stored record is still `raw` (compare-and-set); if another write came first,
+        apply the change to that one instead. None if the session ended meanwhile."""
+        for _ in range(UPDATE_ATTEMPTS):
+            updated = change(record)
+            sealed = _seal_record(session_id, key, updated)
+            if await self._store.compare_and_set(key, raw, sealed, ttl=self._remaining(updated, now)):
+                return updated, sealed
+            latest = await self._store.get(key)
+            if latest is None:
+                return None
+            try:
+                record, raw = _open_record(session_id, key, latest), latest
+            except Unsealable:
+                return None  # the next request ends it as tampered
+        raise StoreUnavailable()  # contended beyond reason: fail closed, the next request tries again
 
     # -- refresh ---------------------------------------------------------------------------------------------------
 
@@ -478,8 +510,8 @@ class SessionManager:
         return expires_at is not None and now >= expires_at - REFRESH_AHEAD
 
     async def _refresh(
-        self, session_id: str, user_id: str, member: str, record: SessionRecord, now: float
-    ) -> SessionRecord | None:
+        self, session_id: str, user_id: str, member: str, record: SessionRecord, raw: str, now: float
+    ) -> tuple[SessionRecord, str] | None:
         """Refresh the session's tokens, once across every request, worker and replica: the record as it is now, or
         None if the session ended.
 
@@ -491,19 +523,19 @@ class SessionManager:
         assert self._refresher is not None  # noqa: S101 - _refresh_due() says so
         lock = _refresh_lock_key(user_id, member)
         if not await self._store.add(lock, "1", ttl=self._refresh_lease):
-            return record
+            return record, raw
         try:
             key = _member_key(user_id, member)
-            raw = await self._store.get(key)
-            if raw is None:
+            latest = await self._store.get(key)
+            if latest is None:
                 return None  # ended while we waited for the lock
             try:
-                current = _open_record(session_id, key, raw)
+                current = _open_record(session_id, key, latest)
             except Unsealable:
                 await self._end(user_id, member, "tampered")
                 return None
             if not self._refresh_due(current, now):
-                return current  # another request refreshed it a moment ago
+                return current, latest  # another request refreshed it a moment ago
             try:
                 async with asyncio.timeout(self._refresh_lease - LEASE_MARGIN):
                     tokens = await self._refresher.refresh(user_id, current.tokens)
@@ -513,18 +545,25 @@ class SessionManager:
                 await self._end(user_id, member, "refresh_refused")
                 return None
             except (FusionAuthError, TimeoutError) as exc:
-                return await self._refresh_failed(session_id, key, member, current, now, exc)
-            updated = replace(current, tokens=tokens, last_seen=now, refresh_failing_since=None, refresh_retry_at=None)
-            if not await self._store.replace(
-                key, _seal_record(session_id, key, updated), ttl=self._remaining(updated, now)
-            ):
+                return await self._refresh_failed(session_id, key, member, current, latest, now, exc)
+            written = await self._update(
+                session_id,
+                key,
+                current,
+                latest,
+                lambda record: replace(
+                    record, tokens=tokens, last_seen=now, refresh_failing_since=None, refresh_retry_at=None
+                ),
+                now,
+            )
+            if written is None:
                 # The session ended while FusionAuth answered (a sign-out, a webhook): the refresh token it just
                 # issued must not outlive it. (Revoking the old id, as the end did, covers a token reused as is.)
                 if tokens.refresh_token_id != current.tokens.refresh_token_id:
                     await self._refresher.revoke(tokens.refresh_token_id)
                 return None
             logger.info("session tokens refreshed: user=%s", user_id)
-            return updated
+            return written
         finally:
             # Ours to delete: the refresh finished before the lease could end (the timeout above), so nobody else
             # holds it. If the delete fails, the lease ends it.
@@ -532,8 +571,8 @@ class SessionManager:
                 await self._store.delete(lock)
 
     async def _refresh_failed(
-        self, session_id: str, key: str, member: str, record: SessionRecord, now: float, exc: Exception
-    ) -> SessionRecord | None:
+        self, session_id: str, key: str, member: str, record: SessionRecord, raw: str, now: float, exc: Exception
+    ) -> tuple[SessionRecord, str] | None:
         """FusionAuth could not answer: go on within session.refresh_grace, trying again every REFRESH_RETRY s."""
         since = record.refresh_failing_since if record.refresh_failing_since is not None else now
         if now >= since + self._settings.refresh_grace:
@@ -545,12 +584,16 @@ class SessionManager:
             getattr(exc, "error_code", "timeout"),
             int(since + self._settings.refresh_grace - now),
         )
-        updated = replace(record, last_seen=now, refresh_failing_since=since, refresh_retry_at=now + REFRESH_RETRY)
-        if not await self._store.replace(
-            key, _seal_record(session_id, key, updated), ttl=self._remaining(updated, now)
-        ):
-            return None
-        return updated
+        return await self._update(
+            session_id,
+            key,
+            record,
+            raw,
+            lambda current: replace(
+                current, last_seen=now, refresh_failing_since=since, refresh_retry_at=now + REFRESH_RETRY
+            ),
+            now,
+        )
 
     async def end(self, session: Session, *, reason: SessionEndReason) -> None:
         """Delete the record and run the end hook; atomic, so of two concurrent ends (on any replicas) only one

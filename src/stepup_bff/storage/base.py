@@ -89,6 +89,12 @@ class Store(Protocol):
         """Update only if present (and live); True if updated. Redis: SET XX PX. Never re-creates a deleted key."""
         ...
 
+    async def compare_and_set(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        """Update only if the live value is exactly `expected`; True if updated. A write based on a read (a session's
+        last-seen time) then never undoes another write made since (a refresh's new tokens), nor re-creates a deleted
+        key. Redis: a script (GET, compare, SET PX)."""
+        ...
+
     async def pop(self, key: str) -> str | None:
         """Get and delete in one step, so of two concurrent callers only one gets the value. Redis: GETDEL."""
         ...

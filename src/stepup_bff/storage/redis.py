@@ -7,6 +7,7 @@ server whatever other replicas do, and costs one round trip:
     set      SET PX                    delete   DEL
     add      SET NX PX                 incr     MULTI; SET NX PX (0); INCR; EXEC
     replace  SET XX PX                 ttl      PTTL
+    compare_and_set  a Lua script: GET, compare, SET PX
     index_put     a Lua script (below) over a hash and a sorted set sharing the index key's hash tag
     index_remove  MULTI; HDEL; ZREM; EXEC          index_items  HGETALL
 
@@ -54,6 +55,14 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+_COMPARE_AND_SET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
 # A bounded index is a hash (member -> value) and a sorted set (member -> rank) side by side. One script, so the put,
 # the eviction past the limit and the expiry are one atomic step whatever other replicas do; both keys carry the
 # index key's hash tag (`sessions:{<user id>}` and `sessions:{<user id>}:rank`), so it runs on Redis Cluster too.
@@ -83,7 +92,9 @@ class RedisStore:
         self._redis = client
         self._prefix = prefix
         self._on_error = on_error
-        self._index_put = client.register_script(_INDEX_PUT)  # EVALSHA, loading the script again if Redis lost it
+        # EVALSHA, loading the script again if Redis lost it.
+        self._index_put = client.register_script(_INDEX_PUT)
+        self._compare_and_set = client.register_script(_COMPARE_AND_SET)
 
     @contextmanager
     def _unavailable_on_error(self, name: str) -> Iterator[None]:
@@ -153,6 +164,10 @@ class RedisStore:
     async def replace(self, key: str, value: str, ttl: float) -> bool:
         with self._unavailable_on_error("replace"):
             return bool(await self._redis.set(self._prefix + key, value, px=_ms(ttl), xx=True))
+
+    async def compare_and_set(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        with self._unavailable_on_error("compare_and_set"):
+            return bool(await self._compare_and_set(keys=[self._prefix + key], args=[expected, value, _ms(ttl)]))
 
     async def pop(self, key: str) -> str | None:
         with self._unavailable_on_error("pop"):

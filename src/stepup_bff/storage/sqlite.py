@@ -220,6 +220,18 @@ class SqliteStore:
 
         return await self._run(op, "replace")
 
+    async def compare_and_set(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        key, now = self._prefix + key, self._clock.now()
+
+        def op(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE kv SET value = ?, expires_at = ? WHERE key = ? AND value = ? AND expires_at > ?",
+                (value, now + ttl, key, expected, now),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(op, "compare_and_set")
+
     async def pop(self, key: str) -> str | None:
         key, now = self._prefix + key, self._clock.now()
 
