@@ -464,7 +464,15 @@ class SessionManager:
             # come back to life; and a refresh another request wrote meanwhile must stay, or its rotated refresh
             # token would be lost and the spent one presented again.
             touched = await self._update(
-                session_id, key, record, raw, lambda current: replace(current, last_seen=now, handle=handle), now
+                session_id,
+                key,
+                record,
+                raw,
+                lambda current: replace(current, last_seen=now, handle=current.handle or handle),
+                now,
+                # A concurrent request of this session touched it first: nothing left to write, and no retry race
+                # among a burst of requests (the SPA's first page asks several things at once).
+                settled=lambda current: now - current.last_seen < TOUCH_INTERVAL and bool(current.handle),
             )
             if touched is None:
                 return None
@@ -482,10 +490,14 @@ class SessionManager:
         raw: str,
         change: Callable[[SessionRecord], SessionRecord],
         now: float,
+        settled: Callable[[SessionRecord], bool] | None = None,
     ) -> tuple[SessionRecord, str] | None:
         """Write `change(record)` if the stored record is still `raw` (compare-and-set); if another write came first,
-        apply the change to that one instead. None if the session ended meanwhile."""
-        for _ in range(UPDATE_ATTEMPTS):
+        apply the change to that one instead, unless `settled` says that one needs it no more. None if the session
+        ended meanwhile."""
+        for attempt in range(UPDATE_ATTEMPTS):
+            if attempt and settled is not None and settled(record):
+                return record, raw
             updated = change(record)
             sealed = _seal_record(session_id, key, updated)
             if await self._store.compare_and_set(key, raw, sealed, ttl=self._remaining(updated, now)):
