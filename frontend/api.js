@@ -7,7 +7,9 @@
 // Step-up is handled here, generically. Any request may come back with the RFC 9470 challenge
 // (401 `insufficient_user_authentication`, also in WWW-Authenticate); the page does not need to know in advance
 // which actions are privileged. When that happens, `request()` asks the registered challenge handler (the
-// step-up dialog) to get a fresh second factor and then sends the *same* request again, once.
+// step-up dialog) to get a fresh second factor and then sends the *same* request again, once. (If the person first
+// had to set up a second factor, the handler says "again": the request goes once more, and its new challenge is one
+// they can answer.)
 
 /** An error answer from the BFF, or a network failure (code "network_error", status 0). */
 export class ApiError extends Error {
@@ -30,9 +32,10 @@ let challengeInFlight = null;
 
 /**
  * Register the function that answers a step-up challenge:
- * `async ({ maxAge, description, action, transaction: { id, summary } | null }) => boolean`.
- * It resolves true once the user has stepped up, false if they gave up; it may throw an ApiError
- * (for instance login_required when the session ended meanwhile).
+ * `async ({ maxAge, description, action, transaction: { id, summary } | null }) => boolean | "again"`.
+ * It resolves true once the user has stepped up, false if they gave up, "again" when they set up their first second
+ * factor instead (the request is then sent again, and challenged anew); it may throw an ApiError (for instance
+ * login_required when the session ended meanwhile).
  */
 export function onStepUpChallenge(handler) {
   challengeHandler = handler;
@@ -63,9 +66,11 @@ async function answerChallenge(challenge) {
 
 function isChallenge(response, body) {
   if (response.status !== 401) return false;
-  // RFC 9470 puts the challenge in WWW-Authenticate; our BFF also puts it in the JSON body. Either will do.
+  // RFC 9470 puts the challenge in WWW-Authenticate; our BFF also puts it in the JSON body. The body says more: a
+  // "reauthentication_required" carries the same header (a sign-in, not a second factor, is what is missing).
+  if (typeof body?.error === "string") return body.error === CHALLENGE;
   const header = response.headers.get("WWW-Authenticate") ?? "";
-  return body?.error === CHALLENGE || header.includes(`error="${CHALLENGE}"`);
+  return header.includes(`error="${CHALLENGE}"`);
 }
 
 function maxAgeOf(response, body) {
@@ -132,15 +137,16 @@ export async function request(method, path, { body, headers = {}, challenge = tr
   let response = await send(path, init);
   let data = await readBody(response);
 
-  if (challenge && challengeHandler && isChallenge(response, data)) {
+  // At most two dialogs, the first of which set up a second factor: a misbehaving server cannot loop us.
+  for (let round = 0; challenge && challengeHandler && round < 2 && isChallenge(response, data); round += 1) {
     // Several requests may be challenged at once; those challenged for the same thing share one dialog.
-    const steppedUp = await answerChallenge({
+    const answer = await answerChallenge({
       maxAge: maxAgeOf(response, data),
       description: data?.error_description,
       action: typeof data?.action === "string" ? data.action : null,
       transaction: transactionOf(data),
     });
-    if (!steppedUp) {
+    if (!answer) {
       throw new ApiError({
         status: 401,
         code: "step_up_cancelled",
@@ -148,10 +154,12 @@ export async function request(method, path, { body, headers = {}, challenge = tr
         body: data ?? {},
       });
     }
-    // Retry exactly once. A second challenge (say the window closed between the dialog and this retry) is
-    // reported as an error, never answered with another dialog, so a misbehaving server cannot loop us.
     response = await send(path, init);
     data = await readBody(response);
+    // After a step-up, retry exactly once. A second challenge (say the window closed between the dialog and this
+    // retry) is reported as an error, never answered with another dialog. Only after the person set up their first
+    // factor ("again") is the new challenge answered: it is the first one they could answer.
+    if (answer !== "again") break;
   }
 
   if (!response.ok) throw toError(response, data);
@@ -176,12 +184,24 @@ export const api = {
   signIn(returnTo = "/") {
     window.location.href = `/auth/login?return_to=${encodeURIComponent(returnTo)}`;
   },
+  /**
+   * Full-page navigation to FusionAuth's page asking for the password again (prompt=login, max_age=0). Only a
+   * request: the BFF checks the sign-in's time in the ID token when the person comes back.
+   */
+  signInAgain(returnTo = "/") {
+    window.location.href = `/auth/login?prompt=login&max_age=0&return_to=${encodeURIComponent(returnTo)}`;
+  },
   /** Ends the session here; the answer names FusionAuth's logout URL, which the caller navigates to. */
   signOut: () => post("/auth/logout"),
   telegrams: () => request("GET", "/api/telegrams"),
   /** The security activity log, newest first; pass the answer's next_cursor for the page after. */
   activity: (cursor) =>
     request("GET", cursor ? `/api/activity?cursor=${encodeURIComponent(cursor)}` : "/api/activity"),
+  /** This person's sessions (`current: true` for this one), and ending one or all of them. */
+  sessions: () => request("GET", "/api/sessions"),
+  endSession: (id) => request("DELETE", `/api/sessions/${encodeURIComponent(id)}`, { challenge: false }),
+  /** Every session ends, this one too; the answer names FusionAuth's logout URL, as signOut's does. */
+  signOutEverywhere: () => request("DELETE", "/api/sessions", { challenge: false }),
   sendTelegram: ({ recipient, message }, idempotencyKey) =>
     post("/api/telegrams", { recipient, message }, { headers: { "Idempotency-Key": idempotencyKey } }),
   /** Our own sign-in form, through the BFF (which alone talks to FusionAuth). No step-up handling on these. */
@@ -195,6 +215,15 @@ export const api = {
         methodId ? { code, method_id: methodId } : { code },
         { challenge: false },
       ),
+  },
+  /** The person's own second factors: list, add an authenticator app, remove one (which needs a step-up). */
+  factors: {
+    list: () => request("GET", "/api/factors"),
+    startAuthenticator: () => post("/api/factors/authenticator/start"),
+    confirmAuthenticator: (code, name) =>
+      post("/api/factors/authenticator/confirm", name ? { code, name } : { code }, { challenge: false }),
+    cancelAuthenticator: () => post("/api/factors/authenticator/cancel", {}, { challenge: false }),
+    remove: (id, code) => request("DELETE", `/api/factors/${encodeURIComponent(id)}`, { body: { code } }),
   },
   stepUp: {
     /** With a transaction id (from the challenge), the step-up confirms that request and only it. */

@@ -1,15 +1,18 @@
-// Wiring and state: which view is showing, the elevated badge, sending telegrams, signing in and out.
+// Wiring and state: which view is showing, the elevated badge, sending telegrams, the person's second factors,
+// signing in and out.
 
-import { api, newIdempotencyKey, onStepUpChallenge } from "./api.js";
+import { api, ApiError, newIdempotencyKey, onStepUpChallenge } from "./api.js";
 import { createSignInDialog, createStepUpDialog } from "./dialog.js";
+import { createEnrolmentDialog, createRemovalDialog } from "./factors.js";
 import { countdown, formatClock, secondsUntil } from "./dom.js";
 import { errorMessage, nativeSignInMessage, SESSION_ENDED_MESSAGE, signInErrorMessage } from "./messages.js";
 import { renderLoading, renderProblem, renderSignedIn, renderSignedOut } from "./views.js";
 
 const main = document.getElementById("app");
-const account = document.getElementById("account");
+const accountSlot = document.getElementById("account");
 
 let view = null; // the signed-in view's controller, or null when signed out
+let account = null; // the signed-in person's email, for the password form of a new sign-in
 let signInWays = ["hosted"]; // from GET /api/session when signed out: "native" (our form), "hosted" (FusionAuth's page)
 let stopBadge = () => {};
 let recheckTimer = 0;
@@ -21,17 +24,80 @@ let recheckTimer = 0;
 let pendingSend = null; // { key, recipient, message }
 
 // ---- step-up ---------------------------------------------------------------------------------------------------
-const dialog = createStepUpDialog({ api });
+const dialog = createStepUpDialog({ api, canSetUp: true });
 const signInDialog = createSignInDialog({ api });
+const enrolment = createEnrolmentDialog({
+  api,
+  secondFactor: (challenge) => signInDialog.open({ challenge }),
+  signInAgain,
+});
+const removal = createRemovalDialog({ api });
 
-// Any request the BFF answers with the RFC 9470 challenge lands here (see api.js): we ask for a second factor,
-// and api.js retries the original request once if we return true.
+// Any request the BFF answers with the RFC 9470 challenge lands here (see api.js): we ask the person to confirm
+// it's them, and api.js retries the original request once if we return true. Someone without a way to confirm may
+// set up an authenticator app first ("again": api.js sends the request once more, and its new challenge is one they
+// can answer). The dialog rejects when it could not go on (the session gone, a pause, no way to confirm): the
+// request then fails with that reason, and the page says it in its own words.
 onStepUpChallenge(async (challenge) => {
-  const stepUp = await dialog.open(challenge); // rejects with login_required if the session is gone
+  const stepUp = await dialog.open(challenge);
+  if (stepUp?.setUp) {
+    const added = await enrolment.open({ account, then: true });
+    loadFactors();
+    if (added) return "again";
+    // Not "you cancelled": what is still missing, which nobody can be blamed for.
+    throw new ApiError({ status: 409, code: "no_second_factor", description: "No authenticator app was added." });
+  }
   if (!stepUp) return false;
   showElevated(stepUp);
   return true;
 });
+
+// ---- a new sign-in on FusionAuth's page, in the middle of something ------------------------------------------
+// Adding a second factor may need the person to sign in again on FusionAuth's page: a full-page trip. What they were
+// doing (adding an authenticator app, perhaps in the middle of sending a telegram) waits in sessionStorage, this tab
+// only, and is picked up when they come back to /?resume=enrol. It holds their own telegram text, never a secret.
+const RESUME_KEY = "stepup-bff/resume";
+const RESUME_TTL_MS = 15 * 60 * 1000;
+
+function signInAgain() {
+  const telegram = view?.busy && pendingSend ? { ...pendingSend } : null;
+  sessionStorage.setItem(RESUME_KEY, JSON.stringify({ enrol: true, telegram, at: Date.now() }));
+  api.signInAgain("/?resume=enrol");
+}
+
+/** What was interrupted by the trip to FusionAuth's page, once (it is removed as it is read). */
+function takeResume() {
+  const url = new URL(window.location.href);
+  if (url.searchParams.get("resume") !== "enrol") return null;
+  url.searchParams.delete("resume");
+  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  const raw = sessionStorage.getItem(RESUME_KEY);
+  sessionStorage.removeItem(RESUME_KEY);
+  try {
+    const saved = JSON.parse(raw ?? "null");
+    return saved && Date.now() - saved.at < RESUME_TTL_MS ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+async function resumeEnrolment(saved) {
+  const current = view;
+  const telegram = saved.telegram;
+  if (telegram && typeof telegram.recipient === "string" && typeof telegram.message === "string") {
+    current.setValues(telegram);
+    // The same key: the telegram was never sent (its request was refused), so this is still that one telegram.
+    pendingSend = { key: String(telegram.key), recipient: telegram.recipient, message: telegram.message };
+  }
+  try {
+    const added = await enrolment.open({ account, returned: true, then: Boolean(telegram) });
+    loadFactors();
+    loadActivity();
+    if (added && telegram && view === current) sendTelegram();
+  } catch (error) {
+    if (error.code === "login_required") sessionEnded();
+  }
+}
 
 /** The "No code needed for m:ss" badge, counting down to step_up.expires_at; at zero, ask the BFF what is true now. */
 function showElevated(stepUp) {
@@ -78,10 +144,11 @@ function showSignedOut(notice) {
   stopBadge();
   clearTimeout(recheckTimer);
   view = null;
+  account = null;
   pendingSend = null;
   let form = null;
   const nativeSignIn = signInWays.includes("native") ? { onSubmit: () => signInNatively(form) } : null;
-  form = renderSignedOut(main, account, { notice, onSignIn: () => api.signIn("/"), nativeSignIn });
+  form = renderSignedOut(main, accountSlot, { notice, onSignIn: () => api.signIn("/"), nativeSignIn });
 }
 
 function sessionEnded() {
@@ -120,12 +187,135 @@ async function signInNatively(form) {
 }
 
 function showSignedIn(session, notice) {
-  view = renderSignedIn(main, account, { session, notice, onSubmit: sendTelegram, onSignOut: signOut });
+  account = session.user?.email ?? null;
+  view = renderSignedIn(main, accountSlot, {
+    session,
+    notice,
+    onSubmit: sendTelegram,
+    onSignOut: signOut,
+    onEndSession: endSession,
+    onSignOutEverywhere: signOutEverywhere,
+    onAddFactor: addFactor,
+    onRemoveFactor: removeFactor,
+  });
   // What had focus (the sign-in form's button) is gone: start from the top of the new view, not from <body>.
   if (!document.activeElement || document.activeElement === document.body) view.focusGreeting();
   showElevated(session.step_up);
   loadTelegrams();
   loadActivity();
+  loadSessions();
+  loadFactors();
+  const saved = takeResume();
+  if (saved?.enrol) resumeEnrolment(saved);
+}
+
+/** The Security panel's list of the person's ways to confirm it's them (their second factors). */
+async function loadFactors() {
+  const current = view;
+  if (!current) return;
+  try {
+    const listed = await api.factors.list();
+    if (view === current) current.setFactors(Array.isArray(listed?.factors) ? listed.factors : []);
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    if (view === current) current.setFactorsError(`Couldn't load your ways to confirm it's you. ${errorMessage(error)}`, loadFactors);
+  }
+}
+
+async function addFactor() {
+  const current = view;
+  if (!current) return;
+  current.setSecurityStatus(null);
+  try {
+    const added = await enrolment.open({ account });
+    if (view !== current) return;
+    if (added) current.setSecurityStatus("Your authenticator app is set up. Your other sessions were signed out.");
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+  }
+  loadFactors();
+  loadActivity();
+  loadSessions(); // a change of factors ends the other sessions
+  recheckSession(); // a change of factors ends the step-up this session had
+}
+
+async function removeFactor(factor, factors) {
+  const current = view;
+  if (!current) return;
+  current.setSecurityStatus(null);
+  try {
+    const result = await removal.open({ factor, factors });
+    if (view !== current || !result) return;
+    current.setSecurityStatus(
+      Array.isArray(result.factors) && result.factors.length === 0
+        ? "Removed. You have no way to confirm it's you now: add one before you next send a telegram."
+        : "Removed. Your other sessions were signed out.",
+    );
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+  } finally {
+    if (view === current) {
+      loadFactors();
+      loadActivity();
+      loadSessions();
+      recheckSession();
+    }
+  }
+}
+
+
+/** The "Active sessions" panel. */
+async function loadSessions() {
+  const current = view;
+  if (!current) return;
+  try {
+    const result = await api.sessions();
+    if (view === current) current.setSessions(Array.isArray(result?.sessions) ? result.sessions : []);
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    if (view === current) current.setSessionsError(`Couldn't load your sessions. ${errorMessage(error)}`);
+  }
+}
+
+/** "Sign out" on one row: another session ends (the list is read again); this one is a sign-out. */
+async function endSession(id, isCurrent) {
+  const current = view;
+  if (!current) return;
+  current.setSessionsBusy(true);
+  try {
+    await api.endSession(id);
+    if (isCurrent) return sessionEnded();
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    // not_found: it had ended already; the list read below shows what is true now.
+    if (error.code !== "not_found" && view === current) current.setNotice(errorMessage(error));
+  }
+  if (view !== current) return;
+  current.setSessionsBusy(false);
+  loadSessions();
+  loadActivity();
+}
+
+/** Every session ends, this one too, and FusionAuth revokes the refresh tokens; then FusionAuth's own sign-out. */
+async function signOutEverywhere() {
+  const current = view;
+  if (!current) return;
+  current.setSessionsBusy(true);
+  current.setNotice(null);
+  try {
+    const result = await api.signOutEverywhere();
+    leaveFor(result?.redirect);
+  } catch (error) {
+    if (error.code === "login_required") return sessionEnded();
+    current.setSessionsBusy(false);
+    current.setNotice(errorMessage(error));
+  }
+}
+
+/** Navigate to FusionAuth's logout URL (it sends the browser back to "/"); only ever to a web URL. */
+function leaveFor(redirect) {
+  const target = new URL(redirect ?? "/", window.location.href);
+  window.location.assign(target.protocol === "https:" || target.protocol === "http:" ? target.href : "/");
 }
 
 /** The activity log: the newest page, or (`cursor`) the page after the ones shown. */
@@ -204,9 +394,8 @@ async function signOut() {
   current.setNotice(null);
   try {
     const result = await api.signOut();
-    // FusionAuth ends its own SSO session too, then sends the browser back to "/". Only ever navigate to a web URL.
-    const target = new URL(result?.redirect ?? "/", window.location.href);
-    window.location.assign(target.protocol === "https:" || target.protocol === "http:" ? target.href : "/");
+    // FusionAuth ends its own SSO session too, then sends the browser back to "/".
+    leaveFor(result?.redirect);
   } catch (error) {
     if (error.code === "login_required") return sessionEnded();
     current.setSigningOut(false);
@@ -227,7 +416,7 @@ function takeSignInError() {
 }
 
 async function boot(notice) {
-  renderLoading(main, account);
+  renderLoading(main, accountSlot);
   try {
     const session = await api.session();
     if (session?.authenticated) {
@@ -237,7 +426,7 @@ async function boot(notice) {
       showSignedOut(notice);
     }
   } catch (error) {
-    renderProblem(main, account, { message: errorMessage(error), onRetry: () => boot(notice) });
+    renderProblem(main, accountSlot, { message: errorMessage(error), onRetry: () => boot(notice) });
   }
 }
 

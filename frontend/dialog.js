@@ -3,27 +3,26 @@
 // - step-up (`createStepUpDialog`): a fresh confirmation when the BFF answers a request with the RFC 9470 challenge;
 //   a challenge bound to a transaction first says what is confirmed ("Confirm: singing telegram to Bob — “Happy
 //   birthday…”"). `open()` resolves with the new step-up status ({ active, expires_at, method }; not active after a
-//   bound step-up, which elevates nothing) once the person has confirmed, or with null when they cancel. It rejects
-//   with an ApiError when the dialog could not go on: the session is gone (login_required, so the page can show the
-//   signed-out view), the account has no way to confirm (no_second_factor), confirming is paused or the account is
-//   refused; the page then says why, in its own words, instead of "you cancelled".
+//   bound step-up, which elevates nothing) once the person has confirmed, with { setUp: true } when someone without
+//   a way to confirm chose to set one up (`canSetUp`: the page walks them through adding an authenticator app, then
+//   the action goes again), or with null when they cancel. It rejects with an ApiError when the dialog could not go
+//   on: the session is gone (login_required, so the page can show the signed-out view), the account has no way to
+//   confirm and the person closed the dialog (no_second_factor), confirming is paused or the account is refused; the
+//   page then says why, in its own words, instead of "you cancelled".
 // - sign-in (`createSignInDialog`): the code FusionAuth asks for after the password (its 242). `open()` resolves
 //   with the new session, or null when the person cancels or must enter their password again.
 //
 // Both run the same machine in the BFF, so they share every piece here: methods, sending, codes, recovery codes,
-// limits and errors; a `flow` says where the calls go. A native <dialog> opened with showModal() gives us the focus
-// trap, Escape to cancel and an inert page behind it for free.
+// limits and errors; a `flow` says where the calls go. A native <dialog> opened with showModal() (dom.js's `modal`)
+// gives us the focus trap, Escape to cancel and an inert page behind it for free.
 //
 // Focus is never left on <body> (WCAG 2.4.3): the dialog is rendered before it is shown and its heading takes focus
 // while the options load; buttons that cannot be used right now are aria-disabled, never `disabled` (a disabled
 // button that has focus drops it to the page); focus moves to what comes next *before* anything is hidden; and on
 // close it goes back where it was.
-//
-// For the enrolment feature: `dialog.noFactorSetup` is an empty container shown only in the "your account has no
-// way to confirm" view, for a "Set up an authenticator app" button (or anything else) to be put into.
 
 import { ApiError } from "./api.js";
-import { countdown, formatDuration, formatWait, h, show, waitEnd } from "./dom.js";
+import { codeField, countdown, dialogAlert, formatDuration, formatWait, h, modal, show, waitEnd } from "./dom.js";
 import { ACCOUNT_PROBLEMS, errorMessage, NETWORK_MESSAGE, pausedMessage } from "./messages.js";
 
 const METHOD_NAMES = { authenticator: "Authenticator app", email: "Email", sms: "Text message" };
@@ -38,14 +37,18 @@ const BACK_TO_METHOD = {
   sms: "Use a texted code instead",
 };
 const RECOVERY_HINT =
-  "Enter one of the recovery codes you saved when you set up codes for this account. Each one works once.";
+  "Enter one of the recovery codes you saved when you first set up a way to confirm it's you. Each one works once.";
 // The BFF answers these with a wait that ends; the dialog pauses and comes back by itself.
 const PAUSES = new Set(["step_up_blocked", "too_many_starts", "temporarily_locked"]);
 
-/** The step-up dialog. A challenge bound to a transaction says what is being confirmed, before any code. */
-export function createStepUpDialog({ api }) {
+/**
+ * The step-up dialog. A challenge bound to a transaction says what is being confirmed, before any code. Someone
+ * without a way to confirm is offered to set one up (`canSetUp`), which resolves open() with { setUp: true }.
+ */
+export function createStepUpDialog({ api, canSetUp = false }) {
   return createTwoFactorDialog({
     prefix: "step-up",
+    canSetUp,
     title: "Confirm it's you",
     intro: ({ maxAge, transaction } = {}) => {
       // Bound: this code confirms that one request, and only it (the server's summary says which).
@@ -58,9 +61,12 @@ export function createStepUpDialog({ api }) {
     },
     // The person's own words (a recipient, a message), built into a sentence by the server: shown as text only.
     confirms: ({ transaction } = {}) => (transaction ? `Confirm: ${transaction.summary}` : null),
-    noFactor:
-      "Your account doesn't have a way to confirm it's you yet, such as an authenticator app, so this can't go " +
-      "ahead. Nothing was done.",
+    // Nobody's fault, so no blame and no "set one up elsewhere first": what is missing, and the way to set it up.
+    noFactor: canSetUp
+      ? "Your account doesn't have a way to confirm it's you yet, such as an authenticator app. Set one up now: it " +
+        "takes a minute, and then this goes ahead where you left off."
+      : "Your account doesn't have a way to confirm it's you yet, such as an authenticator app, so this can't go " +
+        "ahead. Nothing was done.",
     start: ({ transaction } = {}) => api.stepUp.start(transaction?.id),
     send: (methodId) => api.stepUp.send(methodId),
     finish: async (code, methodId) => {
@@ -127,25 +133,15 @@ function createTwoFactorDialog(flow) {
   const resendWait = h("p", { id: id("resend-wait"), class: "resend-wait", "data-testid": id("resend-wait") });
   const sendRow = h("div", { class: "send-row" }, sendButton, sentNotice, resendWait);
 
-  const codeInput = h("input", {
-    id: id("code"),
-    name: "code",
-    type: "text",
-    class: "code-input",
-    spellcheck: "false",
-    "aria-describedby": id("code-hint"),
-    "data-testid": id("code"),
-  });
-  const codeLabel = h("label", { for: id("code") });
-  const codeHint = h("p", { id: id("code-hint"), class: "field-hint" });
-  const codeRow = h("div", { class: "field code-row" }, codeLabel, codeHint, codeInput);
+  const field = codeField(prefix, { label: "Verification code" });
+  const codeInput = field.input;
   // FusionAuth accepts a recovery code wherever it accepts a code (docs/fusionauth.md §4): another way in when the
   // phone is lost or the email does not arrive.
   const codeSwitch = h("button", { type: "button", class: "button link code-switch", "data-testid": id("use-recovery") });
 
   // Problems are announced (role="alert"), once each. Countdowns are NOT inside live regions (a screen reader would
   // read every second); `announcer` says once when a wait is over.
-  const alert = h("p", { id: id("error"), class: "dialog-alert", role: "alert", "data-testid": id("error") });
+  const alert = dialogAlert(prefix);
   const announcer = h("p", { class: "visually-hidden", "aria-live": "polite", "data-testid": id("announcer") });
 
   const waitText = h("p", { class: "wait", "data-testid": id("wait") });
@@ -155,12 +151,12 @@ function createTwoFactorDialog(flow) {
     "Start again",
   );
   const panel = h("div", { class: "dialog-panel" }, waitText, restartButton);
-  // Empty here: the enrolment feature puts its "Set up an authenticator app" into it (see the top of this file).
-  const noFactorSetup = h("div", {
-    class: "no-factor-setup",
-    "data-slot": "no-factor-setup",
-    "data-testid": id("no-factor-setup"),
-  });
+  // No way to confirm yet: the way out of the dead end (the page walks through adding an authenticator app).
+  const setUpButton = h(
+    "button",
+    { type: "button", class: "button primary set-up", "data-testid": id("set-up"), hidden: true },
+    "Set up an authenticator app",
+  );
 
   const cancelButton = h("button", { type: "button", class: "button ghost", "data-testid": id("cancel") }, "Cancel");
   const verifyButton = h("button", { type: "submit", class: "button primary", "data-testid": id("verify") }, "Verify");
@@ -174,11 +170,11 @@ function createTwoFactorDialog(flow) {
     loading,
     methods,
     sendRow,
-    codeRow,
+    field.row,
     codeSwitch,
-    alert,
+    alert.element,
     panel,
-    noFactorSetup,
+    setUpButton,
     announcer,
     h("div", { class: "dialog-actions" }, cancelButton, verifyButton),
   );
@@ -208,14 +204,11 @@ function createTwoFactorDialog(flow) {
   let sendsExhausted = false;
   let busy = false;
   let started = false; // a challenge exists on the server (so Cancel discards it)
-  let pending = null; // { resolve, reject } of the open() in progress
-  let trigger = null; // where focus was before the dialog opened
   let stopWait = () => {};
   // Bumped by every start() and close(): an answer that arrives for an older round (the person cancelled or
   // started again while it was on its way) must not touch the dialog.
   let generation = 0;
   let openedWith = {}; // what open() was given: passed to flow.start() again by "Start again"
-  let closedByUs = false; // close() closed the <dialog> itself: its "close" event is not a person cancelling
   let stopReason = null; // why the dialog cannot go on (dead-end, paused): what open() rejects with on close
   let noFactorView = false;
   // The server spaces sends per person, not per code request, and remembers it across Cancel: so does the dialog,
@@ -223,6 +216,10 @@ function createTwoFactorDialog(flow) {
   let resendUntil = 0;
   let resendLeft = 0; // whole seconds until resendUntil, while counting
   let stopResend = () => {};
+  // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished confirmation counts as cancelled.
+  // (The <dialog>'s own "close" event after close() comes later, as a task: by then this dialog may be open again
+  // for the next challenge, several requests each confirmed in turn, and modal() ignores that stale event.)
+  const shell = modal(dialog, { onDismiss: () => close() });
 
   const selected = () => options.find((option) => option.id === selectedId) ?? null;
   const needsSend = (option) => option && option.method !== "authenticator";
@@ -236,17 +233,17 @@ function createTwoFactorDialog(flow) {
     show(loading, phase === "loading");
     show(methods, ready && !recovery && options.length > 0);
     show(sendRow, sending);
-    show(codeRow, codeVisible);
+    show(field.row, codeVisible);
     show(codeSwitch, ready && options.length > 0);
     show(panel, phase === "restart" || phase === "blocked");
-    show(noFactorSetup, phase === "dead-end" && noFactorView);
+    show(setUpButton, phase === "dead-end" && noFactorView && Boolean(flow.canSetUp));
     show(verifyButton, phase === "ready" || phase === "loading");
     setDisabled(verifyButton, busy || !codeVisible);
     form.setAttribute("aria-busy", String(busy || phase === "loading"));
     cancelButton.textContent = phase === "dead-end" ? "Close" : "Cancel";
 
-    codeLabel.textContent = recovery ? "Recovery code" : "Verification code";
-    codeHint.textContent = recovery
+    field.label.textContent = recovery ? "Recovery code" : "Verification code";
+    field.hint.textContent = recovery
       ? RECOVERY_HINT
       : (CODE_HINTS[option?.method] ?? "Enter the code you received.");
     codeSwitch.textContent = recovery
@@ -266,23 +263,9 @@ function createTwoFactorDialog(flow) {
     }
   }
 
-  /** Put a message in the alert region (announced); `tone` only changes its colour. */
-  function say(message, tone = "error") {
-    alert.textContent = message;
-    alert.dataset.tone = tone;
-  }
-
-  function markInvalid(message) {
-    say(message);
-    // The error is the field's own (WCAG 3.3.1): marked on it, and read with it.
-    codeInput.setAttribute("aria-invalid", "true");
-    codeInput.setAttribute("aria-describedby", `${id("code-hint")} ${id("error")}`);
-  }
-
-  function clearInvalid() {
-    codeInput.removeAttribute("aria-invalid");
-    codeInput.setAttribute("aria-describedby", id("code-hint"));
-  }
+  const say = alert.say;
+  // The error is the field's own (WCAG 3.3.1): marked on it, and read with it.
+  const markInvalid = (message) => alert.invalid(field, message);
 
   function setBusy(value) {
     busy = value;
@@ -293,14 +276,8 @@ function createTwoFactorDialog(flow) {
   function setCodeMode(isRecovery) {
     recovery = isRecovery;
     codeInput.value = "";
-    clearInvalid();
-    codeInput.classList.toggle("recovery", recovery);
-    codeInput.setAttribute("inputmode", recovery ? "text" : "numeric");
-    codeInput.setAttribute("autocomplete", recovery ? "off" : "one-time-code");
-    codeInput.setAttribute("autocapitalize", recovery ? "characters" : "off");
-    codeInput.setAttribute("maxlength", recovery ? "64" : "10");
-    if (recovery) codeInput.removeAttribute("pattern");
-    else codeInput.setAttribute("pattern", "[0-9]*");
+    field.clearInvalid();
+    field.acceptLetters(recovery);
   }
 
   // ---- starting a challenge ---------------------------------------------------------------------------------
@@ -330,7 +307,7 @@ function createTwoFactorDialog(flow) {
       const result = await flow.start(openedWith);
       if (round !== generation) {
         // Closed while starting: this challenge now exists on the server with nobody to finish it.
-        if (!pending) discard();
+        if (!shell.isOpen) discard();
         return;
       }
       started = true;
@@ -362,7 +339,7 @@ function createTwoFactorDialog(flow) {
           onchange: () => {
             selectedId = option.id;
             say("");
-            clearInvalid();
+            field.clearInvalid();
             render();
           },
         });
@@ -393,12 +370,14 @@ function createTwoFactorDialog(flow) {
   }
 
   function noFactor() {
-    // Nobody's fault, so no blame and no "set one up elsewhere first": what is missing, and (with the enrolment
-    // feature) a way to set it up, right here.
-    cancelButton.focus();
+    // Nobody's fault, so no blame: what is missing, and (on the page, `canSetUp`) the way to set it up right here.
+    // Focus moves first (to the way out, or to Close), and only then is the rest hidden.
     phase = "dead-end";
     started = false;
     noFactorView = true;
+    show(setUpButton, Boolean(flow.canSetUp));
+    (flow.canSetUp ? setUpButton : cancelButton).focus();
+    // Closed without setting one up, the page says why nothing happened (not "you cancelled").
     stopReason = new ApiError({ status: 409, code: "no_second_factor", description: flow.noFactor });
     say(flow.noFactor, "info");
     render();
@@ -637,29 +616,17 @@ function createTwoFactorDialog(flow) {
 
   // ---- opening and closing ------------------------------------------------------------------------------------
   function close({ result = null, error = null } = {}) {
-    if (!pending) return;
-    const { resolve, reject } = pending;
+    if (!shell.isOpen) return;
     // Closed from a state the person could not get past (no way to confirm, paused, refused): that is the answer,
     // not "cancelled", so the page can say what happened without blaming anyone.
     const reason = error ?? (result ? null : stopReason);
-    pending = null;
     generation += 1;
     stopResend(); // the wait itself (resendUntil) is kept for the next opening
     stopWait();
     if (started && !result) discard();
     started = false;
-    if (dialog.open) {
-      // The <dialog>'s own "close" event comes later, as a task: by then this dialog may be open again for the
-      // next challenge (several requests, each confirmed in turn), which that stale event must not close.
-      closedByUs = true;
-      dialog.close();
-    }
-    dialog.remove();
-    // Put focus back where it was (the Send button, typically), whatever closed the dialog.
-    if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
-    trigger = null;
-    if (reason) reject(reason);
-    else resolve(result);
+    // Focus goes back where it was (the Send button, typically), whatever closed the dialog.
+    shell.settle({ result, error: reason });
   }
 
   function finish(result) {
@@ -673,9 +640,6 @@ function createTwoFactorDialog(flow) {
 
   form.addEventListener("submit", verify);
   sendButton.addEventListener("click", sendCode);
-  codeInput.addEventListener("input", () => {
-    if (codeInput.hasAttribute("aria-invalid")) clearInvalid();
-  });
   codeSwitch.addEventListener("click", () => {
     setCodeMode(!recovery);
     say("");
@@ -685,30 +649,13 @@ function createTwoFactorDialog(flow) {
   // Where nothing can be started again here (a sign-in: the password comes first), the button closes the dialog.
   restartButton.addEventListener("click", () => (flow.restartLabel ? close() : start()));
   cancelButton.addEventListener("click", () => close());
-  // Escape closes a modal <dialog> by itself; whatever closed it, an unfinished confirmation counts as cancelled.
-  dialog.addEventListener("close", () => {
-    if (closedByUs) {
-      closedByUs = false;
-      return;
-    }
-    close();
-  });
+  setUpButton.addEventListener("click", () => close({ result: { setUp: true } }));
 
   return {
     element: dialog,
-    /** For the enrolment feature: shown only in the "no way to confirm it's you" view; empty otherwise. */
-    noFactorSetup,
     /** Ask for a code. Step-up: `maxAge` (seconds) only shapes the explanation; sign-in: `challenge`. */
     open(options = {}) {
-      if (pending) return pending.promise;
-      trigger = document.activeElement instanceof HTMLElement ? document.activeElement : null;
-      let resolve;
-      let reject;
-      const promise = new Promise((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      pending = { resolve, reject, promise };
+      if (shell.isOpen) return shell.open();
       openedWith = options;
       intro.textContent = flow.intro(options);
       const confirmation = flow.confirms?.(options) ?? null;
@@ -718,8 +665,7 @@ function createTwoFactorDialog(flow) {
       // to disappear; the heading takes focus until the options arrive (start() then moves it on).
       generation += 1;
       resetRound();
-      document.body.append(dialog);
-      dialog.showModal();
+      const promise = shell.open();
       title.focus();
       start();
       return promise;

@@ -39,9 +39,141 @@ function append(parent, children) {
   }
 }
 
+/**
+ * A modal <dialog>'s life. `open()` puts it in the document, shows it (focus trap, Escape, an inert page: the
+ * browser's) and returns a promise; `settle({ result, error })` closes it, takes it out, puts focus back where it was
+ * and settles that promise (false if nothing was open). A close the dialog makes by itself (Escape) calls
+ * `onDismiss()`; its own "close" event after a settle() comes later, as a task, and is ignored.
+ */
+export function modal(dialog, { onDismiss }) {
+  let pending = null;
+  let trigger = null;
+  let closedByUs = false;
+  dialog.addEventListener("close", () => {
+    if (closedByUs) {
+      closedByUs = false;
+      return;
+    }
+    onDismiss();
+  });
+  return {
+    get isOpen() {
+      return pending !== null;
+    },
+    open() {
+      if (pending) return pending.promise;
+      trigger = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+      let resolve;
+      let reject;
+      const promise = new Promise((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      pending = { resolve, reject, promise };
+      document.body.append(dialog);
+      dialog.showModal();
+      return promise;
+    },
+    settle({ result = null, error = null } = {}) {
+      if (!pending) return false;
+      const { resolve, reject } = pending;
+      pending = null;
+      if (dialog.open) {
+        closedByUs = true;
+        dialog.close();
+      }
+      dialog.remove();
+      if (trigger?.isConnected && document.activeElement !== trigger) trigger.focus();
+      trigger = null;
+      if (error) reject(error);
+      else resolve(result);
+      return true;
+    },
+  };
+}
+
 /** Show or hide an element with the `hidden` attribute (styles.css makes `[hidden]` win over any class). */
 export function show(element, visible) {
   element.hidden = !visible;
+}
+
+/**
+ * A dialog's alert (`${prefix}-error`): problems are announced once each (role="alert"); `tone` ("error", "warning",
+ * "info") only changes its colour. Returns { element, say(message, tone), invalid(field, message) }: `invalid` says
+ * it and ties it to a codeField (below), whose own error it is.
+ */
+export function dialogAlert(prefix) {
+  const element = h("p", { id: `${prefix}-error`, class: "dialog-alert", role: "alert", "data-testid": `${prefix}-error` });
+  function say(message, tone = "error") {
+    element.textContent = message;
+    element.dataset.tone = tone;
+  }
+  return {
+    element,
+    say,
+    invalid(field, message) {
+      say(message);
+      field.markInvalid(element.id);
+    },
+  };
+}
+
+/**
+ * The field a code is typed into (the step-up and sign-in dialog, adding and removing a factor): a label, a hint read
+ * with the field, and the input, ids from `prefix` (`${prefix}-code`, `${prefix}-code-hint`). Returns
+ * { row, input, label, hint, acceptLetters(bool), markInvalid(errorId), clearInvalid() }.
+ * - Digits by default (a numeric keyboard, the one-time code the phone offers); `acceptLetters(true)` for a recovery
+ *   code, which has letters and a hyphen, with a keyboard that offers them.
+ * - An error about the code is the field's own (WCAG 3.3.1): `markInvalid(errorId)` sets aria-invalid and adds the
+ *   error's element to the field's description; typing again clears both.
+ */
+export function codeField(prefix, { label, hint = "" }) {
+  const inputId = `${prefix}-code`;
+  const hintId = `${prefix}-code-hint`;
+  const input = h("input", {
+    id: inputId,
+    name: "code",
+    type: "text",
+    class: "code-input",
+    spellcheck: "false",
+    "aria-describedby": hintId,
+    "data-testid": inputId,
+  });
+  const labelElement = h("label", { for: inputId }, label);
+  const hintElement = h("p", { id: hintId, class: "field-hint" }, hint);
+  const row = h("div", { class: "field code-row" }, labelElement, hintElement, input);
+
+  function clearInvalid() {
+    input.removeAttribute("aria-invalid");
+    input.setAttribute("aria-describedby", hintId);
+  }
+
+  function acceptLetters(letters) {
+    input.classList.toggle("recovery", letters);
+    input.setAttribute("inputmode", letters ? "text" : "numeric");
+    input.setAttribute("autocomplete", letters ? "off" : "one-time-code");
+    input.setAttribute("autocapitalize", letters ? "characters" : "off");
+    input.setAttribute("maxlength", letters ? "64" : "10");
+    if (letters) input.removeAttribute("pattern");
+    else input.setAttribute("pattern", "[0-9]*");
+  }
+
+  input.addEventListener("input", () => {
+    if (input.hasAttribute("aria-invalid")) clearInvalid();
+  });
+  acceptLetters(false);
+  return {
+    row,
+    input,
+    label: labelElement,
+    hint: hintElement,
+    acceptLetters,
+    markInvalid(errorId) {
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", `${hintId} ${errorId}`);
+    },
+    clearInvalid,
+  };
 }
 
 /**

@@ -101,6 +101,12 @@ export function errorMessage(error) {
       return "Something in the form isn't right. Check it and try again.";
     case "request_too_large":
       return "That's too long to send. Shorten it and try again.";
+    case "reauthentication_required":
+      return "For your safety, sign in again first: this needs a sign-in from the last few minutes.";
+    case "factor_not_found":
+      return "That way to confirm it's you isn't on your account any more.";
+    case "factor_change_refused":
+      return "This change isn't allowed for your account.";
     case "idempotency_key_reused":
       return "This telegram changed since it was first sent. Please send it again.";
     case "step_up_cancelled":
@@ -135,15 +141,36 @@ export function errorMessage(error) {
 const METHOD_WORDS = { authenticator: "your authenticator app", email: "an emailed code", sms: "a texted code" };
 const FACTOR_NAMES = { authenticator: "Authenticator app", email: "Email codes", sms: "Text message codes" };
 const SENT_BY = { email: "by email", sms: "by text message" };
-const ACTIONS = { send_telegram: "singing telegram" };
+// What was asked to be confirmed ("Asked to confirm a singing telegram"), and that it ran, by the action's name.
+const ACTIONS = {
+  send_telegram: "a singing telegram",
+  add_factor: "adding a way to confirm it's you",
+  remove_factor: "removing a way to confirm it's you",
+};
+const ACTIONS_DONE = {
+  send_telegram: "Singing telegram sent",
+  add_factor: "Adding a way to confirm it's you: confirmed",
+  remove_factor: "Removing a way to confirm it's you: confirmed",
+};
 const ENDINGS = {
   idle_timeout: "Session ended after a while without activity",
   absolute_timeout: "Session ended: it reached its time limit",
+  signed_out_elsewhere: "Session signed out from another of your sessions",
+  refresh_refused: "Session ended: FusionAuth no longer accepts it",
+  refresh_outage: "Session ended: FusionAuth could not be reached for too long",
+  user_deactivated: "Session ended: your account was deactivated",
+  user_deleted: "Session ended: your account was deleted",
+  tokens_revoked: "Session ended: its access was revoked at FusionAuth",
+  login_prevented: "Session ended: your account was locked",
+  password_changed: "Session ended: your password was changed",
+  factors_changed: "Session ended: your ways to confirm it's you were changed",
+  too_many_sessions: "Session ended: you signed in on too many devices",
 };
 
 const methodWords = (method) => METHOD_WORDS[method] ?? "a code";
 const factorName = (method) => FACTOR_NAMES[method] ?? "A way to confirm it's you";
-const actionWords = (action) => ACTIONS[action] ?? (action ? String(action).replaceAll("_", " ") : "protected action");
+// An action this page has no words for goes by its configured name ("export_report": "export report").
+const actionName = (action) => (action ? String(action).replaceAll("_", " ") : "protected action");
 
 /** What happened, in plain words ("Confirmed it's you with your authenticator app"); the panel adds where and when. */
 export function activityWhat(event) {
@@ -157,11 +184,13 @@ export function activityWhat(event) {
     case "sign_out":
       return "Signed out";
     case "session_ended":
+      if (Object.hasOwn(ENDINGS, event.reason)) return ENDINGS[event.reason];
       if (event.outcome === "replaced") return "Session replaced by a new sign-in";
       if (event.outcome === "revoked") return "Session ended by the service";
-      return ENDINGS[event.reason] ?? "Session ended";
+      return "Session ended";
     case "step_up_started":
-      return event.action ? `Asked to confirm a ${actionWords(event.action)}` : "Asked to confirm it's you";
+      if (!event.action) return "Asked to confirm it's you";
+      return `Asked to confirm ${ACTIONS[event.action] ?? `“${actionName(event.action)}”`}`;
     case "step_up_code_sent":
       return `Code sent ${SENT_BY[event.method] ?? "to you"}`;
     case "step_up_verified":
@@ -177,8 +206,9 @@ export function activityWhat(event) {
     case "step_up_locked":
       return "Confirming locked after many codes didn't work";
     case "privileged_action": {
-      const what = actionWords(event.action);
-      return `${what.charAt(0).toUpperCase()}${what.slice(1)} sent`;
+      if (Object.hasOwn(ACTIONS_DONE, event.action)) return ACTIONS_DONE[event.action];
+      const what = actionName(event.action);
+      return `${what.charAt(0).toUpperCase()}${what.slice(1)} done`;
     }
     case "second_factor_added":
       return `${factorName(event.method)} added as a way to confirm it's you`;

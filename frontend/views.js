@@ -3,6 +3,7 @@
 // what a person is typing survives every update (a list refresh, the badge ticking, an error).
 
 import { formatMoment, formatWhen, h, show } from "./dom.js";
+import { factorLabel } from "./factors.js";
 import { activitySentence } from "./messages.js";
 
 export const RECIPIENT_MAX = 100;
@@ -159,11 +160,28 @@ function signInForm(onSubmit) {
 
 /**
  * The signed-in page. Returns a controller:
- *   values(), clearForm(), setBusy(bool), setFormError(text), setFormStatus(text), focusFirstInvalid(),
- *   setTelegrams(list), prependTelegram(telegram), setTelegramsError(text, onRetry), setBadge(text | null),
- *   setNotice(text | null), setSigningOut(bool), focusGreeting()
+ *   values(), setValues({ recipient, message }), clearForm(), setBusy(bool), setFormError(text),
+ *   setFormStatus(text), focusFirstInvalid(), setTelegrams(list), prependTelegram(telegram),
+ *   setTelegramsError(text, onRetry), setBadge(text | null), setNotice(text | null), setSigningOut(bool),
+ *   setActivity(events, options), setActivityError(text), setSessions(sessions), setSessionsError(text),
+ *   setSessionsBusy(bool), setFactors(list), setFactorsError(text, onRetry), setSecurityStatus(text),
+ *   focusGreeting()
+ * `onAddFactor()` and `onRemoveFactor(factor, factors)` are the Security panel's buttons.
  */
-export function renderSignedIn(main, account, { session, notice, onSubmit, onSignOut }) {
+export function renderSignedIn(
+  main,
+  account,
+  {
+    session,
+    notice,
+    onSubmit,
+    onSignOut,
+    onEndSession = () => {},
+    onSignOutEverywhere = () => {},
+    onAddFactor,
+    onRemoveFactor,
+  },
+) {
   const user = session.user ?? {};
   const displayName = user.name || user.email || "there";
 
@@ -288,6 +306,47 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
   let loadMore = null;
   activityMore.addEventListener("click", () => loadMore?.());
 
+  // ---- the active sessions -------------------------------------------------------------------------------------
+  const sessionList = h("ul", {
+    class: "session-list",
+    "data-testid": "session-list",
+    "aria-labelledby": "sessions-title",
+  });
+  const sessionsStatus = h(
+    "p",
+    { class: "loading muted", role: "status", "data-testid": "sessions-loading" },
+    "Loading your sessions…",
+  );
+  const sessionsError = h("div", { class: "notice error", role: "alert", hidden: true, "data-testid": "sessions-error" });
+  const everywhere = h(
+    "button",
+    { type: "button", class: "button secondary small", "data-testid": "sign-out-everywhere" },
+    "Sign out everywhere",
+  );
+  everywhere.addEventListener("click", () => {
+    if (everywhere.getAttribute("aria-disabled") !== "true") onSignOutEverywhere();
+  });
+  // ---- security: the person's second factors -------------------------------------------------------------------
+  const factorList = h("ul", { class: "factor-list", "data-testid": "factor-list", "aria-labelledby": "security-title" });
+  const factorsStatus = h(
+    "p",
+    { class: "loading muted", role: "status", "data-testid": "factors-loading" },
+    "Loading your ways to confirm it's you…",
+  );
+  const factorsEmpty = h(
+    "p",
+    { class: "empty muted", "data-testid": "factors-empty", hidden: true },
+    "No way to confirm it's you yet. Add an authenticator app, so that you can confirm it's you when it matters, " +
+      "such as before sending a telegram.",
+  );
+  const factorsError = h("div", { class: "notice error", role: "alert", hidden: true, "data-testid": "factors-error" });
+  const securityStatus = h("p", { class: "form-status", role: "status", "data-testid": "security-status" });
+  const addFactor = h(
+    "button",
+    { type: "button", class: "button secondary", "data-testid": "add-factor", onclick: () => onAddFactor?.() },
+    "Add an authenticator app",
+  );
+
   main.replaceChildren(
     h(
       "section",
@@ -322,6 +381,38 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
     ),
     h(
       "section",
+      { class: "card sessions", "aria-labelledby": "sessions-title", "data-testid": "sessions" },
+      h("h2", { id: "sessions-title" }, "Active sessions"),
+      h(
+        "p",
+        { class: "muted small-print" },
+        "Everywhere you're signed in. A device you don't recognise? Sign it out, or sign out everywhere and change " +
+          "your password.",
+      ),
+      sessionsStatus,
+      sessionsError,
+      sessionList,
+      h("div", { class: "form-actions" }, everywhere),
+    ),
+    h(
+      "section",
+      { class: "card security", "aria-labelledby": "security-title", "data-testid": "security" },
+      h("h2", { id: "security-title" }, "Security"),
+      h(
+        "p",
+        { class: "muted small-print" },
+        "The ways you confirm it's you before something that matters, such as sending a telegram. Adding one asks " +
+          "you to sign in again; removing one asks you to confirm it's you.",
+      ),
+      factorsStatus,
+      factorsError,
+      factorsEmpty,
+      factorList,
+      h("div", { class: "form-actions" }, addFactor),
+      securityStatus,
+    ),
+    h(
+      "section",
       { class: "card activity", "aria-labelledby": "activity-title", "data-testid": "activity" },
       h("h2", { id: "activity-title" }, "Activity"),
       h(
@@ -348,6 +439,12 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
       greeting.focus();
     },
     values: () => ({ recipient: recipient.value.trim(), message: message.value.trim() }),
+    /** Put a telegram back in the form (coming back from FusionAuth's page in the middle of sending it). */
+    setValues({ recipient: to = "", message: text = "" }) {
+      recipient.value = to;
+      message.value = text;
+      updateCounter();
+    },
     clearForm() {
       form.reset();
       updateCounter();
@@ -428,6 +525,40 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
       activityError.textContent = text;
       show(activityError, true);
     },
+    /** The person's sessions, this one first; each row has its own "Sign out". */
+    setSessions(sessions) {
+      show(sessionsStatus, false);
+      show(sessionsError, false);
+      sessionList.replaceChildren(...sessions.map((item) => sessionItem(item, onEndSession)));
+    },
+    setSessionsError(text) {
+      show(sessionsStatus, false);
+      sessionsError.textContent = text;
+      show(sessionsError, true);
+    },
+    setSessionsBusy(value) {
+      everywhere.setAttribute("aria-disabled", String(value));
+      everywhere.textContent = value ? "Signing out everywhere…" : "Sign out everywhere";
+      for (const button of sessionList.querySelectorAll("button")) button.setAttribute("aria-disabled", String(value));
+    },
+    setFactors(factors) {
+      show(factorsStatus, false);
+      show(factorsError, false);
+      factorList.replaceChildren(...factors.map((factor) => factorItem(factor, factors, onRemoveFactor)));
+      show(factorsEmpty, factors.length === 0);
+    },
+    setFactorsError(text, onRetry) {
+      show(factorsStatus, false);
+      factorsError.replaceChildren(
+        h("span", {}, text),
+        " ",
+        h("button", { type: "button", class: "button link", onclick: onRetry }, "Try again"),
+      );
+      show(factorsError, true);
+    },
+    setSecurityStatus(text) {
+      securityStatus.textContent = text ?? "";
+    },
     setBadge(text) {
       badge.textContent = text ?? "";
       show(badge, Boolean(text));
@@ -448,6 +579,31 @@ export function renderSignedIn(main, account, { session, notice, onSubmit, onSig
   return controller;
 }
 
+function factorItem(factor, factors, onRemove) {
+  const label = factorLabel(factor);
+  return h(
+    "li",
+    { class: "factor", "data-testid": "factor", "data-id": String(factor.id), "data-method": String(factor.method) },
+    h(
+      "span",
+      { class: "factor-text" },
+      h("span", { class: "factor-name" }, label.charAt(0).toUpperCase() + label.slice(1)),
+      factor.last_used ? h("span", { class: "method-tag" }, "last used") : null,
+    ),
+    h(
+      "button",
+      {
+        type: "button",
+        class: "button ghost small",
+        "aria-label": `Remove your ${label}`,
+        "data-testid": "remove-factor",
+        onclick: () => onRemove?.(factor, factors),
+      },
+      "Remove",
+    ),
+  );
+}
+
 function activityItem(event) {
   const when = String(event.at ?? "");
   return h(
@@ -466,6 +622,46 @@ function activityItem(event) {
     ),
     // Said in words, not in a hover-only title.
     event.address ? h("span", { class: "muted small-print" }, `Address ${event.address}`) : null,
+  );
+}
+
+function sessionItem(session, onEnd) {
+  const created = String(session.created_at ?? "");
+  const seen = String(session.last_seen_at ?? "");
+  const agent = typeof session.agent === "string" && session.agent ? session.agent : "An unknown browser";
+  const end = h(
+    "button",
+    {
+      type: "button",
+      class: "button ghost small",
+      "data-testid": "end-session",
+      "aria-label": session.current ? "Sign out of this session" : `Sign out ${agent}`,
+    },
+    "Sign out",
+  );
+  end.addEventListener("click", () => {
+    if (end.getAttribute("aria-disabled") !== "true") onEnd(String(session.id ?? ""), Boolean(session.current));
+  });
+  return h(
+    "li",
+    { class: "session-item", "data-testid": "session-item", "data-current": String(Boolean(session.current)) },
+    h(
+      "div",
+      { class: "session-what" },
+      h("span", { class: "session-agent", "data-testid": "session-agent" }, agent),
+      session.current ? h("span", { class: "badge this-device", "data-testid": "this-session" }, "This session") : null,
+      h(
+        "span",
+        { class: "muted small-print session-when" },
+        "Signed in ",
+        // The moments in words, not in hover-only titles that touch and keyboard users never see.
+        h("time", { datetime: created }, formatMoment(created)),
+        ", last active ",
+        h("time", { datetime: seen }, formatMoment(seen)),
+        session.address ? ` · ${session.address}` : "",
+      ),
+    ),
+    end,
   );
 }
 

@@ -86,18 +86,42 @@ def tokens(clock: FakeClock) -> TokenFactory:
     return TokenFactory(now=clock.now())
 
 
+def refresh_grant(tokens: TokenFactory, clock: FakeClock, *, rotate: bool = False) -> Any:
+    """A token endpoint answering refresh grants as FusionAuth does: new tokens minted at the clock's time for a refresh
+    token it issued, 400 invalid_grant for any other (revoked, unknown). `rotate`: the one-time-use policy."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        presented = parse_qs(request.content.decode())["refresh_token"][0]
+        body = tokens.refreshed(presented, now=clock.now(), rotate=rotate)
+        if body is None:
+            return httpx.Response(400, json={"error": "invalid_grant", "error_reason": "refresh_token_not_found"})
+        return httpx.Response(200, json=body)
+
+    return answer
+
+
 @pytest.fixture
-def fusionauth() -> Iterator[respx.MockRouter]:
+def fusionauth(tokens: TokenFactory, clock: FakeClock) -> Iterator[respx.MockRouter]:
     """FusionAuth's back channel, mocked. Tests give the routes they use a response or side effect."""
     with respx.mock(base_url=FA_URL, assert_all_called=False) as router:  # assert_all_mocked stays on
         router.get("/.well-known/openid-configuration", name="discovery").respond(json=discovery())
         router.get("/.well-known/jwks.json", name="jwks").respond(json=jwks("key-1"))
+        # Before "token": respx takes the first route that matches.
+        router.post("/oauth2/token", data__contains={"grant_type": "refresh_token"}, name="refresh").mock(
+            side_effect=refresh_grant(tokens, clock)
+        )
         router.post("/oauth2/token", name="token")
+        router.delete("/api/jwt/refresh", name="revoke_user").respond(200)
+        router.get(path__regex=r"^/api/user-action/(?P<action_id>[^/]+)$", name="user_action")
         router.delete(path__regex=r"^/api/jwt/refresh/(?P<token_id>[^/]+)$", name="revoke").respond(200)
         router.post("/api/two-factor/start", name="two_factor_start")
         router.post(path__regex=r"^/api/two-factor/send/(?P<two_factor_id>[^/]+)$", name="two_factor_send")
         router.post("/api/two-factor/login", name="two_factor_login")
         router.post("/api/login", name="login")
+        router.get(path__regex=r"^/api/user/(?P<user_id>[^/]+)$", name="user")
+        router.get("/api/two-factor/secret", name="two_factor_secret")
+        router.post(path__regex=r"^/api/user/two-factor/(?P<user_id>[^/]+)$", name="enable_two_factor")
+        router.delete(path__regex=r"^/api/user/two-factor/(?P<user_id>[^/]+)$", name="disable_two_factor")
         yield router
 
 

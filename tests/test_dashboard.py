@@ -44,6 +44,7 @@ def _labels_by_series() -> dict[str, set[str]]:
     metrics.transaction_refused("send_telegram", "mismatch")
     metrics.activity_recorded("sign_in")
     metrics.activity_write_failed("sign_in")
+    metrics.webhook("user.deactivate", "applied")
     found: dict[str, set[str]] = {}
     for family in metrics.registry.collect():
         for sample in family.samples:

@@ -24,12 +24,15 @@ from fusionauth_dev import create_dev_server
 from stepup_bff.cli import main
 from stepup_bff.ops.doctor import run_doctor
 from stepup_bff.settings import Settings
-from support.fake_fusionauth import APPLICATION_ID, FA_URL, ISSUER, discovery, jwks, signing_key
+from support.fake_fusionauth import APPLICATION_ID, FA_URL, ISSUER, WEBHOOK_KID, discovery, jwks, signing_key
 from support.live_server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 TENANT_ID = "d7d09513-a3f5-401c-9685-34ab6c552453"
 KEY_ID = "5167e0a4-2b3c-4d5e-8f60-000000000001"
+WEBHOOK_KEY_UUID = "5167e0a4-2b3c-4d5e-8f60-000000000002"
+WEBHOOK_URL = f"{PUBLIC_URL}/webhooks/fusionauth"
+EVENTS = ("jwt.refresh-token.revoke", "user.deactivate", "user.delete")
 SECRETS = (API_KEY, CLIENT_SECRET, SECRET_KEY)
 
 
@@ -67,7 +70,18 @@ class FakeFusionAuth:
     def __init__(self, router: respx.MockRouter) -> None:
         self.router = router
         self.application = _application()
-        self.jwks: dict[str, Any] = jwks("key-1")
+        self.jwks: dict[str, Any] = jwks("key-1", WEBHOOK_KID)
+        self.webhooks: list[dict[str, Any]] = [
+            {
+                "id": "3e6b0000-7c1d-4b2a-9e5f-000000000001",
+                "url": WEBHOOK_URL,
+                "global": True,
+                "eventsEnabled": dict.fromkeys(EVENTS, True),
+                "signatureConfiguration": {"enabled": True, "signingKeyId": WEBHOOK_KEY_UUID},
+            }
+        ]
+        self.webhook_key: dict[str, Any] = {"id": WEBHOOK_KEY_UUID, "kid": WEBHOOK_KID, "algorithm": "RS256"}
+        self.tenant_events: dict[str, Any] = {event: {"enabled": True, "transactionType": "None"} for event in EVENTS}
         self.public_key: str | None = _public_pem()  # None: the application signs with an HMAC key
         self.public_key_api = True
         self.tenant_issuer = ISSUER
@@ -77,6 +91,14 @@ class FakeFusionAuth:
             "DELETE /api/jwt/refresh",
             "GET /api/application",
             "POST /api/login",
+            "GET /api/user-action",
+            "GET /api/webhook",
+            "GET /api/key",
+            "GET /api/tenant",
+            "GET /api/user",
+            "GET /api/two-factor/secret",
+            "POST /api/user/two-factor",
+            "DELETE /api/user/two-factor",
         }
         self.client_secret = CLIENT_SECRET
         self.probes: list[httpx.Request] = []
@@ -94,6 +116,31 @@ class FakeFusionAuth:
         router.get(path="/api/jwt/public-key", name="public_key").mock(side_effect=self._public_key)
         router.post("/oauth2/token", name="token").mock(side_effect=self._token)
         router.post("/api/login", name="login").mock(side_effect=self._login)
+        router.get(path__regex=r"^/api/user-action/[^/]+$", name="user_action").mock(
+            side_effect=lambda request: self._read(request, "GET /api/user-action", httpx.Response(404))
+        )
+        router.get("/api/webhook", name="webhooks").mock(
+            side_effect=lambda request: self._read(request, "GET /api/webhook", {"webhooks": self.webhooks})
+        )
+        router.get(f"/api/key/{WEBHOOK_KEY_UUID}", name="webhook_key").mock(
+            side_effect=lambda request: self._read(request, "GET /api/key", {"key": self.webhook_key})
+        )
+        router.get(f"/api/tenant/{TENANT_ID}", name="tenant").mock(
+            side_effect=lambda request: self._read(
+                request, "GET /api/tenant", {"tenant": {"eventConfiguration": {"events": self.tenant_events}}}
+            )
+        )
+        router.get(path__regex=r"^/api/user/[^/]+$", name="user").mock(side_effect=self._nobody("GET /api/user"))
+        router.get("/api/two-factor/secret", name="secret").mock(side_effect=self._secret)
+        for method in ("POST", "DELETE"):
+            router.route(method=method, path__regex=r"^/api/user/two-factor/[^/]+$", name=f"{method} factor").mock(
+                side_effect=self._nobody(f"{method} /api/user/two-factor")
+            )
+
+    def _read(self, request: httpx.Request, endpoint: str, answer: Any) -> httpx.Response:
+        if not self._key_allows(request, endpoint):
+            return httpx.Response(401)
+        return answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
 
     def _key_allows(self, request: httpx.Request, endpoint: str) -> bool:
         # A wrong key and a key without the endpoint look the same: 401, empty body (docs/fusionauth.md §1).
@@ -116,6 +163,21 @@ class FakeFusionAuth:
         if not self._key_allows(request, "POST /api/login"):
             return httpx.Response(401)
         return httpx.Response(404)  # no such user (or a wrong password: the same answer)
+
+    def _nobody(self, endpoint: str) -> Any:
+        def answer(request: httpx.Request) -> httpx.Response:
+            self.probes.append(request)
+            if not self._key_allows(request, endpoint):
+                return httpx.Response(401)
+            return httpx.Response(404)  # no such user
+
+        return answer
+
+    def _secret(self, request: httpx.Request) -> httpx.Response:
+        self.probes.append(request)
+        if not self._key_allows(request, "GET /api/two-factor/secret"):
+            return httpx.Response(401)
+        return httpx.Response(200, json={"secret": "c2VjcmV0", "secretBase32Encoded": "ONSWG4TFOQ"})
 
     def _read_application(self, request: httpx.Request) -> httpx.Response:
         if not self._key_allows(request, "GET /api/application"):
@@ -148,7 +210,7 @@ def fake() -> Iterator[FakeFusionAuth]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+    return make_settings(tmp_path, fusionauth={"webhook_key_id": WEBHOOK_KID})
 
 
 def doctor(settings: Settings, **options: Any) -> tuple[int, list[str], str]:
@@ -186,7 +248,7 @@ def test_a_correct_configuration_passes_every_check(fake: FakeFusionAuth, settin
 
 def test_the_api_key_probes_cannot_touch_a_real_user_or_token(fake: FakeFusionAuth, settings: Settings) -> None:
     doctor(settings)
-    start, revoke = fake.probes
+    start, revoke, *factors = fake.probes
     body = json.loads(start.content)
     # A random id, never a loginId (an email could be a real person's): FusionAuth answers 404 and starts nothing.
     assert set(body) == {"userId", "applicationId"}
@@ -194,13 +256,37 @@ def test_the_api_key_probes_cannot_touch_a_real_user_or_token(fake: FakeFusionAu
     # One token by a random id, never the ?userId= / ?applicationId= forms that revoke everything.
     assert not revoke.url.query
     assert uuid.UUID(revoke.url.path.rsplit("/", 1)[1]).version == 4
+    # The second factors' APIs: a random user, never a real one's; the new secret is thrown away.
+    user, secret, enable, disable = factors
+    assert (user.method, secret.method, enable.method, disable.method) == ("GET", "GET", "POST", "DELETE")
+    assert secret.url.path == "/api/two-factor/secret"
+    for probe in (user, enable, disable):
+        assert uuid.UUID(probe.url.path.rsplit("/", 1)[1]).version == 4 and not probe.url.query
+    assert json.loads(disable.content) == {"methodId": "NONE", "code": "000000"}
+
+
+def test_the_factor_probes_take_any_answer_but_401_as_the_key_accepted(
+    fake: FakeFusionAuth, settings: Settings
+) -> None:
+    for name, status in (("POST factor", 421), ("DELETE factor", 400)):
+        fake.router[name].side_effect = None
+        fake.router[name].respond(status)
+    code, lines, _ = doctor(settings)
+    assert code == 0, "\n".join(lines)
+    fake.allowed.discard("DELETE /api/user/two-factor")
+    fake.router["DELETE factor"].side_effect = fake._nobody("DELETE /api/user/two-factor")
+    code, lines, _ = doctor(settings)
+    assert code == 1
+    assert "refused the API key for DELETE /api/user/two-factor (401)" in only_failure(lines)
 
 
 def test_a_second_run_probes_with_new_ids(fake: FakeFusionAuth, settings: Settings) -> None:
     doctor(settings)
     doctor(settings)
-    user_ids = {json.loads(request.content)["userId"] for request in fake.probes if request.method == "POST"}
-    assert len(user_ids) == 2
+    starts = [request for request in fake.probes if request.url.path == "/api/two-factor/start"]
+    assert len({json.loads(request.content)["userId"] for request in starts}) == 2
+    users = {request.url.path for request in fake.probes if request.url.path.startswith("/api/user/")}
+    assert len(users) == 4  # each run one made-up user, for the User API and the Enable and Disable APIs
 
 
 # -- misconfigurations ----------------------------------------------------------------------------------------------
@@ -236,10 +322,13 @@ def test_wrong_api_key(fake: FakeFusionAuth, settings: Settings) -> None:
     code, lines, _ = doctor(settings)
     assert code == 1
     found = failures(lines)
-    assert len(found) == 3, "\n".join(lines)
+    assert len(found) == 8, "\n".join(lines)
     assert "refused the API key for POST /api/two-factor/start (401)" in found[0]
     assert "refused the API key for DELETE /api/jwt/refresh (401)" in found[1]
-    assert f"refused the API key for GET /api/application/{APPLICATION_ID} (401)" in found[2]
+    assert "refused the API key for GET /api/user-action (401)" in found[2]
+    assert "refused the API key for GET /api/user (401)" in found[3]
+    assert "refused the API key for DELETE /api/user/two-factor (401)" in found[6]
+    assert f"refused the API key for GET /api/application/{APPLICATION_ID} (401)" in found[7]
     assert all("STEPUP_FUSIONAUTH__API_KEY" in line or "GET /api/application" in line for line in found)
     assert any(line.startswith("– the application's settings were not checked") for line in lines)
 
@@ -250,7 +339,10 @@ def test_api_key_without_the_two_factor_endpoint(fake: FakeFusionAuth, settings:
     assert code == 1
     line = only_failure(lines)
     assert "POST /api/two-factor/start (401): the key is wrong or lacks this endpoint" in line
-    assert "POST /api/two-factor/start, DELETE /api/jwt/refresh and GET /api/application" in line
+    assert (
+        "POST /api/two-factor/start, DELETE /api/jwt/refresh, GET /api/application, GET /api/user-action, "
+        "GET /api/user, GET /api/two-factor/secret and POST and DELETE /api/user/two-factor"
+    ) in line
 
 
 def test_api_key_without_revocation(fake: FakeFusionAuth, settings: Settings) -> None:
@@ -396,7 +488,8 @@ def test_hs256_only_jwks(fake: FakeFusionAuth, settings: Settings) -> None:
     found = failures(lines)
     assert 'JWKS has no RS256 signing key (found: HS256 "hmac-1")' in found[0]
     assert f"no public key for the application's access-token key {KEY_ID}: it is an HMAC" in found[1]
-    assert len(found) == 2
+    assert f'the JWKS has no RS256 key "{WEBHOOK_KID}"' in found[2]  # nor the webhook's
+    assert len(found) == 3
 
 
 def test_empty_jwks(fake: FakeFusionAuth, settings: Settings) -> None:
@@ -426,7 +519,7 @@ def test_application_signs_with_an_ec_key(fake: FakeFusionAuth, settings: Settin
 
 
 def test_application_key_missing_from_the_jwks(fake: FakeFusionAuth, settings: Settings) -> None:
-    fake.jwks = jwks("key-2")
+    fake.jwks = jwks("key-2", WEBHOOK_KID)
     code, lines, _ = doctor(settings)
     assert code == 1
     assert "is not in the JWKS" in only_failure(lines)
@@ -595,6 +688,7 @@ KICKSTART_ENV = {
     "FUSIONAUTH_ADMIN_API_KEY": "doctor-admin-key-0123456789abcdef",
     "FUSIONAUTH_BFF_API_KEY": "doctor-bff-key-0123456789abcdef",
     "FUSIONAUTH_CLIENT_SECRET": "doctor-client-secret-0123456789",
+    "BFF_WEBHOOK_URL": "http://localhost:9000/webhooks/fusionauth",
 }
 
 
@@ -611,6 +705,7 @@ def test_the_dev_server_seeded_from_the_kickstart_files_passes(tmp_path: Path, f
                 "url": live.url,
                 "api_key": KICKSTART_ENV["FUSIONAUTH_BFF_API_KEY"],
                 "client_secret": KICKSTART_ENV["FUSIONAUTH_CLIENT_SECRET"],
+                "webhook_key_id": "stepup-bff-webhooks",
             },
             login={"native": True},  # as `stepup-bff dev` and docker-compose run it
         )
@@ -624,4 +719,100 @@ def test_the_dev_server_seeded_from_the_kickstart_files_passes(tmp_path: Path, f
     assert any(line.startswith("✓ access-token signing key: RS256") for line in lines), out.getvalue()
     assert any(line.startswith("✓ API key may call POST /api/login") for line in lines), out.getvalue()
     assert len(lines) > 15
-    assert all(value not in out.getvalue() for value in KICKSTART_ENV.values())
+    assert all(value not in out.getvalue() for name, value in KICKSTART_ENV.items() if name != "BFF_WEBHOOK_URL")
+    # The webhook, its own key and the tenant's events, as kickstart makes them.
+    assert "✓ a webhook posts to http://localhost:9000/webhooks/fusionauth" in lines, out.getvalue()
+    assert '✓ the webhook is signed with its own RS256 key "stepup-bff-webhooks"' in lines
+
+
+# -- the webhook ----------------------------------------------------------------------------------------------------
+
+
+def test_the_webhook_checks_pass_and_name_the_key(fake: FakeFusionAuth, settings: Settings) -> None:
+    _, lines, _ = doctor(settings)
+    assert f"✓ a webhook posts to {WEBHOOK_URL}" in lines
+    assert f'✓ the webhook is signed with its own RS256 key "{WEBHOOK_KID}"' in lines
+    assert any(line.startswith("✓ the tenant enables jwt.refresh-token.revoke") for line in lines)
+    assert "✓ API key may call GET /api/user-action (probed with a made-up user action id: 404)" in lines
+
+
+def test_without_a_webhook_key_the_webhook_is_not_checked(fake: FakeFusionAuth, tmp_path: Path) -> None:
+    code, lines, _ = doctor(make_settings(tmp_path))
+    assert code == 0
+    assert any(line.startswith("– webhooks are off") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        (lambda fake: fake.webhooks.clear(), f"✗ no webhook posts to {WEBHOOK_URL}"),
+        (lambda fake: fake.webhooks[0].update(url="http://elsewhere/hook"), "✗ no webhook posts to"),
+        (lambda fake: fake.webhooks[0]["eventsEnabled"].pop("user.delete"), "✗ the webhook does not send user.delete"),
+        (
+            lambda fake: fake.webhooks[0].update(signatureConfiguration={"enabled": False}),
+            "✗ the webhook is not signed",
+        ),
+        (
+            lambda fake: fake.webhooks[0]["signatureConfiguration"].update(signingKeyId=KEY_ID),
+            "✗ the webhook is signed with the key that signs tokens",
+        ),
+        (
+            lambda fake: fake.webhook_key.update(kid="other"),
+            '✗ the webhook is signed with the key whose kid is "other"',
+        ),
+        (lambda fake: fake.webhook_key.update(algorithm="HS256"), "✗ the webhook key is HS256"),
+        (lambda fake: fake.jwks.update(jwks("key-1")), f'✗ the JWKS has no RS256 key "{WEBHOOK_KID}"'),
+        (
+            lambda fake: fake.webhooks[0].update(tenantIds=[], **{"global": False}),
+            "✗ the webhook is not used for tenant",
+        ),
+        (lambda fake: fake.tenant_events.pop("user.deactivate"), "✗ the tenant does not enable user.deactivate"),
+        (
+            lambda fake: fake.tenant_events["user.delete"].update(transactionType="Any"),
+            "✗ user.delete are transactional",
+        ),
+    ],
+    ids=[
+        "none",
+        "another url",
+        "an event missing",
+        "unsigned",
+        "token key",
+        "other kid",
+        "hmac key",
+        "not in the jwks",
+        "other tenant",
+        "tenant event off",
+        "transactional",
+    ],
+)
+def test_each_webhook_misconfiguration_is_named(
+    fake: FakeFusionAuth, settings: Settings, breakage: Any, expected: str
+) -> None:
+    breakage(fake)
+    code, lines, _ = doctor(settings)
+    assert code == 1
+    assert only_failure(lines).startswith(expected), "\n".join(lines)
+
+
+def test_a_key_that_may_not_read_the_webhook_setup_is_reported_not_failed(
+    fake: FakeFusionAuth, settings: Settings
+) -> None:
+    fake.allowed -= {"GET /api/webhook", "GET /api/key", "GET /api/tenant"}
+    code, lines, _ = doctor(settings)
+    assert code == 0, "\n".join(lines)
+    assert any(line.startswith("– the webhook was not checked") for line in lines)
+    assert any(line.startswith("– the tenant's events were not checked") for line in lines)
+
+
+def test_only_the_key_read_being_refused_skips_the_kid_comparison(fake: FakeFusionAuth, settings: Settings) -> None:
+    fake.allowed -= {"GET /api/key"}  # FusionAuth allows /api/key only to keys for all tenants
+    code, lines, _ = doctor(settings)
+    assert code == 0
+    assert any(line.startswith(f"– the webhook's signing key {WEBHOOK_KEY_UUID} was not compared") for line in lines)
+
+
+def test_a_key_without_user_actions_fails(fake: FakeFusionAuth, settings: Settings) -> None:
+    fake.allowed -= {"GET /api/user-action"}
+    _, lines, _ = doctor(settings)
+    assert only_failure(lines).startswith("✗ FusionAuth refused the API key for GET /api/user-action (401)")

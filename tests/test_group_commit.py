@@ -1,19 +1,22 @@
-"""Group commit of telegrams on SQLite (storage/sqlite.py, SqliteDatabase): concurrent inserts share one transaction
-and one synced commit, every answer comes after the commit that stored its telegram, a failing insert fails only its
-own request, a failing transaction fails its whole batch and stores nothing, and the unique index still decides
-idempotency inside a batch. The SQL the writer connection runs is read through sqlite3's own trace hook."""
+"""Group commit on SQLite (storage/sqlite.py, SqliteDatabase): concurrent telegram inserts and activity events share
+one transaction and one synced commit, every answer comes after the commit that stored its write, a failing write
+fails only its own request, a failing transaction fails its whole batch and stores nothing, the unique index still
+decides idempotency inside a batch, and each user's activity chain stays intact. The SQL the writer connection runs
+is read through sqlite3's own trace hook."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from stepup_bff.activity.chain import event_hash, verify_chain
 from stepup_bff.errors import DatabaseUnavailable
-from stepup_bff.storage import SqliteDatabase, Telegram
+from stepup_bff.storage import ActivityEvent, SqliteDatabase, Telegram
 
 pytestmark = pytest.mark.anyio
 
@@ -93,7 +96,7 @@ async def test_one_failing_insert_fails_only_its_own_request(database: SqliteDat
     answers = await asyncio.gather(*(database.create_telegram(t, None) for t in batch), return_exceptions=True)
     assert isinstance(answers[2], sqlite3.IntegrityError)  # a bug in what we sent: a 500 for that request alone
     assert [answer for i, answer in enumerate(answers) if i != 2] == [(t, True) for i, t in enumerate(batch) if i != 2]
-    assert events.count("COMMIT") == 1 and "ROLLBACK TO telegram" in events
+    assert events.count("COMMIT") == 1 and "ROLLBACK TO write" in events
     assert stored_ids(path) == {"tdup", "t0", "t1", "t3", "t4"}
     stored = await database.list_telegrams("u1", limit=10)
     assert next(t for t in stored if t.id == "tdup").message == "Message dup"  # the first one, untouched
@@ -147,3 +150,50 @@ async def test_a_request_that_stops_waiting_leaves_the_others_alone(database: Sq
     assert answers[0] == (telegram(0), True) and answers[2] == (telegram(2), True)
     await database.close()  # waits for the batch it was in
     assert stored_ids(path) == {"t0", "t1", "t2"}  # queued before it went away: stored, as it might have been anyway
+
+
+def event_builder(user: str, kind: str) -> Callable[[int, str], ActivityEvent]:
+    def build(seq: int, prev_hash: str) -> ActivityEvent:
+        event = ActivityEvent(user, seq, 1000 + seq, kind, "success", "{}", None, None, prev_hash, "")
+        return replace(event, hash=event_hash(event))
+
+    return build
+
+
+async def test_activity_events_and_telegrams_share_the_group_commit_and_keep_each_chain_intact(
+    database: SqliteDatabase, path: Path
+) -> None:
+    """A stepped-up telegram writes a telegram and a "privileged_action" event: under load both ride the same
+    synced commits, and events of one user queued into one batch still chain one after the other."""
+    events = trace(database)
+    writes = [database.create_telegram(telegram(n), f"key-{n}") for n in range(10)]
+    appends = [database.append_activity(user, event_builder(user, f"e{n}")) for n in range(10) for user in ("u1", "u2")]
+    results = await asyncio.gather(*writes, *appends)
+
+    assert events.count("COMMIT") == 1 and events.count("BEGIN IMMEDIATE") == 1, events
+    appended = [result for result in results[10:] if isinstance(result, ActivityEvent)]
+    assert sorted(event.seq for event in appended if event.user_id == "u1") == list(range(1, 11))
+    chains = [chain async for chain in database.activity_chains()]
+    assert [len(chain) for chain in chains] == [10, 10]
+    assert all(verify_chain(chain) == [] for chain in chains)
+    assert stored_ids(path) == {f"t{n}" for n in range(10)}
+
+
+async def test_a_failing_activity_event_fails_only_its_own_request(database: SqliteDatabase) -> None:
+    def clashing(seq: int, prev_hash: str) -> ActivityEvent:
+        # A seq that is already taken: the primary key refuses it inside its savepoint.
+        return replace(event_builder("u1", "clash")(seq, prev_hash), seq=1)
+
+    await database.append_activity("u1", event_builder("u1", "first"))
+    results = await asyncio.gather(
+        database.create_telegram(telegram(1), None),
+        database.append_activity("u1", clashing),
+        database.append_activity("u1", event_builder("u1", "after")),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], tuple) and results[0][1] is True
+    assert isinstance(results[1], sqlite3.IntegrityError)  # our own mistake stays one (a 500), not an outage
+    assert isinstance(results[2], ActivityEvent) and results[2].seq == 2
+    chains = [chain async for chain in database.activity_chains()]
+    assert [event.kind for event in chains[0]] == ["first", "after"] and verify_chain(chains[0]) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -273,6 +274,21 @@ def test_expired_id_token_is_refused(client: TestClient, fusionauth: respx.MockR
     fusionauth["token"].respond(json=stale.token_response(nonce=login.nonce))
     assert _callback_error(client.get("/auth/callback", params={"code": "c", "state": login.state})) == "invalid_token"
     _no_session(client)
+
+
+def test_expiry_is_judged_by_our_clock_and_its_leeway_not_the_wall_clock(
+    client: TestClient, fusionauth: respx.MockRouter, clock: FakeClock
+) -> None:
+    """A token that expired 30 s ago by the wall clock is within the 60 s of leeway our clock allows; one that has not
+    expired by the wall clock has by ours once ours is two hours on."""
+    clock.current = time.time()
+    login = start_login(client)
+    fusionauth["token"].respond(json=TokenFactory(now=clock.now() - 3630).token_response(nonce=login.nonce))
+    assert client.get("/auth/callback", params={"code": "c", "state": login.state}).headers["location"] == "/"
+    clock.advance(7200)
+    login = start_login(client)
+    fusionauth["token"].respond(json=TokenFactory(now=time.time()).token_response(nonce=login.nonce))
+    assert _callback_error(client.get("/auth/callback", params={"code": "c", "state": login.state})) == "invalid_token"
 
 
 def _b64(data: bytes) -> str:

@@ -148,12 +148,79 @@ async def test_replace_updates_only_what_exists(backend: Backend) -> None:
     assert not await store.replace("k", "v3", ttl=5)  # expired counts as absent
 
 
+async def test_compare_and_set_updates_only_the_value_it_was_given(backend: Backend) -> None:
+    store = backend.store
+    assert not await store.compare_and_set("k", "v1", "v2", ttl=5)
+    assert await store.get("k") is None  # never created
+    await store.set("k", "v1", ttl=5)
+    assert await store.compare_and_set("k", "v1", "v2", ttl=50)
+    assert await store.get("k") == "v2" and await store.ttl("k") == pytest.approx(50, abs=0.1)
+    assert not await store.compare_and_set("k", "v1", "v3", ttl=5)  # another write came first
+    assert await store.get("k") == "v2"
+    backend.advance(50)
+    assert not await store.compare_and_set("k", "v2", "v4", ttl=5)  # expired counts as absent
+
+
 async def test_delete_and_ping(backend: Backend) -> None:
     await backend.store.set("k", "v", ttl=5)
     await backend.store.delete("k")
     assert await backend.store.get("k") is None
     await backend.store.delete("never-there")
     await backend.store.ping()
+
+
+async def test_an_index_holds_members_and_their_values(backend: Backend) -> None:
+    store = backend.store
+    assert await store.index_items("sessions:{u}") == {}
+    assert await store.index_put("sessions:{u}", "a", "A", rank=1, ttl=60, limit=3) == []
+    assert await store.index_put("sessions:{u}", "b", "B", rank=2, ttl=60, limit=3) == []
+    assert await store.index_put("sessions:{u}", "a", "A2", rank=1, ttl=60, limit=3) == []  # replaced, not added
+    assert await store.index_items("sessions:{u}") == {"a": "A2", "b": "B"}
+    assert await store.index_items("sessions:{other}") == {}
+    await store.index_remove("sessions:{u}", "a")
+    await store.index_remove("sessions:{u}", "never-there")
+    assert await store.index_items("sessions:{u}") == {"b": "B"}
+
+
+async def test_an_index_past_its_limit_gives_up_its_lowest_ranked_others(backend: Backend) -> None:
+    store = backend.store
+    for rank, member in enumerate("abc"):
+        await store.index_put("i", member, member.upper(), rank=10 + rank, ttl=60, limit=3)
+    assert await store.index_put("i", "d", "D", rank=20, ttl=60, limit=3) == ["a"]
+    # A member put with the lowest rank of all stays: the others make room for it.
+    assert await store.index_put("i", "e", "E", rank=0, ttl=60, limit=3) == ["b"]
+    assert await store.index_items("i") == {"c": "C", "d": "D", "e": "E"}
+    assert await store.index_put("i", "f", "F", rank=30, ttl=60, limit=1) == ["e", "c", "d"]
+    assert await store.index_items("i") == {"f": "F"}
+
+
+async def test_an_index_expires_whole_and_a_put_never_shortens_it(backend: Backend) -> None:
+    store = backend.store
+    await store.index_put("i", "a", "A", rank=1, ttl=100, limit=5)
+    backend.advance(50)
+    await store.index_put("i", "b", "B", rank=2, ttl=10, limit=5)  # shorter than what is left: no effect
+    backend.advance(49)
+    assert await store.index_items("i") == {"a": "A", "b": "B"}
+    await store.index_put("i", "c", "C", rank=3, ttl=100, limit=5)  # every member lives on with the latest put
+    backend.advance(99)
+    assert set(await store.index_items("i")) == {"a", "b", "c"}
+    backend.advance(2)
+    assert await store.index_items("i") == {}
+
+
+async def test_concurrent_index_puts_never_leave_it_past_its_limit(backend: Backend) -> None:
+    evicted: list[str] = []
+
+    async def put(n: int) -> None:
+        evicted.extend(await backend.store.index_put("i", f"m{n:02}", "x", rank=n, ttl=60, limit=5))
+
+    async with anyio.create_task_group() as group:
+        for n in range(30):
+            group.start_soon(put, n)
+    left = await backend.store.index_items("i")
+    assert len(left) == 5
+    # Every member is either still there or was handed to exactly one caller to end.
+    assert sorted([*left, *evicted]) == [f"m{n:02}" for n in range(30)]
 
 
 @pytest.mark.parametrize("name", BACKENDS)

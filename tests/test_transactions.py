@@ -333,7 +333,10 @@ def test_serve_refuses_a_misspelt_action_with_exit_2(
     )
     assert main(["serve", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert "step_up.actions.send_telegrm: no route is guarded by this action (the actions are: send_telegram)" in err
+    assert (
+        "step_up.actions.send_telegrm: no route is guarded by this action "
+        "(the actions are: add_factor, remove_factor, send_telegram)"
+    ) in err
     assert "Traceback" not in err
 
 

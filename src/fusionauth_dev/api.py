@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from fusionauth_dev import grants, identifiers, login, tokens, two_factor
+from fusionauth_dev import enrolment, grants, identifiers, login, tokens, two_factor
 from fusionauth_dev.access import (
     TENANT_HEADER,
     bearer_token,
@@ -160,6 +160,65 @@ async def complete_two_factor_login(request: Request, directory: DirectoryDep) -
     return _respond(result)
 
 
+# -- second factors the user adds and removes ---------------------------------------------------------------------
+
+
+@router.get("/api/two-factor/secret")
+async def generate_two_factor_secret(request: Request, directory: DirectoryDep) -> Response:
+    """A fresh authenticator secret (docs/fusionauth.md §8): an API key, or the user's own JWT. Stores nothing."""
+    authorization = request.headers.get("authorization")
+    if _jwt_owner(directory, authorization) is None:
+        require_api_key(directory, authorization, "/api/two-factor/secret", "GET")
+    return JSONResponse(enrolment.generate_secret(), headers={"Cache-Control": "no-store"})
+
+
+def _enrolling_user(directory: Directory, request: Request, user_id: str, method: str) -> User:
+    """The user of an Enable/Disable Multi-Factor call with the API key: 401 for the key, 404 for the user (also for
+    a user outside a tenant-scoped key's tenant, as the Start API answers)."""
+    api_key = require_api_key(directory, request.headers.get("authorization"), "/api/user/two-factor", method)
+    user = directory.users.get(user_id)
+    if user is None or (api_key.tenant_id is not None and user.tenant_id != api_key.tenant_id):
+        raise NotFound()
+    return user
+
+
+@router.post("/api/user/two-factor/{user_id}")
+async def enable_two_factor(user_id: str, request: Request, directory: DirectoryDep) -> Response:
+    """Add a method (docs/fusionauth.md §8): 200 with the recovery codes for the first method, else empty; 421 for a
+    code the secret does not produce, 404 unknown user, 400 invalid."""
+    user = _enrolling_user(directory, request, user_id, "POST")
+    body = await read_json_object(request)
+    payload = enrolment.enable(
+        directory,
+        user,
+        method=_string(body, "method"),
+        code=_string(body, "code"),
+        secret=_string(body, "secret"),
+        secret_base32=_string(body, "secretBase32Encoded"),
+        name=_string(body, "name"),
+        two_factor_id=_string(body, "twoFactorId"),
+    )
+    if payload is None:
+        return Response(status_code=200)
+    return JSONResponse(payload, headers={"Cache-Control": "no-store"})
+
+
+@router.delete("/api/user/two-factor/{user_id}")
+async def disable_two_factor(user_id: str, request: Request, directory: DirectoryDep) -> Response:
+    """Remove a method (docs/fusionauth.md §8), named with ``methodId`` and ``code`` in the query or in a JSON body:
+    a current code of it removes it, a recovery code every method. Empty 200; 421 wrong code, 404 unknown user."""
+    user = _enrolling_user(directory, request, user_id, "DELETE")
+    body = await read_json_object(request)
+    params = request.query_params
+    enrolment.disable(
+        directory,
+        user,
+        method_id=params.get("methodId") or _string(body, "methodId"),
+        code=params.get("code") or _string(body, "code"),
+    )
+    return Response(status_code=200)
+
+
 # -- login --------------------------------------------------------------------------------------------------------
 
 
@@ -289,7 +348,7 @@ async def revoke_refresh_token_by_id(token_id: str, request: Request, directory:
         raise NotFound()
     if owner is not None and refresh.user_id != owner:
         raise Unauthorized()
-    del directory.refresh_tokens[token_id]
+    grants.revoke_refresh_token(directory, refresh)
     return Response(status_code=200)
 
 
@@ -312,7 +371,7 @@ async def revoke_refresh_tokens(request: Request, directory: DirectoryDep) -> Re
             raise NotFound()
         if owner is not None and refresh.user_id != owner:
             raise Unauthorized()
-        del directory.refresh_tokens[refresh.id]
+        grants.revoke_refresh_token(directory, refresh)
         return Response(status_code=200)
     require_api_key(directory, authorization, "/api/jwt/refresh", "DELETE")
     user_id, application_id = params.get("userId"), params.get("applicationId")

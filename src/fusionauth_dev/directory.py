@@ -16,6 +16,7 @@ from typing import Any
 
 from fusionauth_dev import identifiers
 from fusionauth_dev.clock import Clock, epoch_millis
+from fusionauth_dev.events import Webhooks
 from fusionauth_dev.keys import SigningKey
 from fusionauth_dev.outbox import Outbox
 from fusionauth_dev.patching import deep_defaults
@@ -296,8 +297,9 @@ class User:
     password_hash: str = ""
     # Authenticator secrets by method id, kept out of ``data`` so no API response leaks them.
     secrets: dict[str, str] = field(default_factory=dict)
-    # Single-use recovery codes (docs/fusionauth.md §4, §8), kept out of ``data`` for the same reason.
-    recovery_codes: list[str] = field(default_factory=list)
+    # SHA-256 hashes of the unused recovery codes: since 1.68 FusionAuth hashes them at rest and shows them only once,
+    # in the answer that enabled the first method (docs/fusionauth.md §8).
+    recovery_codes: set[str] = field(default_factory=set)
 
     @property
     def email(self) -> str | None:
@@ -524,6 +526,8 @@ class Directory:
         self.two_factor_trusts: dict[str, TwoFactorTrust] = {}
         self.failed_logins: dict[str, list[float]] = {}
         self.active_actions: list[ActiveAction] = []
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.events = Webhooks()
 
     # -- time ---------------------------------------------------------------------------------------------------
     def now(self) -> float:

@@ -52,14 +52,56 @@ def revoke_refresh_tokens(
     directory: Directory, *, user_id: str | None = None, application_id: str | None = None
 ) -> int:
     doomed = [
-        refresh.id
+        refresh
         for refresh in directory.refresh_tokens.values()
         if (user_id is None or refresh.user_id == user_id)
         and (application_id is None or refresh.application_id == application_id)
     ]
-    for refresh_id in doomed:
-        del directory.refresh_tokens[refresh_id]
+    for refresh in doomed:
+        del directory.refresh_tokens[refresh.id]
+    if doomed:
+        # FusionAuth fires the event only when a valid token was revoked (docs/fusionauth.md §14).
+        _revoked(directory, doomed[0], user_id=user_id, application_id=application_id, one=None)
     return len(doomed)
+
+
+def revoke_refresh_token(directory: Directory, refresh: RefreshToken) -> None:
+    del directory.refresh_tokens[refresh.id]
+    _revoked(directory, refresh, user_id=refresh.user_id, application_id=refresh.application_id, one=refresh)
+
+
+def _revoked(
+    directory: Directory,
+    sample: RefreshToken,
+    *,
+    user_id: str | None,
+    application_id: str | None,
+    one: RefreshToken | None,
+) -> None:
+    """jwt.refresh-token.revoke: for one token (with `refreshToken`), a user's (`userId`, and `applicationId` when
+    only that application's), or an application's (`applicationId` alone)."""
+    fields: dict[str, object] = {}
+    if user_id is not None:
+        fields["userId"] = user_id
+        user = directory.users.get(user_id)
+        if user is not None:
+            fields["user"] = user.to_json()
+    if application_id is not None:
+        fields["applicationId"] = application_id
+        application = directory.applications.get(application_id)
+        fields["applicationTimeToLiveInSeconds"] = {
+            application_id: tokens.access_token_ttl(directory.tenant_of(sample.tenant_id), application)
+        }
+    if one is not None:
+        fields["refreshToken"] = {
+            "id": one.id,
+            "token": one.token,
+            "userId": one.user_id,
+            "applicationId": one.application_id,
+            "tenantId": one.tenant_id,
+            "startInstant": int(one.start_instant * 1000),
+        }
+    directory.events.emit(directory, "jwt.refresh-token.revoke", tenant_id=sample.tenant_id, **fields)
 
 
 def start_sso_session(directory: Directory, *, user: User, tenant: Tenant, authentication_type: str) -> SsoSession:

@@ -5,11 +5,16 @@ Everything comes from ``secrets``: these values are bearer credentials (codes, r
 
 from __future__ import annotations
 
+import base64
 import secrets
 import string
 import uuid
 
 _METHOD_ID_ALPHABET = string.ascii_uppercase + string.digits
+# FusionAuth's recovery codes look like "QJD73-L6GR5" in its documentation (docs/fusionauth.md §8): two groups of five
+# upper-case letters and digits.
+_RECOVERY_CODE_ALPHABET = string.ascii_uppercase + string.digits
+RECOVERY_CODES = 10  # as many as the documentation's example answer lists
 
 
 def new_uuid() -> str:
@@ -32,18 +37,15 @@ def one_time_code(length: int = 6) -> str:
     return "".join(secrets.choice(string.digits) for _ in range(length))
 
 
-# Upper-case letters and digits without the ones people misread (0/O, 1/I/L): a recovery code is copied by hand.
-_RECOVERY_ALPHABET = "".join(ch for ch in string.ascii_uppercase + string.digits if ch not in "0O1IL")
-RECOVERY_CODE_COUNT = 10
+def authenticator_secret() -> str:
+    """A TOTP secret as the Generate a Secret API answers it: base64 of 20 random bytes (160 bits, RFC 4226's
+    recommended length for HMAC-SHA1)."""
+    return base64.b64encode(secrets.token_bytes(20)).decode("ascii")
 
 
-def recovery_codes() -> list[str]:
-    """A user's single-use recovery codes, made when their first second-factor method is enabled. FusionAuth's are
-    ten codes of ten letters and digits in two groups ("8JNNF-GB76W"); [inferred] their alphabet."""
-    return [
-        "-".join("".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(5)) for _ in range(2))
-        for _ in range(RECOVERY_CODE_COUNT)
-    ]
+def recovery_code() -> str:
+    first, second = ("".join(secrets.choice(_RECOVERY_CODE_ALPHABET) for _ in range(5)) for _ in range(2))
+    return f"{first}-{second}"
 
 
 def opaque_token() -> str:

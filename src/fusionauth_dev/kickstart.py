@@ -43,6 +43,8 @@ _WHOLE_JSON_INCLUDE = re.compile(r"^&\{([^}]*)\}$")
 
 # The environment variables kickstart/kickstart.json reads; the dev command may generate them (see fill_missing).
 KICKSTART_SECRETS = ("FUSIONAUTH_ADMIN_API_KEY", "FUSIONAUTH_BFF_API_KEY", "FUSIONAUTH_CLIENT_SECRET")
+# kickstart.json's other #{ENV.*}: where FusionAuth sends the BFF's webhook (docker-compose: http://bff:9000/...).
+KICKSTART_DEFAULTS = {"BFF_WEBHOOK_URL": "http://localhost:9000/webhooks/fusionauth"}
 
 
 class KickstartError(Exception):
@@ -311,8 +313,9 @@ def apply_kickstart(plan: KickstartPlan, directory: Directory) -> AppliedKicksta
 
 
 def fill_missing(env: Mapping[str, str], names: Sequence[str] = KICKSTART_SECRETS) -> tuple[dict[str, str], list[str]]:
-    """A copy of ``env`` with a random value for each missing name, and the names that were generated."""
-    filled = dict(env)
+    """A copy of ``env`` with a random value for each missing secret, and the names that were generated; and each
+    missing non-secret setting of KICKSTART_DEFAULTS with its default."""
+    filled = {**KICKSTART_DEFAULTS, **env}
     generated = [name for name in names if not filled.get(name)]
     for name in generated:
         filled[name] = secrets.token_urlsafe(32)

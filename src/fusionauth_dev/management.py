@@ -195,6 +195,14 @@ def generate_key(call: Call) -> tuple[int, dict[str, Any] | None]:
     key = SigningKey(
         id=key_id, name=name, algorithm=algorithm, length=length, insert_instant=call.directory.now_millis()
     )
+    # [inferred] The Key object's `kid` may be given (docs/fusionauth.md §14); else FusionAuth makes one up.
+    kid = spec.get("kid")
+    if kid is not None:
+        if not isinstance(kid, str) or not kid.strip():
+            raise ValidationFailed.field("key.kid", "invalid", "The kid must be a non-empty string.")
+        if any(other.kid == kid for other in call.directory.keys.values()):
+            raise ValidationFailed.field("key.kid", "duplicate", f"A key with the kid [{kid}] already exists.")
+        key.kid = kid
     call.directory.keys[key_id] = key
     return 200, {"key": key.to_json()}
 
@@ -428,13 +436,6 @@ def _normalize_methods(directory: Directory, user: User, tenant: Tenant) -> None
     # Methods with a secret that was removed from the JSON no longer need it.
     live_ids = {str(m["id"]) for m in methods}
     user.secrets = {method_id: s for method_id, s in user.secrets.items() if method_id in live_ids}
-    # FusionAuth makes recovery codes when a user's first method is enabled ([inferred] also for methods given in the
-    # user's JSON, as kickstart gives them); they go with the last method. Never taken from, nor shown in, the JSON.
-    user.data.get("twoFactor", {}).pop("recoveryCodes", None)
-    if not methods:
-        user.recovery_codes = []
-    elif not user.recovery_codes:
-        user.recovery_codes = identifiers.recovery_codes()
 
 
 def _apply_user_fields(directory: Directory, user: User, tenant: Tenant, *, creating: bool) -> None:
@@ -493,18 +494,19 @@ def update_user(call: Call) -> tuple[int, dict[str, Any] | None]:
         # The Reactivate a User API: PUT /api/user/{userId}?reactivate=true, no body.
         user.data["active"] = True
         _stamp(user.data, call.directory, created=False)
+        call.directory.events.emit(call.directory, "user.reactivate", tenant_id=user.tenant_id, user=user.to_json())
         return 200, {"user": user.to_json()}
     given = _object(call.body, "user")
     if call.method == "PATCH":
         data = _patched(call, user.data, given)
     else:
         data = {**copy.deepcopy(given), "registrations": copy.deepcopy(user.data.get("registrations", []))}
-    previous = (copy.deepcopy(user.data), dict(user.secrets), list(user.recovery_codes), user.password_hash)
+    previous = (copy.deepcopy(user.data), dict(user.secrets), user.password_hash)
     user.data = data
     try:
         _apply_user_fields(call.directory, user, call.directory.tenant_of(user.tenant_id), creating=False)
     except FusionAuthError:
-        user.data, user.secrets, user.recovery_codes, user.password_hash = previous
+        user.data, user.secrets, user.password_hash = previous
         raise
     _stamp(user.data, call.directory, created=False)
     return 200, {"user": user.to_json()}
@@ -512,15 +514,27 @@ def update_user(call: Call) -> tuple[int, dict[str, Any] | None]:
 
 def delete_user(call: Call) -> tuple[int, dict[str, Any] | None]:
     """DELETE /api/user/{userId}: a soft delete (deactivation: the user can no longer sign in) unless
-    ``hardDelete=true``, which removes the user. Empty 200."""
+    ``hardDelete=true``, which removes the user. Empty 200. Sends ``user.deactivate`` or ``user.delete`` (and
+    ``user.delete.complete``) to the webhooks that take them."""
     user: User = _existing(call.directory.users, call.object_id)
     check_key_tenant(call.api_key, user.tenant_id)
-    if call.query.get("hardDelete") == "true":
-        del call.directory.users[user.id]
+    deactivate_or_delete(call.directory, user, hard=call.query.get("hardDelete") == "true")
+    return 200, None
+
+
+def deactivate_or_delete(directory: Directory, user: User, *, hard: bool) -> None:
+    """What the Delete User API does (the /_dev page's buttons too)."""
+    if hard:
+        del directory.users[user.id]
+        # The user's refresh tokens go with it, as FusionAuth's do.
+        for refresh_id in [r.id for r in directory.refresh_tokens.values() if r.user_id == user.id]:
+            del directory.refresh_tokens[refresh_id]
+        directory.events.emit(directory, "user.delete", tenant_id=user.tenant_id, user=user.to_json())
+        directory.events.emit(directory, "user.delete.complete", tenant_id=user.tenant_id, user=user.to_json())
     else:
         user.data["active"] = False
-        _stamp(user.data, call.directory, created=False)
-    return 200, None
+        _stamp(user.data, directory, created=False)
+        directory.events.emit(directory, "user.deactivate", tenant_id=user.tenant_id, user=user.to_json())
 
 
 def retrieve_user(call: Call) -> tuple[int, dict[str, Any] | None]:
@@ -628,6 +642,66 @@ def retrieve_email_template(call: Call) -> tuple[int, dict[str, Any] | None]:
     return 200, {"emailTemplate": copy.deepcopy(_existing(call.directory.email_templates, call.object_id))}
 
 
+# -- webhooks -----------------------------------------------------------------------------------------------------
+
+
+def _check_webhook(directory: Directory, data: dict[str, Any]) -> None:
+    if not str(data.get("url") or ""):
+        raise ValidationFailed.field("webhook.url", "blank", "You must specify the URL.")
+    for name in ("connectTimeout", "readTimeout"):
+        value = data.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValidationFailed.field(f"webhook.{name}", "blank", f"You must specify {name} in milliseconds.")
+    signature = data.get("signatureConfiguration") or {}
+    if signature.get("enabled"):
+        key_id = signature.get("signingKeyId")
+        if not key_id:
+            raise ValidationFailed.field(
+                "webhook.signatureConfiguration.signingKeyId", "blank", "A signed webhook needs a signing key."
+            )
+        if key_id not in directory.keys:
+            raise ValidationFailed.field(
+                "webhook.signatureConfiguration.signingKeyId", "invalid", f"The key [{key_id}] does not exist."
+            )
+    for tenant_id in data.get("tenantIds") or []:
+        if tenant_id not in directory.tenants:
+            raise ValidationFailed.field("webhook.tenantIds", "invalid", f"The tenant [{tenant_id}] does not exist.")
+
+
+def save_webhook(call: Call) -> tuple[int, dict[str, Any] | None]:
+    """Create (POST), replace (PUT) or update (PATCH) a webhook (docs/fusionauth.md §14). Global API keys only, as the
+    Webhook API's pages say."""
+    if call.api_key.tenant_id is not None:
+        raise Unauthorized()
+    given = _object(call.body, "webhook")
+    if call.method == "POST":
+        webhook_id = _unused_id(call, call.directory.webhooks, "webhook.id", "A webhook")
+        data = {"global": False, "eventsEnabled": {}, "headers": {}, **copy.deepcopy(given)}
+    else:
+        current = _existing(call.directory.webhooks, call.object_id)
+        webhook_id = str(call.object_id)
+        data = _patched(call, current, given) if call.method == "PATCH" else copy.deepcopy(given)
+    data["id"] = webhook_id
+    _check_webhook(call.directory, data)
+    _stamp(data, call.directory, created=call.method == "POST")
+    call.directory.webhooks[webhook_id] = data
+    return 200, {"webhook": copy.deepcopy(data)}
+
+
+def retrieve_webhook(call: Call) -> tuple[int, dict[str, Any] | None]:
+    if call.object_id is None:
+        return 200, {"webhooks": [copy.deepcopy(hook) for hook in call.directory.webhooks.values()]}
+    return 200, {"webhook": copy.deepcopy(_existing(call.directory.webhooks, call.object_id))}
+
+
+def delete_webhook(call: Call) -> tuple[int, dict[str, Any] | None]:
+    if call.api_key.tenant_id is not None:
+        raise Unauthorized()
+    _existing(call.directory.webhooks, call.object_id)
+    del call.directory.webhooks[str(call.object_id)]
+    return 200, None
+
+
 # -- the route table ----------------------------------------------------------------------------------------------
 
 # More specific paths first: Starlette (and ``dispatch``) take the first match, and "/api/user/{id}" would otherwise
@@ -668,6 +742,13 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/api/email/template/{id}", "/api/email/template", save_email_template),
     Route("PATCH", "/api/email/template/{id}", "/api/email/template", save_email_template),
     Route("GET", "/api/email/template/{id}", "/api/email/template", retrieve_email_template),
+    Route("POST", "/api/webhook", "/api/webhook", save_webhook),
+    Route("GET", "/api/webhook", "/api/webhook", retrieve_webhook),
+    Route("POST", "/api/webhook/{id}", "/api/webhook", save_webhook),
+    Route("PUT", "/api/webhook/{id}", "/api/webhook", save_webhook),
+    Route("PATCH", "/api/webhook/{id}", "/api/webhook", save_webhook),
+    Route("GET", "/api/webhook/{id}", "/api/webhook", retrieve_webhook),
+    Route("DELETE", "/api/webhook/{id}", "/api/webhook", delete_webhook),
 )
 
 

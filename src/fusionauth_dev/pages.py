@@ -24,6 +24,7 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2129}
 main{max-width:28rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 1px 4px #0002}
 main.wide{max-width:60rem}
+form.inline{display:inline;margin:0 .3rem .2rem 0}form.inline button{width:auto;padding:.25rem .5rem;font-size:.85rem}
 .dev-notice{background:#fff3cd;border-bottom:1px solid #e0c36b;padding:.5rem 1rem;text-align:center;font-size:.9rem}
 label{display:block;margin-top:1rem;font-weight:600}
 input[type=text],input[type=password],input[type=email]{width:100%;box-sizing:border-box;padding:.5rem;margin-top:.25rem}
@@ -138,13 +139,39 @@ class MessageRow:
 
 
 @dataclass(frozen=True)
-class RecoveryRow:
-    email: str
-    codes: list[str]
+class UserRow:
+    id: str
+    login: str
+    active: bool
+    refresh_tokens: int
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    sent_at: str
+    type: str
+    url: str
+    result: str
+
+
+def _user_actions(row: UserRow) -> str:
+    # Plain forms (no script); the console checks each POST's Origin.
+    def button(action: str, label: str) -> str:
+        return (
+            f'<form method="post" action="/_dev/users/{escape(row.id)}/{action}" class="inline">'
+            f'<button type="submit" data-testid="{action}-{escape(row.login)}">{label}</button></form>'
+        )
+
+    toggle = button("deactivate", "Deactivate") if row.active else button("reactivate", "Reactivate")
+    return toggle + button("revoke", "Revoke refresh tokens") + button("delete", "Delete")
 
 
 def console_page(
-    *, totp_rows: Iterable[TotpRow], messages: Iterable[MessageRow], recovery_rows: Iterable[RecoveryRow] = ()
+    *,
+    totp_rows: Iterable[TotpRow],
+    messages: Iterable[MessageRow],
+    users: Iterable[UserRow] = (),
+    deliveries: Iterable[DeliveryRow] = (),
 ) -> str:
     totp_html = "".join(
         f"<tr><td>{escape(r.email)}</td><td>{escape(r.name)} ({escape(r.method_id)})</td>"
@@ -156,21 +183,30 @@ def console_page(
         f"<td><code>{escape(m.code)}</code></td></tr>"
         for m in messages
     )
-    recovery_html = "".join(
-        f"<tr><td>{escape(r.email)}</td><td>{' '.join(f'<code>{escape(code)}</code>' for code in r.codes)}</td></tr>"
-        for r in recovery_rows
+    user_html = "".join(
+        f"<tr><td>{escape(u.login)}</td><td>{'active' if u.active else 'deactivated'}</td>"
+        f"<td>{u.refresh_tokens}</td><td>{_user_actions(u)}</td></tr>"
+        for u in users
+    )
+    delivery_html = "".join(
+        f"<tr><td>{escape(d.sent_at)}</td><td>{escape(d.type)}</td><td>{escape(d.url)}</td><td>{escape(d.result)}</td></tr>"
+        for d in deliveries
     )
     body = (
         '<p class="hint">Refreshes every 5 seconds. JSON: <a href="/_dev/messages">/_dev/messages</a>, '
-        '<a href="/_dev/totp">/_dev/totp</a>, <a href="/_dev/recovery-codes">/_dev/recovery-codes</a>.</p>'
+        '<a href="/_dev/totp">/_dev/totp</a>, <a href="/_dev/webhooks">/_dev/webhooks</a>.</p>'
         "<h2>Authenticator (TOTP) codes now</h2>"
         "<table><thead><tr><th>User</th><th>Method</th><th>Code</th><th>Valid for</th></tr></thead>"
         f"<tbody>{totp_html or '<tr><td colspan=4>No user has an authenticator method.</td></tr>'}</tbody></table>"
         "<h2>Sent codes (newest last)</h2>"
         "<table><thead><tr><th>Sent</th><th>Method</th><th>To</th><th>Code</th></tr></thead>"
         f"<tbody>{message_html or '<tr><td colspan=4>Nothing sent yet.</td></tr>'}</tbody></table>"
-        "<h2>Recovery codes (each works once)</h2>"
-        "<table><thead><tr><th>User</th><th>Unused codes</th></tr></thead>"
-        f"<tbody>{recovery_html or '<tr><td colspan=2>No user has recovery codes.</td></tr>'}</tbody></table>"
+        '<h2>Users</h2><p class="hint">What an administrator does at FusionAuth; each sends its signed webhook '
+        "(user.deactivate, user.delete, jwt.refresh-token.revoke) to the webhooks that take it.</p>"
+        "<table><thead><tr><th>User</th><th>State</th><th>Refresh tokens</th><th></th></tr></thead>"
+        f"<tbody>{user_html or '<tr><td colspan=4>No users.</td></tr>'}</tbody></table>"
+        "<h2>Webhooks sent (newest last)</h2>"
+        '<table data-testid="webhook-log"><thead><tr><th>Sent</th><th>Event</th><th>To</th><th>Answer</th></tr></thead>'
+        f"<tbody>{delivery_html or '<tr><td colspan=4>Nothing sent yet.</td></tr>'}</tbody></table>"
     )
     return _page("Dev console", body, wide=True, refresh_seconds=5)

@@ -44,6 +44,18 @@ def secret_base32(secret_b64: str) -> str:
     return base64.b32encode(decode_secret(secret_b64)).decode("ascii")
 
 
+def base64_of_base32(secret_b32: str) -> str:
+    """A base32 secret (``secretBase32Encoded``, what authenticator apps show) in the base64 form FusionAuth stores."""
+    cleaned = secret_b32.replace(" ", "").upper()
+    try:
+        raw = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidSecret("the authenticator secret is not base32") from exc
+    if not raw:
+        raise InvalidSecret("the authenticator secret is empty")
+    return base64.b64encode(raw).decode("ascii")
+
+
 def _totp(secret_b64: str, algorithm: str, digits: int, step: int) -> pyotp.TOTP:
     digest = _DIGESTS.get(algorithm, hashlib.sha1)
     return pyotp.TOTP(secret_base32(secret_b64), digits=digits, interval=step, digest=digest)

@@ -6,8 +6,7 @@ A challenge (``twoFactorId``) lives ``twoFactorIdTimeToLiveInSeconds`` (300 s by
 * the latest code sent by the Send API, for ``twoFactorOneTimeCodeIdTimeToLiveInSeconds`` (60 s by default); each
   send replaces every earlier code, the start code included (docs/fusionauth.md §2, §3);
 * the current code of one of the user's authenticator methods, one 30-second step of drift allowed each way;
-* one of the user's recovery codes, once (docs/fusionauth.md §4: `code` may be a recovery code). [inferred] Case and
-  the hyphen are not significant, as a code copied by hand may lose them.
+* one of the user's recovery codes (enrolment.py), each once.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from fusionauth_dev import identifiers, totp
+from fusionauth_dev import enrolment, identifiers, totp
 from fusionauth_dev.directory import Directory, OneTimeCode, Tenant, TwoFactorChallenge, User
 from fusionauth_dev.errors import NotFound, ValidationFailed
 from fusionauth_dev.login import public_method
@@ -123,12 +122,9 @@ def _render_message(
 
 
 def match_code(directory: Directory, challenge: TwoFactorChallenge, user: User, code: str) -> tuple[bool, str | None]:
-    """(matched, method id used: None for the Start API's code or a recovery code). A recovery code that matches is
-    used up."""
+    """(matched, method id used: None for the Start API's code and for a recovery code, which is used up)."""
     now = directory.now()
     code = code.strip()
-    if _use_recovery_code(user, code):
-        return True, None
     for candidate in challenge.codes:
         if candidate.expires_at > now and hmac.compare_digest(candidate.value.encode(), code.encode()):
             return True, candidate.method_id
@@ -146,22 +142,9 @@ def match_code(directory: Directory, challenge: TwoFactorChallenge, user: User, 
             step=int(settings.get("timeStep", totp.DEFAULT_TIME_STEP)),
         ):
             return True, str(method["id"])
+    if enrolment.use_recovery_code(user, code):
+        return True, None
     return False, None
-
-
-def _normalise_recovery_code(code: str) -> str:
-    return code.replace("-", "").upper()
-
-
-def _use_recovery_code(user: User, code: str) -> bool:
-    given = _normalise_recovery_code(code).encode()
-    if len(given) < 10:  # a six-digit code is never a recovery code
-        return False
-    for candidate in user.recovery_codes:
-        if hmac.compare_digest(_normalise_recovery_code(candidate).encode(), given):
-            user.recovery_codes.remove(candidate)  # single use
-            return True
-    return False
 
 
 def mark_last_used(user: User, method_id: str | None) -> None:

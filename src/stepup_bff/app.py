@@ -17,21 +17,25 @@ from starlette.types import ASGIApp
 from . import __version__
 from .activity import ActivityLog
 from .activity.agents import warm_up
-from .api import activity, auth, health, native, session, step_up, telegrams
+from .api import activity, auth, factors, health, native, session, sessions, step_up, telegrams, webhooks
+from .auth.lifecycle import SessionLifecycle
 from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
-from .auth.sessions import EndedSession, SessionManager
+from .auth.refresh import TokenRefresher
+from .auth.sessions import LEASE_MARGIN, EndedSession, SessionManager
 from .auth.tokens import TokenVerifier
 from .clock import Clock, SystemClock
 from .deps import guarded_actions
 from .errors import install_error_handlers
 from .fusionauth.client import FusionAuthClient, build_http_client
+from .fusionauth.webhooks import WebhookVerifier
 from .ops.metrics import Metrics, SessionEndReason
 from .ops.readiness import Readiness, readiness_probes
 from .ops.request_context import RequestContextMiddleware
 from .services import Services
 from .settings import Settings, load_settings
 from .stepup.challenge import ChallengeMachine
+from .stepup.factors import FactorService
 from .stepup.policy import check_routes
 from .stepup.service import StepUpService
 from .storage import open_database, open_store
@@ -64,7 +68,18 @@ class _App(FastAPI):
 # The app's routers, in the order they are included.
 # The router tries routes in this order, and no two of these routers share a path: the ones the SPA calls on every
 # page come first, so they are found after the fewest tries.
-ROUTERS = (health.router, session.router, telegrams.router, step_up.router, auth.router, native.router, activity.router)
+ROUTERS = (
+    health.router,
+    session.router,
+    telegrams.router,
+    step_up.router,
+    auth.router,
+    native.router,
+    activity.router,
+    sessions.router,
+    webhooks.router,
+    factors.router,
+)
 
 
 def step_up_guards(routes: Iterable[Any]) -> list[tuple[str | None, bool]]:
@@ -124,19 +139,23 @@ def create_app(
                 # each, a reason this release does not know recorded as an ended session.
                 await activity_log.session_ended(ended.user_id, reason)
 
-            sessions = SessionManager(settings, store, clock, on_end=session_ended)
-            challenges = ChallengeMachine(
-                settings.step_up,
-                store,
-                fusionauth,
-                clock,
-                # httpx applies its timeouts per phase: connect, then write, then read.
-                lock_ttl=settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout + 5,
-            )
+            # httpx applies its timeouts per phase: connect, then write, then read.
+            one_call = settings.fusionauth.connect_timeout + 2 * settings.fusionauth.timeout
             tokens = TokenVerifier(fusionauth, str(settings.fusionauth.application_id), clock)
+            sessions = SessionManager(
+                settings,
+                store,
+                clock,
+                on_end=session_ended,
+                refresher=TokenRefresher(fusionauth, tokens),
+                # A refresh may fetch discovery and the JWKS as well as call the token endpoint.
+                refresh_lease=3 * one_call + 2 * LEASE_MARGIN,
+            )
+            challenges = ChallengeMachine(settings.step_up, store, fusionauth, clock, lock_ttl=one_call + 5)
             step_up_service = StepUpService(
                 settings.step_up, store, fusionauth, sessions, clock, challenges, activity_log, metrics
             )
+            lifecycle = SessionLifecycle(settings, store, sessions, step_up_service, fusionauth, clock)
             yield {
                 "services": Services(
                     settings=settings,
@@ -148,12 +167,17 @@ def create_app(
                     sessions=sessions,
                     login=LoginFlow(settings, store, clock),
                     step_up=step_up_service,
+                    factors=FactorService(
+                        settings, store, fusionauth, sessions, challenges, step_up_service, activity_log, clock
+                    ),
                     native=NativeSignIn(
                         settings, store, fusionauth, tokens, sessions, challenges, step_up_service, clock
                     ),
                     metrics=metrics,
                     readiness=Readiness(readiness_probes(store, database, fusionauth), clock),
                     activity=activity_log,
+                    webhooks=WebhookVerifier(settings.fusionauth, fusionauth, tokens),
+                    lifecycle=lifecycle,
                 )
             }
 

@@ -4,6 +4,8 @@ CurrentSession -> OptionalSession -> Services
 CurrentUser    -> CurrentSession
 SteppedUpUser  -> SteppedUpSession -> CurrentSession            (a fresh second factor, today's defaults)
 TelegramSender -> require_step_up(action="send_telegram", ...)   (the send_telegram policy, bound to the telegram)
+FactorAdder    -> require_step_up(action="add_factor", ...)      (a recent sign-in; a step-up if a factor exists)
+FactorRemover  -> require_step_up(action="remove_factor", ...)   (bound to the factor removed)
 
 `NoBody` is declared on the route (`dependencies=[NoBody]`) of any route that takes no input; `optional_body(Model)`
 reads the body of a route whose input is all optional (no body, `{}`, or exactly the model's fields).
@@ -19,7 +21,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from pydantic import BaseModel, ValidationError
 
 from .activity import ActivityLog
@@ -28,15 +30,24 @@ from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
 from .auth.sessions import Session, SessionManager, User
 from .clock import Clock
-from .errors import IdempotencyKeyReused, InvalidRequest, LoginRequired, NotFound, on_invalid_input
+from .errors import (
+    FactorNotFound,
+    IdempotencyKeyReused,
+    InvalidCode,
+    InvalidRequest,
+    LoginRequired,
+    NotFound,
+    on_invalid_input,
+)
 from .fusionauth.client import FusionAuthClient
 from .ops import request_context
 from .ops.metrics import Metrics, SignInKind, StepUpOutcome, StepUpStep
 from .ops.readiness import Readiness
 from .services import Services
 from .settings import Settings
+from .stepup.factors import Factor, FactorService
 from .stepup.service import StepUpService
-from .stepup.transaction import Transaction
+from .stepup.transaction import Transaction, displayable
 from .web.cookies import queue_cookie
 
 M = TypeVar("M", bound=BaseModel)
@@ -81,6 +92,10 @@ async def get_step_up(request: Request) -> StepUpService:
     return _services(request).step_up
 
 
+async def get_factors(request: Request) -> FactorService:
+    return _services(request).factors
+
+
 async def get_native_sign_in(request: Request) -> NativeSignIn:
     services = _services(request)
     if not services.settings.login.native:
@@ -107,6 +122,7 @@ FusionAuthDep = Annotated[FusionAuthClient, Depends(get_fusionauth)]
 SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
 LoginFlowDep = Annotated[LoginFlow, Depends(get_login_flow)]
 StepUpDep = Annotated[StepUpService, Depends(get_step_up)]
+FactorsDep = Annotated[FactorService, Depends(get_factors)]
 NativeSignInDep = Annotated[NativeSignIn, Depends(get_native_sign_in)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ActivityDep = Annotated[ActivityLog, Depends(get_activity)]
@@ -220,17 +236,23 @@ async def _no_transaction() -> None:
     return None
 
 
+async def _always() -> bool:
+    return True
+
+
 def require_step_up(
     max_age: int | None = None,
     *,
     action: str | None = None,
     transaction: Callable[..., Awaitable[Transaction]] | None = None,
+    needed: Callable[..., Awaitable[bool]] | None = None,
 ) -> Callable[..., AsyncIterator[Session]]:
     """A guard for any route: a second factor that satisfies the route's policy, else 401
     insufficient_user_authentication (RFC 9470). `action` names the policy ([step_up.actions.<name>]; without one,
     or for a name the settings do not declare, [step_up]'s values); `max_age` overrides its freshness. A bound action
-    also needs `transaction`, a dependency that describes the request (its fields that matter, a summary). For
-    example:
+    also needs `transaction`, a dependency that describes the request (its fields that matter, a summary). `needed`,
+    a dependency, may waive the step-up for a request that no second factor could confirm (adding someone's first
+    factor: they have none to step up with); it runs first, so it may also refuse the request. For example:
 
         FreshSession = Annotated[Session, Depends(require_step_up(max_age=60))]
         CloseAccount = Annotated[Session, Depends(require_step_up(action="close_account"), scope="function")]
@@ -242,13 +264,25 @@ def require_step_up(
         request: Request,
         session: CurrentSession,
         step_up: StepUpDep,
-        # A default, not an Annotated alias: the route's own describer, chosen when the guard is made.
+        # Defaults, not Annotated aliases: the route's own, chosen when the guard is made.
+        required: bool = Depends(needed or _always),
         described: Transaction | None = Depends(transaction or _no_transaction),  # noqa: B008
     ) -> AsyncIterator[Session]:
+        if not required:
+            yield session
+            return
         authorization = await step_up.authorize(session, step_up.policy(action, max_age), described)
         if authorization.restore is not None:
             on_invalid_input(request, authorization.restore)
-        yield session
+        try:
+            yield session
+        except InvalidCode as exc:
+            # A wrong code typed for the action itself (removing a factor takes a current code of it): nothing was
+            # done, so the confirmation is given back while the attempts it allows remain (counted per confirmation,
+            # stepup/factors.py); the last wrong one spends it, and a new step-up brings new attempts.
+            if authorization.restore is not None and int(exc.extra.get("attempts_remaining", 0)) > 0:
+                await authorization.restore()
+            raise
         # Reached only when the route returned: the action ran.
         await step_up.executed(session, authorization)
 
@@ -281,13 +315,17 @@ IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=255, patt
 
 
 async def describe_telegram(
-    body: TelegramIn, user: CurrentUser, services: ServicesDep, idempotency_key: IdempotencyKey = None
+    # CurrentSession, not CurrentUser: FastAPI re-walks a dependency's sub-tree at every use, one level less here.
+    body: TelegramIn,
+    session: CurrentSession,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Transaction:
     """A telegram as the transaction its step-up confirms. The same Idempotency-Key again with the same fields is the
     request that already ran: it needs no step-up, since it will answer with the original and send nothing; with
     other fields it is refused here (422), before it could cost a step-up."""
     if idempotency_key is not None:
-        stored = await services.telegrams.find_telegram(user.id, idempotency_key)
+        stored = await services.telegrams.find_telegram(session.user.id, idempotency_key)
         if stored is not None:
             if (stored.recipient, stored.message) != (body.recipient, body.message):
                 raise IdempotencyKeyReused()
@@ -298,6 +336,74 @@ async def describe_telegram(
 TelegramSender = Annotated[
     Session,
     Depends(require_step_up(action="send_telegram", transaction=describe_telegram), scope="function"),
+]
+
+
+# -- the second factors a person manages (stepup/factors.py) -------------------------------------------------------
+
+
+async def get_user_factors(session: CurrentSession, factors: FactorsDep) -> list[Factor]:
+    """The signed-in person's second factors, asked of FusionAuth once per request (FastAPI caches a dependency's
+    value within a request, so a describer and its route share it)."""
+    return await factors.factors(session.user.id)
+
+
+UserFactors = Annotated[list[Factor], Depends(get_user_factors)]
+
+
+async def require_recent_sign_in(session: CurrentSession, factors: FactorsDep) -> Session:
+    """401 reauthentication_required unless the person signed in within enrolment.max_auth_age."""
+    factors.require_recent_sign_in(session)
+    return session
+
+
+RecentlySignedIn = Annotated[Session, Depends(require_recent_sign_in)]
+
+
+async def has_a_factor(_: RecentlySignedIn, factors: UserFactors) -> bool:
+    """Whether adding a factor needs a step-up: yes once the person has one. Their first cannot be confirmed with a
+    second factor they do not have; the recent sign-in (checked first, here) is then the whole proof."""
+    return bool(factors)
+
+
+async def describe_enrolment() -> Transaction:
+    return Transaction(fields={"method": "authenticator"}, summary="adding an authenticator app to your account")
+
+
+FactorAdder = Annotated[
+    Session,
+    Depends(
+        require_step_up(action="add_factor", transaction=describe_enrolment, needed=has_a_factor), scope="function"
+    ),
+]
+
+FactorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+_FACTOR_WORDS = {"authenticator": "authenticator app", "email": "email codes", "sms": "text-message codes"}
+
+
+def factor_named(factors: list[Factor], factor_id: str) -> Factor:
+    factor = next((factor for factor in factors if factor.id == factor_id), None)
+    if factor is None:
+        raise FactorNotFound()
+    return factor
+
+
+async def describe_removal(factor_id: FactorId, factors: UserFactors) -> Transaction:
+    """Removing one factor, by its id, as the person confirms it. 404 for a factor they do not have, before any
+    step-up is spent on it. FusionAuth removes every factor for a recovery code: the summary says so."""
+    factor = factor_named(factors, factor_id)
+    # The person reads this in the step-up dialog: plain words, not "second factor" (issue 17).
+    words = _FACTOR_WORDS.get(factor.method, "way to confirm it's you")
+    summary = f"removing your {words} “{displayable(factor.hint)}”"
+    if len(factors) == 1:
+        summary += ", your only way to confirm it's you"
+    else:
+        summary += f" (with a recovery code: all {len(factors)} of your ways to confirm it's you)"
+    return Transaction(fields={"factor": factor.id}, summary=summary)
+
+
+FactorRemover = Annotated[
+    Session, Depends(require_step_up(action="remove_factor", transaction=describe_removal), scope="function")
 ]
 
 

@@ -4,6 +4,7 @@
     ├── InvalidRequest (400 invalid_request)
     ├── LoginRequired (401 login_required)
     ├── InsufficientUserAuthentication (401 insufficient_user_authentication)
+    ├── InvalidSignature (401 invalid_signature: a webhook not signed by FusionAuth's webhook key over its body)
     ├── CsrfRejected (403 csrf_rejected)
     ├── NotFound (404 not_found)
     ├── MethodNotAllowed (405 method_not_allowed, with Allow)
@@ -100,6 +101,14 @@ class LoginRequired(AppError):
     status_code = 401
     code = "login_required"
     description = "Sign in first."
+
+
+class InvalidSignature(AppError):
+    """POST /webhooks/fusionauth without a valid signature of FusionAuth's webhook key over its body: nothing done."""
+
+    status_code = 401
+    code = "invalid_signature"
+    description = "This webhook is not signed with the key it must be signed with."
 
 
 # RFC 9110 section 5.6.2: a token, so an auth-param value that is one needs no quoting rules of its own. Every value we
@@ -393,6 +402,58 @@ class TemporarilyLocked(_RetryLater, StepUpError):
             retry_after=max(1, math.ceil(locked_until - now)),
             locked_until=iso(locked_until),
         )
+
+
+class ReauthenticationRequired(AppError):
+    """Adding a second factor needs a recent sign-in (enrolment.max_auth_age): a password typed in the last `max_age`
+    seconds, not just a session. RFC 9470's challenge says exactly that (max_age is the age of the authentication
+    itself), so any RFC 9470 client knows what to do; the body's code tells the SPA this is a sign-in, not a second
+    factor."""
+
+    status_code = 401
+    code = "reauthentication_required"
+    description = "Sign in again to continue: adding a second factor needs a sign-in from the last few minutes."
+
+    def __init__(self, *, max_age: int) -> None:
+        challenge = ", ".join(
+            (
+                _auth_param("error", InsufficientUserAuthentication.code),
+                'error_description="A recent sign-in is required"',
+                _auth_param("max_age", str(max_age)),
+            )
+        )
+        super().__init__(headers={"WWW-Authenticate": "Bearer " + challenge}, max_age=max_age)
+
+
+class FactorError(AppError):
+    status_code = 400
+    code = "factor_error"
+
+
+class FactorNotFound(FactorError):
+    status_code = 404
+    code = "factor_not_found"
+    description = "Your account has no such second factor."
+
+
+class NoEnrolment(FactorError):
+    status_code = 409
+    code = "no_enrolment"
+    description = "There is no authenticator app being set up. Start again."
+
+
+class EnrolmentExpired(FactorError):
+    status_code = 410
+    code = "enrolment_expired"
+    description = "Setting up the authenticator app took too long. Start again for a new code to scan."
+
+
+class FactorChangeRefused(FactorError):
+    """FusionAuth refused to add or remove the method (its 400: the tenant does not offer it, a paid feature)."""
+
+    status_code = 403
+    code = "factor_change_refused"
+    description = "The sign-in service refused this change to your second factors."
 
 
 class FusionAuthError(AppError):

@@ -102,6 +102,15 @@ class FusionAuthSettings(_Section):
     tenant_id: UUID | None = None
     timeout: Annotated[float, Field(gt=0, le=60)] = 5.0  # seconds, per read/write/pool wait
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0  # seconds
+    # Signed webhooks (POST /webhooks/fusionauth): the `kid` of the one Key Master key FusionAuth signs them with (a key
+    # of its own, never the token-signing key). Unset: every webhook is refused (401).
+    webhook_key_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    # Set when that key is an HMAC key (HS256): its secret, shared out of band (FusionAuth never publishes HMAC keys).
+    # Unset: the key is RSA (RS256) and its public half is read from FusionAuth's JWKS.
+    webhook_secret: SecretStr | None = None
+    # Where FusionAuth sends the webhook, as FusionAuth reaches the BFF (`doctor` checks it); default
+    # <public_url>/webhooks/fusionauth.
+    webhook_url: BaseUrl | None = None
 
     @property
     def browser_url(self) -> str:
@@ -114,6 +123,14 @@ class FusionAuthSettings(_Section):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _strong_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # HS256 with a short secret is guessable offline from any one signed webhook.
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("needs at least 32 characters")
+        return value
+
 
 class SessionSettings(_Section):
     # The first key signs; every key verifies. Rotate by putting a new key first and keeping the old one
@@ -121,6 +138,9 @@ class SessionSettings(_Section):
     secret_keys: Annotated[list[SecretStr], Field(min_length=1)]
     idle_timeout: Seconds = 1800  # 30 min: ASVS 4.0.3 3.3.2 level 2
     absolute_timeout: Seconds = 43200  # 12 h: ASVS 4.0.3 3.3.2 / NIST 800-63B rev. 3 AAL2
+    # FusionAuth unreachable (or failing) when a session's access token is due for refresh: ordinary requests go on
+    # for this many seconds after the first failed try, then the session ends. A step-up needs FusionAuth anyway.
+    refresh_grace: Seconds = 300
 
     @field_validator("secret_keys")
     @classmethod
@@ -147,7 +167,13 @@ SecondFactorMethod = Literal["authenticator", "email", "sms"]
 ACTION_NAME = r"^[a-z][a-z0-9_]{0,47}$"
 # The built-in actions' policies, which a [step_up.actions.<name>] table changes key by key: setting one key of
 # send_telegram must not silently drop the binding the others give it.
-BUILTIN_ACTIONS: dict[str, dict[str, Any]] = {"send_telegram": {"bind_transaction": True}}
+# add_factor and remove_factor (a person's own second factors, stepup/factors.py) are bound too: the step-up says
+# "adding an authenticator app" or "removing the authenticator app Phone", and authorizes that change once.
+BUILTIN_ACTIONS: dict[str, dict[str, Any]] = {
+    "send_telegram": {"bind_transaction": True},
+    "add_factor": {"bind_transaction": True},
+    "remove_factor": {"bind_transaction": True},
+}
 
 
 class ActionPolicy(_Section):
@@ -185,7 +211,7 @@ class StepUpSettings(_Section):
     max_consecutive_failures: Seconds = 100
     resend_cooldown: Seconds = 30  # seconds between sends of a code
     max_sends: Seconds = 3  # sends per challenge
-    max_starts: Seconds = 10  # challenges a user may start per failure_window
+    max_starts: Seconds = 10  # challenges (and authenticator enrolments) a user may start per failure_window
     # How long a challenge lives: FusionAuth's twoFactorIdTimeToLiveInSeconds (tenant setting, default 300).
     challenge_ttl: Seconds = 300
     # Per-action policies, by the name a route gives its guard; a route with no name (or an undeclared one) gets the
@@ -211,6 +237,17 @@ class StepUpSettings(_Section):
             if policy.max_age is not None and policy.max_age > self.max_age:
                 raise ValueError(f"actions.{name}.max_age must not be longer than step_up.max_age")
         return self
+
+
+class EnrolmentSettings(_Section):
+    """Second factors people add themselves (stepup/factors.py): an authenticator app."""
+
+    # Adding a factor needs a sign-in (a password typed) at most this many seconds ago, proven by the ID token's
+    # auth_time (hosted page) or by the Login API (native sign-in): whoever holds a stolen session must not be able
+    # to add their own authenticator.
+    max_auth_age: Seconds = 300
+    # The name authenticator apps show beside the account (the otpauth URI's issuer). No ":" (the label's separator).
+    issuer: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^:]+$")] = "Singing Telegrams"
 
 
 STORE_SCHEMES = ("sqlite:///", "redis://", "rediss://", "unix://")
@@ -293,6 +330,7 @@ class Settings(BaseSettings):
     fusionauth: FusionAuthSettings
     session: SessionSettings
     step_up: StepUpSettings = StepUpSettings()
+    enrolment: EnrolmentSettings = EnrolmentSettings()
     login: LoginSettings = LoginSettings()
     storage: StorageSettings = StorageSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -326,6 +364,11 @@ class Settings(BaseSettings):
     @property
     def callback_url(self) -> str:
         return f"{self.public_url}/auth/callback"
+
+    @property
+    def webhook_url(self) -> str:
+        """Where FusionAuth sends its events."""
+        return self.fusionauth.webhook_url or f"{self.public_url}/webhooks/fusionauth"
 
     @classmethod
     def settings_customise_sources(

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, expect, sync_playwright
 
-from support.dev_stack import RunningStack, running_stack
+from support.dev_stack import RunningStack, ShiftedClock, running_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -76,11 +76,17 @@ def browser(chromium_path: str) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningStack]:
+def fusionauth_clock() -> ShiftedClock:
+    """The dev FusionAuth's clock: real time unless a test shifts it."""
+    return ShiftedClock()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, request: pytest.FixtureRequest, fusionauth_clock: ShiftedClock) -> Iterator[RunningStack]:
     """The servers. Step-up settings come from indirect parametrization, e.g.
     `@pytest.mark.parametrize("stack", [{"max_age": 8}], indirect=True)`; by default a 4-second resend cooldown."""
     overrides = getattr(request, "param", None) or {"resend_cooldown": 4}
-    with running_stack(tmp_path, **overrides) as running:
+    with running_stack(tmp_path, fusionauth_clock=fusionauth_clock, **overrides) as running:
         yield running
 
 
@@ -138,5 +144,20 @@ def sign_in(page: Page, stack: RunningStack, login_id: str) -> None:
     page.get_by_label("Email").fill(login_id)
     page.get_by_label("Password").fill(stack.password)
     page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_test_id("signed-in")).to_be_visible()
+    expect(page.get_by_test_id("telegrams-loading")).to_be_hidden()
+
+
+def fill_in(page: Page, login_id: str, password: str) -> None:
+    """The SPA's own sign-in form (login.native, which the dev stack turns on), filled in and sent."""
+    page.get_by_label("Email or username").fill(login_id)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def sign_in_natively(page: Page, stack: RunningStack, login_id: str) -> None:
+    """Sign in with the SPA's own form: a sign-in that just happened."""
+    page.goto("/")
+    fill_in(page, login_id, stack.password)
     expect(page.get_by_test_id("signed-in")).to_be_visible()
     expect(page.get_by_test_id("telegrams-loading")).to_be_hidden()

@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
+import pyotp
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from support.dev_stack import RunningStack as Stack
 from support.step_up import UNBOUND
 
-from .conftest import ROOT, VIEWPORT, sign_in, watched_page
+from .conftest import ROOT, VIEWPORT, fill_in, sign_in, sign_in_natively, watched_page
+from .test_factors import enrolment, scanned, type_code, wrong_code
 from .test_spa import Traffic, compose, dialog, wrong_totp
 
 pytestmark = pytest.mark.browser
@@ -41,15 +42,6 @@ LIVE = "[aria-live], [role=alert], [role=status], [role=log], [role=timer], [rol
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------------
-
-
-def sign_in_natively(page: Page, stack: Stack, login_id: str) -> None:
-    page.goto("/")
-    page.get_by_label("Email or username").fill(login_id)
-    page.get_by_label("Password").fill(stack.password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    expect(page.get_by_test_id("signed-in")).to_be_visible()
-    expect(page.get_by_test_id("telegrams-loading")).to_be_hidden()
 
 
 def luminance(rgb: tuple[float, float, float]) -> float:
@@ -152,9 +144,17 @@ def live_changes(page: Page) -> list[str]:
     return changes
 
 
-def recovery_codes(stack: Stack, login_id: str) -> list[str]:
-    rows = httpx.get(f"{stack.fusionauth_url}/_dev/recovery-codes", timeout=5).json()
-    return next(list(row["codes"]) for row in rows if row["loginId"] == login_id)
+def a_first_authenticator(stack: Stack, login_id: str) -> tuple[pyotp.TOTP, list[str]]:
+    """What setting up a first authenticator app leaves a person with: the app, and the ten recovery codes FusionAuth
+    shows that once (docs/fusionauth.md §8). Through the Enable API with the admin key, as an operator could: the
+    Security panel's own way is tests/browser/test_factors.py's."""
+    user_id = stack.stack.seed.user(login_id).id
+    secret = stack.admin("GET", "/api/two-factor/secret").json()
+    app = pyotp.TOTP(secret["secretBase32Encoded"])
+    body = {"method": "authenticator", "secret": secret["secret"], "code": app.now()}
+    enabled = stack.admin("POST", f"/api/user/two-factor/{user_id}", body)
+    assert enabled.status_code == 200, enabled.text
+    return app, list(enabled.json()["recoveryCodes"])
 
 
 def answer(route: Route, status: int, body: dict[str, Any]) -> None:
@@ -176,6 +176,14 @@ def fully_inside_the_window(locator: Locator, page: Page) -> None:
     width = page.viewport_size["width"] if page.viewport_size else 0
     assert box is not None
     assert box["x"] >= 0 and box["x"] + box["width"] <= width, f"{box} is cut off at {width} px"
+
+
+def enter_and_see_it_sent(page: Page, code: Locator, value: str, recipients: list[str]) -> None:
+    """Type `value` into the dialog's code field, press Enter: the dialog closes and the telegram is listed."""
+    code.fill(value)
+    page.keyboard.press("Enter")
+    expect(dialog(page)).to_be_hidden()
+    expect(page.get_by_test_id("telegram-recipient")).to_have_text(recipients)
 
 
 def no_jargon(page: Page) -> None:
@@ -242,7 +250,7 @@ def test_nothing_scrolls_sideways_at_320_px(page: Page, stack: Stack, screenshot
     expect(greeting).to_be_focused()
     expect(greeting).to_be_in_viewport()
     no_horizontal_scroll(page)
-    fully_inside_the_window(page.get_by_role("button", name="Sign out"), page)
+    fully_inside_the_window(page.get_by_role("button", name="Sign out", exact=True), page)
     fully_inside_the_window(page.get_by_role("button", name="Send telegram"), page)
     screenshot(page, "reflow-320-signed-in")
 
@@ -258,29 +266,40 @@ def test_nothing_scrolls_sideways_at_320_px(page: Page, stack: Stack, screenshot
 # ---- 3. focus never falls to <body> ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("login_id", "start", "heading", "prefix"),
+    [
+        ("alice@example.com", "**/api/step-up/start", "Confirm it's you", "step-up"),
+        ("dave@example.com", "**/api/factors/authenticator/start", "Set up an authenticator app", "enrol"),
+    ],
+    ids=["step-up", "set-up"],
+)
 def test_focus_is_inside_the_dialog_from_the_first_frame_even_while_a_slow_start_loads(
-    page: Page, stack: Stack
+    page: Page, stack: Stack, login_id: str, start: str, heading: str, prefix: str
 ) -> None:
-    """WCAG 2.4.3: the dialog is rendered before it is shown, and its heading holds focus while
-    /api/step-up/start takes its time (here 1.5 s); then the code field has it."""
+    """WCAG 2.4.3: the dialog is rendered in its loading state before it is shown (its code and password fields,
+    hidden then, never take focus), and its heading holds focus while the start takes its time (here 1.5 s); then
+    the code field has it. The step-up dialog, and the one that sets up an authenticator app."""
     held: list[Route] = []
-    page.route("**/api/step-up/start", lambda route: held.append(route))
-    sign_in(page, stack, "alice@example.com")
+    page.route(start, lambda route: held.append(route))
+    sign_in_natively(page, stack, login_id)
     watch_focus(page)
-    compose(page, "Grandma", "Happy birthday!")
-    expect(dialog(page)).to_be_visible()
-    expect(page.get_by_test_id("step-up-loading")).to_be_visible()
-    title = page.get_by_role("heading", name="Confirm it's you")
+    if prefix == "step-up":
+        compose(page, "Grandma", "Happy birthday!")
+    else:
+        page.get_by_role("button", name="Add an authenticator app").click()
+    expect(page.get_by_test_id(f"{prefix}-loading")).to_be_visible()
+    title = page.get_by_role("heading", name=heading)
     expect(title).to_be_focused()
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:  # the start is slow: focus stays put all along
-        assert page.evaluate("() => document.activeElement.id") == "step-up-title"
+        assert page.evaluate("() => document.activeElement.id") == f"{prefix}-title"
         page.wait_for_timeout(100)
     held[0].continue_()
-    expect(page.get_by_label("Verification code")).to_be_focused()
+    expect(page.get_by_test_id(f"{prefix}-code")).to_be_focused()
     trail = focus_trail(page)
-    assert trail[0] == "step-up-title" and "body" not in trail, trail
-    assert {"step-up-title", "step-up-code"} >= set(trail), trail
+    assert trail[0] == f"{prefix}-title" and "body" not in trail, trail
+    assert {f"{prefix}-title", f"{prefix}-code"} >= set(trail), trail
 
 
 @pytest.mark.parametrize("stack", [{"resend_cooldown": 10}], indirect=True)
@@ -372,10 +391,7 @@ def test_fusionauths_lockout_is_a_pause_with_an_end_and_the_dialog_comes_back_by
     stack.stack.fusionauth.directory.active_actions.clear()
     again.click()
     expect(code).to_be_focused()
-    code.fill(stack.totp_code("alice@example.com"))
-    page.keyboard.press("Enter")
-    expect(dialog(page)).to_be_hidden()
-    expect(page.get_by_test_id("telegram-recipient")).to_have_text(["Eve"])
+    enter_and_see_it_sent(page, code, stack.totp_code("alice@example.com"), ["Eve"])
     # The activity panel tells FusionAuth's pause from ours.
     expect(
         page.get_by_test_id("activity").get_by_text(re.compile(r"^Account locked for a short while, for your safety"))
@@ -431,10 +447,7 @@ def test_cancel_and_reopen_keeps_the_resend_wait_and_never_strands_the_person(pa
     page.keyboard.press("Enter")
     code = page.get_by_label("Verification code")
     expect(code).to_be_focused()
-    code.fill(stack.emailed_code("bob@example.com"))
-    page.keyboard.press("Enter")
-    expect(dialog(page)).to_be_hidden()
-    expect(page.get_by_test_id("telegram-recipient")).to_have_text(["Alice"])
+    enter_and_see_it_sent(page, code, stack.emailed_code("bob@example.com"), ["Alice"])
     assert traffic.statuses("POST", "/api/step-up/send") == [200, 200]  # never a send the server had to refuse
 
 
@@ -581,11 +594,13 @@ def test_dark_mode_follows_the_system_with_the_same_contrast(page: Page, stack: 
 def test_a_recovery_code_is_another_way_in_and_the_field_then_takes_letters(
     page: Page, stack: Stack, screenshot: Screenshot
 ) -> None:
-    sign_in(page, stack, "bob@example.com")
+    """Dave lost his phone but kept the recovery codes his first authenticator app brought."""
+    _, codes = a_first_authenticator(stack, "dave@example.com")
+    sign_in(page, stack, "dave@example.com")
     compose(page, "Alice", "I lost my phone, but not my recovery codes.")
-    expect(page.get_by_label("Verification code")).to_be_hidden()  # no email sent: no code field yet
-    use_recovery = page.get_by_role("button", name="Use a recovery code")
-    use_recovery.click()
+    expect(page.get_by_label("Verification code")).to_be_focused()
+    expect(page.get_by_label("Verification code")).to_have_attribute("inputmode", "numeric")
+    page.get_by_role("button", name="Use a recovery code").click()
     field = page.get_by_label("Recovery code")
     expect(field).to_be_focused()
     expect(field).to_have_attribute("inputmode", "text")
@@ -593,18 +608,25 @@ def test_a_recovery_code_is_another_way_in_and_the_field_then_takes_letters(
     expect(field).to_have_accessible_description(re.compile("recovery codes you saved"))
     expect(page.get_by_role("radio")).to_have_count(0)  # choosing how to get a code does not apply
     screenshot(page, "step-up-recovery-code")
-    # Typed by hand: lower case, no hyphen (FusionAuth's codes are upper case, in two groups).
-    code = recovery_codes(stack, "bob@example.com")[0]
-    page.keyboard.type(code.lower().replace("-", ""))
-    page.keyboard.press("Enter")
-    expect(dialog(page)).to_be_hidden()
-    expect(page.get_by_test_id("telegram-recipient")).to_have_text(["Alice"])
-    assert code not in recovery_codes(stack, "bob@example.com")  # used up
-    # And back: in the normal field, letters are explained, not sent.
+    # Typed by hand, in lower case (FusionAuth's codes are upper case).
+    enter_and_see_it_sent(page, field, codes[0].lower(), ["Alice"])
+    # Each works once: the same code again is a wrong code, tied to the field.
     compose(page, "Alice", "Again.")
     page.get_by_role("button", name="Use a recovery code").click()
-    page.get_by_role("button", name="Use an emailed code instead").click()
-    expect(page.get_by_role("button", name="Send code")).to_be_focused()
+    page.keyboard.type(codes[0])
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("step-up-error")).to_have_text("That code didn't work. 3 attempts left.")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    # And back: in the normal field, letters are explained, not sent.
+    page.get_by_role("button", name="Use your authenticator app instead").click()
+    code = page.get_by_label("Verification code")
+    expect(code).to_be_focused()
+    page.keyboard.type(codes[1])
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("step-up-error")).to_have_text(
+        'This code has letters. If it is a recovery code, choose "Use a recovery code" below.'
+    )
+    expect(code).to_have_attribute("aria-invalid", "true")
 
 
 def test_plain_words_everywhere(page: Page, stack: Stack) -> None:
@@ -692,9 +714,7 @@ def test_axe_finds_nothing_signed_out_signed_in_and_at_each_step_of_the_dialog(
     page.goto("/?error=login_expired")
     expect(page.get_by_role("alert")).to_be_visible()
     axe.check("signed out, with a sign-in error")
-    page.get_by_label("Email or username").fill("alice@example.com")
-    page.get_by_label("Password").fill("not-the-password")
-    page.get_by_role("button", name="Sign in", exact=True).click()
+    fill_in(page, "alice@example.com", "not-the-password")
     expect(page.get_by_test_id("sign-in-error")).to_contain_text("don't match")
     axe.check("a wrong password")
 
@@ -744,10 +764,7 @@ def test_axe_finds_nothing_signed_out_signed_in_and_at_each_step_of_the_dialog(
         axe.check(f"the page after the dialog, {state}")
         page.get_by_role("button", name="Send telegram").click()
         expect(code).to_be_focused()
-    code.fill(stack.totp_code("alice@example.com"))
-    page.keyboard.press("Enter")
-    expect(dialog(page)).to_be_hidden()
-    expect(page.get_by_test_id("telegram")).to_have_count(1)
+    enter_and_see_it_sent(page, code, stack.totp_code("alice@example.com"), ["Grandma"])
     axe.check("signed in, a telegram sent")
 
     page.route(
@@ -761,10 +778,12 @@ def test_axe_finds_nothing_signed_out_signed_in_and_at_each_step_of_the_dialog(
     axe.check("signed in, 320 px")
 
 
-def test_axe_finds_nothing_for_email_codes_and_an_account_without_a_way_to_confirm(
-    axe_page: Page, stack: Stack
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_for_email_codes_no_way_to_confirm_and_setting_one_up(
+    axe_page: Page, stack: Stack, scheme: str
 ) -> None:
     page = axe_page
+    page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
     axe = Axe(page)
     sign_in_natively(page, stack, "bob@example.com")
     compose(page, "Alice", "Thanks for the tea.")
@@ -775,26 +794,58 @@ def test_axe_finds_nothing_for_email_codes_and_an_account_without_a_way_to_confi
     expect(page.get_by_test_id("step-up-resend-wait")).not_to_be_empty()
     axe.check("the dialog, a code sent and the resend wait")
     page.get_by_role("button", name="Cancel").click()
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     expect(page.get_by_test_id("signed-out")).to_be_visible()
 
     sign_in_natively(page, stack, "dave@example.com")
     compose(page, "Carol", "Welcome aboard!")
-    expect(page.get_by_role("button", name="Close")).to_be_focused()
+    expect(page.get_by_role("button", name="Set up an authenticator app")).to_be_focused()
     axe.check("the dialog, no way to confirm")
+    no_jargon(page)
     page.set_viewport_size({"width": 320, "height": 640})
     axe.check("the dialog, no way to confirm, 320 px")
     page.get_by_role("button", name="Close").click()
+    expect(page.get_by_test_id("form-error")).to_contain_text("Not sent yet")
     axe.check("the page after the no-factor dialog")
+
+    # Adding one from the Security panel, still at 320 px: the QR code, a wrong code, the recovery codes.
+    page.get_by_role("button", name="Add an authenticator app").click()
+    wizard = enrolment(page)
+    app = scanned(page)
+    no_horizontal_scroll(page)
+    axe.check("adding an authenticator app, 320 px")
+    no_jargon(page)
+    type_code(page, wrong_code(app))
+    expect(wizard.get_by_label("Code from the app")).to_have_attribute("aria-invalid", "true")
+    axe.check("adding an authenticator app, a wrong code")
+    type_code(page, app.now())
+    expect(wizard.get_by_test_id("enrol-recovery-codes").locator("li")).to_have_count(10)
+    no_horizontal_scroll(page)
+    fully_inside_the_window(wizard.get_by_test_id("enrol-recovery-codes"), page)
+    axe.check("the recovery codes, 320 px")
+    no_jargon(page)
+    page.set_viewport_size(VIEWPORT)
+    wizard.get_by_label("I've stored these codes somewhere safe").check()
+    wizard.get_by_role("button", name="Done").click()
+    expect(page.get_by_test_id("factor")).to_have_count(1)
+    axe.check("signed in, an authenticator app in the Security panel")
+    no_jargon(page)
+    # Removing it: what is lost, and the field that takes a recovery code too.
+    page.get_by_role("button", name=re.compile(r"^Remove your authenticator app")).click()
+    removal = page.get_by_test_id("remove-factor-dialog")
+    expect(removal.get_by_label("Code")).to_be_focused()
+    expect(removal.get_by_label("Code")).to_have_attribute("inputmode", "text")
+    axe.check("removing a way to confirm")
+    no_jargon(page)
+    removal.get_by_role("button", name="Cancel").click()
+    expect(removal).to_have_count(0)
 
     # The native sign-in's code, in its own dialog.
     page.set_viewport_size(VIEWPORT)
     stack.login_policy("Enabled")
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     expect(page.get_by_test_id("signed-out")).to_be_visible()
-    page.get_by_label("Email or username").fill("alice@example.com")
-    page.get_by_label("Password").fill(stack.password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
+    fill_in(page, "alice@example.com", stack.password)
     expect(page.get_by_test_id("sign-in-factor-dialog")).to_be_visible()
     expect(page.get_by_label("Verification code")).to_be_focused()
     axe.check("the sign-in dialog")

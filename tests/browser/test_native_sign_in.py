@@ -13,15 +13,11 @@ from playwright.sync_api import Page, expect
 from support.dev_stack import RunningStack as Stack
 from support.step_up import UNBOUND
 
+from .conftest import fill_in
+
 pytestmark = pytest.mark.browser
 
 Screenshot = Callable[[Page, str], Path]
-
-
-def fill_in(page: Page, login_id: str, password: str) -> None:
-    page.get_by_label("Email or username").fill(login_id)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def test_the_form_a_wrong_password_and_then_signing_in(page: Page, stack: Stack, screenshot: Screenshot) -> None:

@@ -453,31 +453,28 @@ def test_an_expired_challenge_offers_to_start_again_and_the_telegram_still_goes_
     assert len(server_telegrams(page)) == 1
 
 
-def test_a_user_without_a_way_to_confirm_is_told_so_plainly_and_without_blame(
+def test_a_user_without_a_way_to_confirm_is_told_so_plainly_and_offered_to_set_one_up(
     page: Page, stack: Stack, screenshot: Screenshot
 ) -> None:
     """Issue 17, point 9: dave has no second factor. The dialog says what is missing in plain words (no "second
-    factor", no "set one up in FusionAuth first"), keeps an empty place for the enrolment feature's button, and the
-    page does not say "you didn't confirm it's you" afterwards: he could not have."""
+    factor", no "set one up in FusionAuth first") and offers the way out right here (tests/browser/test_factors.py
+    walks through it); closed instead, the page does not say "you didn't confirm it's you": he could not have."""
     sign_in(page, stack, "dave@example.com")
     compose(page, "Carol", "Welcome aboard!")
     expect(dialog(page)).to_be_visible()
     message = page.get_by_test_id("step-up-error")
     expect(message).to_have_text(
-        "Your account doesn't have a way to confirm it's you yet, such as an authenticator app, so this can't go "
-        "ahead. Nothing was done."
+        "Your account doesn't have a way to confirm it's you yet, such as an authenticator app. Set one up now: it "
+        "takes a minute, and then this goes ahead where you left off."
     )
     expect(dialog(page)).not_to_contain_text("second factor")
     expect(dialog(page)).not_to_contain_text("FusionAuth")
     expect(page.get_by_role("radio")).to_have_count(0)
     expect(page.get_by_role("button", name="Verify")).to_be_hidden()
     expect(page.get_by_role("button", name="Use a recovery code")).to_be_hidden()  # none without a method
-    # The container the enrolment feature fills ("Set up an authenticator app"): present, empty, in this view only.
-    setup = dialog(page).locator('[data-slot="no-factor-setup"]')
-    expect(setup).to_have_count(1)
-    expect(setup).to_be_empty()
+    # The way out has focus; it exists in this view only.
+    expect(page.get_by_role("button", name="Set up an authenticator app")).to_be_focused()
     close = page.get_by_role("button", name="Close")
-    expect(close).to_be_focused()
     screenshot(page, "step-up-no-second-factor")
     close.click()
     expect(dialog(page)).to_be_hidden()
@@ -515,7 +512,7 @@ def test_a_network_failure_says_so_and_keeps_the_text(page: Page, stack: Stack, 
 
 def test_sign_out_then_sign_in_again_and_an_ended_session_shows_the_signed_out_view(page: Page, stack: Stack) -> None:
     sign_in(page, stack, "alice@example.com")
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     # Through FusionAuth's logout and back to the app's front page.
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     expect(page).to_have_url(f"{stack.bff_url}/")

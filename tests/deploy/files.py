@@ -32,6 +32,7 @@ PLAUSIBLE_ENV = {
     "FUSIONAUTH_ADMIN_API_KEY": "plausible-admin-api-key-0123456789abcdef",
     "FUSIONAUTH_BFF_API_KEY": "plausible-bff-api-key-0123456789abcdef",
     "FUSIONAUTH_CLIENT_SECRET": "plausible-client-secret-0123456789abcdef",
+    "BFF_WEBHOOK_URL": "http://bff:9000/webhooks/fusionauth",
 }
 
 

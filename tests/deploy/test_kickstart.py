@@ -349,5 +349,10 @@ def test_every_id_is_created_before_a_request_uses_it() -> None:
 
 
 def test_kickstart_reads_the_documented_environment_variables() -> None:
-    assert env_names(KICKSTART) == {"FUSIONAUTH_ADMIN_API_KEY", "FUSIONAUTH_BFF_API_KEY", "FUSIONAUTH_CLIENT_SECRET"}
+    assert env_names(KICKSTART) == {
+        "FUSIONAUTH_ADMIN_API_KEY",
+        "FUSIONAUTH_BFF_API_KEY",
+        "FUSIONAUTH_CLIENT_SECRET",
+        "BFF_WEBHOOK_URL",
+    }
     assert env_names(EMAIL_OVERLAY) == set()

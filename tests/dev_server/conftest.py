@@ -23,6 +23,7 @@ ENV = {
     "FUSIONAUTH_ADMIN_API_KEY": "test-admin-key-0123456789",
     "FUSIONAUTH_BFF_API_KEY": "test-bff-key-0123456789",
     "FUSIONAUTH_CLIENT_SECRET": "test-client-secret-0123456789",
+    "BFF_WEBHOOK_URL": "http://localhost:9000/webhooks/fusionauth",
 }
 ADMIN_KEY = ENV["FUSIONAUTH_ADMIN_API_KEY"]
 BFF_KEY = ENV["FUSIONAUTH_BFF_API_KEY"]

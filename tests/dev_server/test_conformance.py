@@ -7,6 +7,7 @@ Status codes and fields are the ones FusionAuth documents (docs/fusionauth.md); 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from fusionauth.fusionauth_client import FusionAuthClient
 from jose import jwt
 
-from fusionauth_dev import DevServer, create_dev_server, totp
+from fusionauth_dev import DevServer, ManualClock, create_dev_server, totp
 from support.live_server import LiveServer, free_port, serve
 
 from .conftest import (
@@ -92,18 +93,6 @@ def test_two_factor_login_421_and_404(live: Live) -> None:
     assert client.two_factor_login({"twoFactorId": "unknown", "code": "123456"}).status == 404
     totp_code = totp.code_at(ALICE_SECRET, live.dev.clock.now())
     assert client.two_factor_login({"twoFactorId": started["twoFactorId"], "code": totp_code}).status == 200
-
-
-def test_two_factor_login_with_a_recovery_code(live: Live) -> None:
-    client = live.client()
-    started = client.start_two_factor_login({"userId": BOB}).success_response
-    code = live.dev.directory.users[BOB].recovery_codes[0]
-    done = client.two_factor_login(
-        {"twoFactorId": started["twoFactorId"], "code": code, "applicationId": APPLICATION_ID}
-    )
-    assert done.status == 200 and done.success_response["user"]["id"] == BOB
-    again = client.start_two_factor_login({"userId": BOB}).success_response
-    assert client.two_factor_login({"twoFactorId": again["twoFactorId"], "code": code}).status == 421
 
 
 def test_start_with_a_wrong_key_is_401_and_unknown_user_404(live: Live) -> None:
@@ -241,6 +230,88 @@ def test_login_242_under_the_applications_policy_and_212_after_it(live: Live) ->
         admin.patch_tenant(TENANT_ID, {"tenant": {"emailConfiguration": {"verifyEmail": False}}})
 
 
+def test_enrolment_and_recovery_codes_through_the_client(live: Live) -> None:
+    """docs/fusionauth.md §8 as FusionAuth's own client calls it: a secret, enabling an authenticator with a current
+    code (421 for a wrong one), the first method's recovery codes (single use at /api/two-factor/login), and
+    disabling a method with a current code or every method with a recovery code."""
+    admin = live.client(ADMIN_KEY)
+    bff = live.client()
+    user_id = _new_user(admin, "conformance-enrol@example.com")
+    generated = bff.generate_two_factor_secret()
+    assert generated.status == 200
+    secret = generated.success_response["secret"]
+    assert generated.success_response["secretBase32Encoded"] == totp.secret_base32(secret)
+    now = live.dev.clock.now
+    wrong = bff.enable_two_factor(user_id, {"method": "authenticator", "secret": secret, "code": "000000"})
+    assert wrong.status == 421 and wrong.response.content == b""
+    enabled = bff.enable_two_factor(
+        user_id, {"method": "authenticator", "secret": secret, "code": totp.code_at(secret, now()), "name": "Phone"}
+    )
+    assert enabled.status == 200
+    recovery = enabled.success_response["recoveryCodes"]
+    assert len(recovery) == 10
+    assert bff.enable_two_factor("00000000-0000-4000-8000-000000000000", {"method": "authenticator"}).status == 404
+    assert live.client("wrong-key").generate_two_factor_secret().status == 401
+
+    [method] = admin.retrieve_user(user_id).success_response["user"]["twoFactor"]["methods"]
+    assert (method["method"], method["name"]) == ("authenticator", "Phone") and "secret" not in method
+
+    def step_up(code: str) -> int:
+        started = bff.start_two_factor_login({"userId": user_id}).success_response
+        status: int = bff.two_factor_login({"twoFactorId": started["twoFactorId"], "code": code}).status
+        return status
+
+    assert step_up(recovery[0]) == 200
+    assert step_up(recovery[0]) == 421  # single use
+
+    other = bff.generate_two_factor_secret().success_response["secret"]
+    second = bff.enable_two_factor(
+        user_id, {"method": "authenticator", "secret": other, "code": totp.code_at(other, now())}
+    )
+    assert second.status == 200 and second.success_response is None  # no body after the first method
+    methods = admin.retrieve_user(user_id).success_response["user"]["twoFactor"]["methods"]
+    first_id, second_id = (m["id"] for m in methods)
+    assert bff.disable_two_factor(user_id, second_id, "000000").status == 421
+    removed = bff.disable_two_factor(user_id, second_id, totp.code_at(other, now()))
+    assert removed.status == 200
+    # The JSON-body form (what the BFF sends, keeping the code out of URLs), with a recovery code: every method goes.
+    all_gone = bff.disable_two_factor_with_request(user_id, {"methodId": first_id, "code": recovery[1]})
+    assert all_gone.status == 200
+    assert admin.retrieve_user(user_id).success_response["user"]["twoFactor"]["methods"] == []
+    assert step_up(recovery[2]) == 421  # the codes went with the methods
+
+
+def test_prompt_login_gives_a_fresh_auth_time_through_the_client() -> None:
+    """docs/fusionauth.md §6.1: with an SSO session and no prompt the ID token keeps the first sign-in's auth_time; with
+    prompt=login and max_age=0 the person signs in again and auth_time is that moment. A server of its own, on a clock
+    this test moves (from now, so that the tokens' times are plausible to the verifying library)."""
+    clock = ManualClock(float(int(time.time())))
+    dev = create_dev_server([KICKSTART], env=ENV, clock=clock)
+    with serve(dev.app) as http, httpx.Client(base_url=http.url, follow_redirects=False) as browser:
+        live = Live(http, dev)
+        anonymous = live.client("")
+
+        def auth_time(location: str, pkce: Any) -> int:
+            exchanged = anonymous.exchange_o_auth_code_for_access_token_using_pkce(
+                query_of(location)["code"], REDIRECT_URI, pkce.verifier, APPLICATION_ID, CLIENT_SECRET
+            )
+            assert exchanged.status == 200
+            return int(_verify(live, exchanged.success_response["id_token"])["auth_time"])
+
+        pkce = new_pkce()
+        form = {**authorize_params(pkce), "loginId": "dave@example.com", "password": PASSWORD}
+        signed_in_at = auth_time(browser.post("/oauth2/authorize", data=form).headers["location"], pkce)
+        assert signed_in_at == int(clock.now())
+        clock.advance(90)
+        reused = browser.get("/oauth2/authorize", params=authorize_params(pkce))
+        assert reused.status_code == 302
+        assert auth_time(reused.headers["location"], pkce) == signed_in_at
+        asked = browser.get("/oauth2/authorize", params=authorize_params(pkce, prompt="login", max_age="0"))
+        assert asked.status_code == 200 and 'name="password"' in asked.text
+        again = browser.post("/oauth2/authorize", data=form)
+        assert auth_time(again.headers["location"], pkce) == signed_in_at + 90
+
+
 def _authorization_code(live: Live, verifier_challenge: Any) -> str:
     form = {**authorize_params(verifier_challenge), "loginId": "alice@example.com", "password": PASSWORD}
     response = httpx.post(f"{live.http.url}/oauth2/authorize", data=form, follow_redirects=False)
@@ -311,7 +382,9 @@ def test_discovery_jwks_and_application(live: Live) -> None:
     application = live.client().retrieve_application(APPLICATION_ID)
     assert application.status == 200
     assert application.success_response["application"]["oauthConfiguration"]["clientSecret"] == CLIENT_SECRET
-    assert live.client().retrieve_user(ALICE).status == 401  # not among the BFF key's endpoints
+    assert live.client().retrieve_user(ALICE).status == 200  # reads a user's second factors (GET /api/factors)
+    assert live.client().patch_tenant(TENANT_ID, {"tenant": {}}).status == 401  # not among the BFF key's endpoints
+    assert live.client().delete_user(ALICE).status == 401
 
 
 def test_public_key_api_through_the_client(live: Live) -> None:

@@ -176,6 +176,13 @@ def test_seed_summary_of_the_repository_kickstart(seed: Seed) -> None:
         "/api/two-factor/start": ("POST",),
         "/api/jwt/refresh": ("DELETE",),
         "/api/application": ("GET",),
+        "/api/user-action": ("GET",),
+        "/api/webhook": ("GET",),
+        "/api/key": ("GET",),
+        "/api/tenant": ("GET",),
+        "/api/user": ("GET",),
+        "/api/two-factor/secret": ("GET",),
+        "/api/user/two-factor": ("DELETE", "POST"),
     }
     methods = {user.email: sorted(m.method for m in user.methods) for user in seed.users}
     assert methods == {

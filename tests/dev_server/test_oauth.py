@@ -324,6 +324,40 @@ def test_sso_session_signs_in_without_the_form_until_logout(client: TestClient) 
     assert form.status_code == 200 and 'name="password"' in form.text
 
 
+def _auth_time(client: TestClient, code: str, pkce: Any) -> int:
+    return int(_verify(client, str(exchange(client, code, pkce)["id_token"]), verify_at_hash=False)["auth_time"])
+
+
+def test_prompt_login_and_max_age_ask_again_and_auth_time_says_when(client: TestClient, clock: ManualClock) -> None:
+    """docs/fusionauth.md §6.1: prompt=login and max_age (0 is prompt=login) show the sign-in form even with an SSO
+    session; the ID token's auth_time is when the person last typed their password, whatever the request asked."""
+    pkce = new_pkce()
+    signed_in_at = int(clock.now())
+    assert _auth_time(client, sign_in(client, pkce, "alice@example.com")["code"], pkce) == signed_in_at
+    clock.advance(120)
+    # The SSO session answers without a form: the ID token still says the sign-in of two minutes ago.
+    reused = client.get("/oauth2/authorize", params=authorize_params(pkce))
+    assert reused.status_code == 302
+    assert _auth_time(client, query_of(reused.headers["location"])["code"], pkce) == signed_in_at
+    # Younger than max_age: reused too.
+    young = client.get("/oauth2/authorize", params=authorize_params(pkce, max_age="600"))
+    assert young.status_code == 302
+    for asked in ({"prompt": "login"}, {"max_age": "0"}, {"max_age": "60"}):
+        form = client.get("/oauth2/authorize", params=authorize_params(pkce, **asked))
+        assert form.status_code == 200 and 'name="password"' in form.text, asked
+    again = sign_in(client, pkce, "alice@example.com", prompt="login", max_age="0")
+    assert _auth_time(client, again["code"], pkce) == signed_in_at + 120
+    # The new sign-in is the SSO session's from now on.
+    clock.advance(30)
+    later = client.get("/oauth2/authorize", params=authorize_params(pkce))
+    assert _auth_time(client, query_of(later.headers["location"])["code"], pkce) == signed_in_at + 120
+
+
+def test_a_malformed_max_age_is_an_error_redirect(client: TestClient) -> None:
+    response = client.get("/oauth2/authorize", params=authorize_params(new_pkce(), max_age="soon"))
+    assert query_of(response.headers["location"])["error"] == "invalid_request"
+
+
 def test_prompt_none_without_a_session_is_login_required(client: TestClient) -> None:
     query = query_of(
         client.get("/oauth2/authorize", params=authorize_params(new_pkce(), prompt="none")).headers["location"]

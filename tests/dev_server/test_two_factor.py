@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 import pytest
@@ -88,8 +86,8 @@ def test_the_start_code_completes_the_challenge_and_echoes_state(client: TestCli
     assert "password" not in body["user"]
     assert body["token"] and body["tokenExpirationInstant"]
     assert body["trustToken"]
-    # loginConfiguration.generateRefreshTokens is false for the kickstart application.
-    assert "refreshToken" not in body
+    # loginConfiguration.generateRefreshTokens is on for the kickstart application: native sessions refresh too.
+    assert body["refreshToken"] and body["refreshTokenId"]
     cookies = response.headers.get_list("set-cookie")
     assert any(c.startswith("access_token=") and "HttpOnly" in c for c in cookies)
     # A completed challenge is spent.
@@ -251,45 +249,6 @@ def test_repeated_wrong_codes_lock_the_account(client: TestClient, clock: Manual
     clock.advance(3 * 60 + 1)  # actionDuration 3 MINUTES
     fresh = start(client, userId=DAVE).json()
     assert complete(client, fresh["twoFactorId"], fresh["code"]).status_code == 200
-
-
-def recovery_codes(client: TestClient, user_id: str) -> list[str]:
-    rows = {row["userId"]: row["codes"] for row in client.get("/_dev/recovery-codes").json()}
-    return list(rows.get(user_id, []))
-
-
-def test_a_recovery_code_completes_a_challenge_once(client: TestClient) -> None:
-    """FusionAuth's /api/two-factor/login takes a recovery code as the `code` (docs/fusionauth.md §4); each works
-    once. Users with a method have them (made with the first method), users without have none."""
-    codes = recovery_codes(client, BOB)
-    assert len(codes) == identifiers.RECOVERY_CODE_COUNT == len(set(codes))
-    assert all(re.fullmatch(r"[A-Z2-9]{5}-[A-Z2-9]{5}", code) for code in codes)
-    assert recovery_codes(client, DAVE) == []
-    first = start(client, userId=BOB, applicationId=APPLICATION_ID).json()
-    done = complete(client, first["twoFactorId"], codes[0], applicationId=APPLICATION_ID)
-    assert done.status_code == 200 and done.json()["user"]["id"] == BOB
-    assert "recoveryCodes" not in done.json()["user"].get("twoFactor", {})
-    assert codes[0] not in recovery_codes(client, BOB)
-    again = start(client, userId=BOB).json()
-    assert complete(client, again["twoFactorId"], codes[0]).status_code == 421  # used up
-    # Typed by hand: lower case, no hyphen.
-    assert complete(client, again["twoFactorId"], codes[1].replace("-", "").lower()).status_code == 200
-
-
-def test_recovery_codes_never_appear_in_the_user_and_go_with_the_last_method(client: TestClient) -> None:
-    user = client.get(f"/api/user/{BOB}", headers={"Authorization": ADMIN_KEY}).json()["user"]
-    assert "recoveryCodes" not in user["twoFactor"]
-    for code in recovery_codes(client, BOB):
-        assert code not in str(user)
-    # RFC 7396 merge patch: the list of methods is replaced (FusionAuth's older PATCH would merge it).
-    patched = client.patch(
-        f"/api/user/{BOB}",
-        content=json.dumps({"user": {"twoFactor": {"methods": [], "recoveryCodes": ["CHOSE-NBYME"]}}}),
-        headers={"Authorization": ADMIN_KEY, "Content-Type": "application/merge-patch+json"},
-    )
-    assert patched.status_code == 200, patched.text
-    assert recovery_codes(client, BOB) == []
-    assert "CHOSE-NBYME" not in patched.text
 
 
 def test_the_emailed_code_says_what_it_confirms_from_the_start_state(client: TestClient) -> None:

@@ -34,6 +34,7 @@ KICKSTART_ENV = {
     "FUSIONAUTH_ADMIN_API_KEY": "test-admin-key-" + secrets.token_hex(8),
     "FUSIONAUTH_BFF_API_KEY": "test-bff-key-" + secrets.token_hex(8),
     "FUSIONAUTH_CLIENT_SECRET": "test-client-secret-" + secrets.token_hex(8),
+    "BFF_WEBHOOK_URL": "http://localhost:9000/webhooks/fusionauth",
 }
 
 
@@ -109,8 +110,24 @@ def sign_in_through_form(
     return browser
 
 
+class ShiftedClock:
+    """The system clock, moved by `offset` seconds: the dev FusionAuth's, when a test needs a sign-in that happened
+    minutes ago (its tokens' auth_time) while everything else runs in real time (TOTP codes, the browser)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
 @contextlib.contextmanager
-def running_stack(tmp_path: Path, login: dict[str, Any] | None = None, **step_up: Any) -> Iterator[RunningStack]:
+def running_stack(
+    tmp_path: Path,
+    login: dict[str, Any] | None = None,
+    fusionauth_clock: ShiftedClock | None = None,
+    **step_up: Any,
+) -> Iterator[RunningStack]:
     fusionauth_port, bff_port = free_port(), free_port()
     stack = build_stack(
         bff_port=bff_port,
@@ -120,6 +137,7 @@ def running_stack(tmp_path: Path, login: dict[str, Any] | None = None, **step_up
         env=KICKSTART_ENV,
         step_up=step_up,
         login=login,
+        fusionauth_clock=fusionauth_clock,
     )
     with serve(stack.fusionauth.app, port=fusionauth_port) as fusionauth:
         with httpx.Client(timeout=5) as http:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import time
 import uuid
@@ -12,7 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jose import jwk, jwt
+from jose import jwk, jws, jwt
 
 FA_URL = "http://fusionauth.test:9011"
 FA_PUBLIC_URL = "http://localhost:9011"
@@ -75,6 +76,32 @@ class TokenFactory:
     kid: str = "key-1"
     issuer: str = ISSUER
     audience: str = APPLICATION_ID
+    # Every refresh token minted, with its user: what a refresh grant needs to answer for it.
+    refresh_subjects: dict[str, str] = field(default_factory=dict)
+
+    def refresh_token(self, sub: str = USER_ID) -> str:
+        token = "refresh-" + uuid.uuid4().hex
+        self.refresh_subjects[token] = sub
+        return token
+
+    def refreshed(self, refresh_token: str, *, now: float, rotate: bool = False) -> dict[str, Any] | None:
+        """The token endpoint's answer to a refresh grant at `now` (None: an unknown refresh token); `rotate` is the
+        one-time-use policy, whose answer carries a new refresh token and id."""
+        sub = self.refresh_subjects.get(refresh_token)
+        if sub is None:
+            return None
+        minted = dataclasses.replace(self, now=now)
+        answer: dict[str, Any] = {
+            "access_token": minted.access_token(sub=sub),
+            "expires_in": 3600,
+            "scope": "openid offline_access profile email",
+            "token_type": "Bearer",
+            "userId": sub,
+        }
+        if rotate:
+            del self.refresh_subjects[refresh_token]
+            answer |= {"refresh_token": self.refresh_token(sub), "refresh_token_id": str(uuid.uuid4())}
+        return answer
 
     def _claims(self, sub: str, ttl: int, extra: dict[str, Any]) -> dict[str, Any]:
         claims = {
@@ -113,10 +140,35 @@ class TokenFactory:
         return {
             "access_token": access,
             "id_token": self.id_token(nonce=nonce, access_token=access, sub=sub, **id_extra),
-            "refresh_token": "refresh-" + uuid.uuid4().hex,
+            "refresh_token": self.refresh_token(sub),
             "refresh_token_id": str(uuid.uuid4()),
             "expires_in": 3600,
             "scope": "openid offline_access profile email",
             "token_type": "Bearer",
             "userId": sub,
         }
+
+
+WEBHOOK_KID = "webhook-signing"
+
+
+def webhook_event(event_type: str, *, created_at: float, user_id: str = USER_ID, **fields: Any) -> dict[str, Any]:
+    """A FusionAuth event envelope (docs/fusionauth.md §14): `createInstant` in epoch milliseconds."""
+    event: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "createInstant": int(created_at * 1000),
+        "tenantId": "d7d09513-a3f5-401c-9685-34ab6c552453",
+        "info": {"ipAddress": "203.0.113.9"},
+        "user": {"id": user_id, "active": event_type != "user.deactivate", "email": "alice@example.com"},
+    }
+    event.update(fields)
+    return {"event": event}
+
+
+def sign_webhook(body: bytes, *, kid: str = WEBHOOK_KID, algorithm: str = "RS256", key: Any = None) -> str:
+    """X-FusionAuth-Signature-JWT as FusionAuth makes it: a JWS whose one claim is the standard base64 of SHA-256 over
+    the raw body, signed by the webhook's Key Master key (an RSA key of this module's by default)."""
+    claim = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    secret = key if key is not None else signing_key(kid).private_pem.decode()
+    return jws.sign({"request_body_sha256": claim}, secret, algorithm=algorithm, headers={"kid": kid, "typ": "JWT"})

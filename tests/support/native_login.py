@@ -66,7 +66,7 @@ class FakeLogin:
 
     def signed_in(self, account: Account, status: int = 200) -> httpx.Response:
         token = self.tokens.access_token(sub=account.id, email=account.email)
-        refresh = "refresh-" + secrets.token_hex(8)
+        refresh = self.tokens.refresh_token(account.id)
         self.secrets += [token, refresh]
         return httpx.Response(
             status,

@@ -13,7 +13,10 @@ import re
 
 from ua_parser import parse
 
+from ..ops import request_context
+
 UNKNOWN = "an unknown browser"
+MAX_ADDRESS = 64
 MAX_LABEL = 64
 # What is left of a family or system name is printed as it is: letters, digits, spaces and a little punctuation.
 _PRINTABLE = re.compile(r"[^A-Za-z0-9 .+()-]")
@@ -56,3 +59,16 @@ def agent_label(user_agent: str | None) -> str:
 def warm_up() -> None:
     """Compile the rules now (run in a thread), so the first real label costs microseconds."""
     agent_label("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
+
+
+def current_client() -> tuple[str | None, str | None]:
+    """The address and user-agent label of the request being answered (none outside a request): what the activity
+    log and the list of a person's sessions say about a client, never its cookies or headers as they came."""
+    context = request_context.current()
+    if context is None:
+        return None, None
+    scope = context.scope
+    client = scope.get("client")
+    address = str(client[0])[:MAX_ADDRESS] if client else None
+    agent = next((value for name, value in scope.get("headers", ()) if name == b"user-agent"), None)
+    return address, agent_label(agent.decode("latin-1") if agent is not None else None)

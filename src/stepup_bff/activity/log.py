@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Literal
 
 from ..clock import Clock
 from ..errors import StoreUnavailable
-from ..ops import request_context
 from ..ops.metrics import ActivityKind as Kind
 from ..storage import ActivityEvent, ActivityStore
-from .agents import agent_label
+from .agents import current_client
 from .chain import event_hash
 
 if TYPE_CHECKING:
@@ -51,7 +50,6 @@ _DETAIL: Mapping[str, type] = {
     "attempts_remaining": int,
     "retry_after": int,
 }
-MAX_ADDRESS = 64
 
 # SessionManager's end reasons (ops/metrics.SessionEndReason, and whatever is added later) as events.
 _ENDS: Mapping[str, tuple[Kind, Outcome]] = {
@@ -60,6 +58,17 @@ _ENDS: Mapping[str, tuple[Kind, Outcome]] = {
     "idle_timeout": ("session_ended", "timeout"),
     "absolute_timeout": ("session_ended", "timeout"),
     "tampered": ("session_ended", "revoked"),
+    "store_failure": ("session_ended", "ended"),
+    "signed_out_elsewhere": ("session_ended", "ended"),
+    "refresh_refused": ("session_ended", "revoked"),
+    "refresh_outage": ("session_ended", "ended"),
+    "user_deactivated": ("session_ended", "revoked"),
+    "user_deleted": ("session_ended", "revoked"),
+    "tokens_revoked": ("session_ended", "revoked"),
+    "login_prevented": ("session_ended", "revoked"),
+    "password_changed": ("session_ended", "revoked"),
+    "factors_changed": ("session_ended", "revoked"),
+    "too_many_sessions": ("session_ended", "replaced"),
 }
 
 
@@ -81,18 +90,6 @@ def _check_detail(detail: Mapping[str, object]) -> str:
     return json.dumps(dict(detail), sort_keys=True, separators=(",", ":"))
 
 
-def _client() -> tuple[str | None, str | None]:
-    """The address and user-agent label of the request being answered (none outside a request)."""
-    context = request_context.current()
-    if context is None:
-        return None, None
-    scope = context.scope
-    client = scope.get("client")
-    address = str(client[0])[:MAX_ADDRESS] if client else None
-    agent = next((value for name, value in scope.get("headers", ()) if name == b"user-agent"), None)
-    return address, agent_label(agent.decode("latin-1") if agent is not None else None)
-
-
 def end_event(reason: str) -> tuple[Kind, Outcome, str]:
     """A session's end as (kind, outcome, reason). A reason this release does not know (a newer way to end sessions)
     is recorded as an ended session, its name kept if it is code-like."""
@@ -112,7 +109,7 @@ class ActivityLog:
         """Append one event for `user_id`; the event, or None if the database could not take it (see the module
         docstring: the caller carries on)."""
         encoded = _check_detail(detail)
-        address, agent = _client()
+        address, agent = current_client()
         at_ms = int(round(self._clock.now() * 1000))
 
         def build(seq: int, prev_hash: str) -> ActivityEvent:
@@ -137,7 +134,7 @@ class ActivityLog:
         else:
             await self.record(user_id, kind, outcome, reason=label)
 
-    # An API for second-factor enrolment (not built yet): it records what it changed.
+    # What the second factors people manage (stepup/factors.py) changed.
 
     async def second_factor_added(self, user_id: str, method: str) -> None:
         await self.record(user_id, "second_factor_added", method=method)

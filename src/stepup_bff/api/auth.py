@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
 
 from ..auth.sessions import Tokens, User
@@ -39,11 +40,19 @@ _LOGGABLE = re.compile(r"[^A-Za-z0-9_.-]")
 
 @router.get("/login", response_class=RedirectResponse, status_code=302)
 async def login(
-    request: Request, flow: LoginFlowDep, fusionauth: FusionAuthDep, return_to: str | None = None
+    request: Request,
+    flow: LoginFlowDep,
+    fusionauth: FusionAuthDep,
+    return_to: str | None = None,
+    prompt: Literal["login"] | None = None,
+    max_age: Annotated[int | None, Query(ge=0, le=86400)] = None,
 ) -> RedirectResponse:
-    """Start a sign-in on FusionAuth's hosted page (authorization code + PKCE S256, state, nonce)."""
+    """Start a sign-in on FusionAuth's hosted page (authorization code + PKCE S256, state, nonce). `prompt=login` and
+    `max_age` (seconds) ask FusionAuth to have the person type their password again, which adding a second factor
+    needs. They are a request, not a proof: whoever builds the URL can leave them out, so what counts is the ID
+    token's auth_time, which the callback keeps in the session (docs/fusionauth.md §6.1)."""
     pending, cookie_headers = flow.begin(return_to, request.cookies)
-    url = await fusionauth.authorize_url(flow.authorize_params(pending))
+    url = await fusionauth.authorize_url(flow.authorize_params(pending, prompt=prompt, max_age=max_age))
     for header in cookie_headers:
         queue_cookie(request, header)
     return RedirectResponse(url, status_code=302)
@@ -92,7 +101,9 @@ async def callback(
             # A new sign-in replaces whatever session this browser had (ASVS 7.2.4: new id on authentication).
             await services.sessions.end(previous, reason="replaced")
         session = await services.sessions.create(
-            user, Tokens(tokens.access_token, tokens.refresh_token, tokens.refresh_token_id)
+            user,
+            Tokens(tokens.access_token, tokens.refresh_token, tokens.refresh_token_id),
+            auth_time=claims.auth_time,
         )
     except StoreUnavailable:
         # No record holds the refresh token, so no session end will ever revoke it: do it now, or it stays live at

@@ -6,9 +6,10 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ..auth.sessions import Session, StepUp
+from ..auth.sessions import Session, SessionSummary, StepUp
 from ..clock import iso
 from ..stepup.challenge import Challenge, Sent
+from ..stepup.factors import TOTP_ALGORITHM, TOTP_DIGITS, TOTP_PERIOD, Enrolment, Factor
 from ..stepup.service import Pending
 from ..stepup.transaction import Transaction, displayable, excerpt
 
@@ -203,3 +204,126 @@ class ActivityEventOut(BaseModel):
 class ActivityListOut(BaseModel):
     events: list[ActivityEventOut]
     next_cursor: str | None  # pass it back as ?cursor= for the next (older) page; null: there is none
+
+
+class SessionSummaryOut(BaseModel):
+    id: str  # opaque: not the cookie's session id, and useless without this person's own cookie
+    created_at: str
+    last_seen_at: str
+    agent: str | None  # a short label of the browser and system, "Firefox on Linux"
+    address: str | None
+    current: bool
+
+    @classmethod
+    def of(cls, summary: SessionSummary) -> Self:
+        return cls(
+            id=summary.id,
+            created_at=iso(summary.created),
+            last_seen_at=iso(summary.last_seen),
+            agent=summary.agent,
+            address=summary.address,
+            current=summary.current,
+        )
+
+
+class SessionListOut(BaseModel):
+    sessions: list[SessionSummaryOut]
+
+
+class SignedOutEverywhereOut(BaseModel):
+    ended: int  # sessions ended, this one included
+    refresh_tokens_revoked: bool  # FusionAuth revoked every refresh token of the user for this application
+    redirect: str  # FusionAuth's logout URL, to end its own sign-in session in this browser too
+
+
+class WebhookOut(BaseModel):
+    received: bool = True
+
+
+# -- the second factors a person manages ---------------------------------------------------------------------------
+
+
+class FactorOut(BaseModel):
+    """A second factor as step-up shows it (the destination masked), with its name."""
+
+    id: str
+    method: str
+    hint: str
+    name: str | None
+    last_used: bool
+
+    @classmethod
+    def of(cls, factor: Factor) -> FactorOut:
+        return cls(id=factor.id, method=factor.method, hint=factor.hint, name=factor.name, last_used=factor.last_used)
+
+
+class EnrolmentOptionsOut(BaseModel):
+    """What adding a factor takes right now."""
+
+    methods: list[str]  # what can be added here: ["authenticator"]
+    reauthentication_required: bool  # a start now answers 401 reauthentication_required
+    max_auth_age: int  # seconds a sign-in counts as recent
+    step_up_required: bool  # a step-up is asked first (the person has a factor already)
+    reauthenticate: list[str]  # the ways to sign in again: "native" (the password here), "hosted" (FusionAuth's page)
+
+
+class FactorListOut(BaseModel):
+    factors: list[FactorOut]
+    enrolment: EnrolmentOptionsOut
+
+
+class AuthenticatorStartOut(BaseModel):
+    """A new authenticator secret, answered this once: the otpauth URI, its parts, and its QR code."""
+
+    secret: str  # base32, to type in by hand
+    otpauth_uri: str
+    issuer: str
+    account: str
+    algorithm: str = TOTP_ALGORITHM
+    digits: int = TOTP_DIGITS
+    period: int = TOTP_PERIOD
+    qr_code: str  # an SVG data: URI, rendered by the BFF
+    expires_at: str
+
+    @classmethod
+    def of(cls, enrolment: Enrolment) -> AuthenticatorStartOut:
+        return cls(
+            secret=enrolment.secret,
+            otpauth_uri=enrolment.uri,
+            issuer=enrolment.issuer,
+            account=enrolment.account,
+            qr_code=enrolment.qr_code,
+            expires_at=iso(enrolment.expires_at),
+        )
+
+
+# A name for people to tell their apps apart ("Work phone"): shown as text, never markup; no control characters.
+FactorName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+
+
+class AuthenticatorConfirmIn(_Input):
+    code: Code
+    name: FactorName | None = None
+
+
+class AddedFactorOut(BaseModel):
+    method: str
+    name: str | None
+
+
+class AuthenticatorConfirmOut(BaseModel):
+    added: AddedFactorOut
+    # The first factor's recovery codes, answered this once: nothing keeps them (FusionAuth hashes them at rest).
+    recovery_codes: list[str] | None = None
+
+
+class FactorRemoveIn(_Input):
+    # A current code of the factor removed, or a recovery code (which removes every factor).
+    code: Code
+
+
+class FactorRemovedOut(BaseModel):
+    removed: list[FactorOut]
+    factors: list[FactorOut]  # what is left

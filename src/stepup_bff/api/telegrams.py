@@ -7,7 +7,7 @@ import secrets
 from fastapi import APIRouter, Response
 
 from ..clock import iso
-from ..deps import ClockDep, CurrentUser, IdempotencyKey, ServicesDep, TelegramSender
+from ..deps import CurrentUser, IdempotencyKey, ServicesDep, TelegramSender
 from ..errors import IdempotencyKeyReused
 from ..storage import Telegram
 from .schemas import TelegramIn, TelegramListOut, TelegramOut
@@ -32,7 +32,6 @@ async def send_telegram(
     body: TelegramIn,
     session: TelegramSender,
     services: ServicesDep,
-    clock: ClockDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> TelegramOut:
@@ -46,7 +45,7 @@ async def send_telegram(
         user_id=user.id,
         recipient=body.recipient,
         message=body.message,
-        created_at=clock.now(),
+        created_at=services.clock.now(),
     )
     stored, created = await services.telegrams.create_telegram(telegram, idempotency_key)
     if not created:

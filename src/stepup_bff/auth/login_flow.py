@@ -97,7 +97,9 @@ class LoginFlow:
         )
         return pending, headers
 
-    def authorize_params(self, pending: PendingLogin) -> dict[str, str]:
+    def authorize_params(
+        self, pending: PendingLogin, *, prompt: str | None = None, max_age: int | None = None
+    ) -> dict[str, str]:
         params = {
             "client_id": str(self._settings.fusionauth.application_id),
             "redirect_uri": self._settings.callback_url,
@@ -110,6 +112,11 @@ class LoginFlow:
         }
         if self._settings.fusionauth.tenant_id is not None:
             params["tenantId"] = str(self._settings.fusionauth.tenant_id)
+        # OIDC Core 3.1.2.1; FusionAuth since 1.60. Only a request: the ID token's auth_time is the evidence.
+        if prompt is not None:
+            params["prompt"] = prompt
+        if max_age is not None:
+            params["max_age"] = str(max_age)
         return params
 
     async def complete(self, state: str, cookies: Mapping[str, str]) -> PendingLogin:

@@ -43,7 +43,7 @@ from ..storage import Store
 from ..web.cookies import cookie_header, expired_cookie_header, make_serializer
 from .guessing import FailureBudget, address_bucket, digest, normalise_login_id
 from .sessions import Session, SessionManager, Tokens, User
-from .tokens import InvalidToken, TokenVerifier
+from .tokens import InvalidToken, TokenVerifier, auth_time_of
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +278,9 @@ class NativeSignIn:
             # A new sign-in replaces whatever session this browser had (ASVS 7.2.4: new id on authentication).
             await self._sessions.end(previous, reason="replaced")
         refresh = answer.refreshToken.get_secret_value() if answer.refreshToken else None
-        session = await self._sessions.create(user, Tokens(token, refresh, answer.refreshTokenId))
+        session = await self._sessions.create(
+            user, Tokens(token, refresh, answer.refreshTokenId), auth_time=auth_time_of(claims)
+        )
         if step_up_method is not None:
             # The second factor was completed just now: that is a step-up, so the next privileged action needs no
             # second prompt.

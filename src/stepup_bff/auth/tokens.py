@@ -1,4 +1,4 @@
-"""ID and access token verification: the only module that imports python-jose.
+"""ID and access token verification (with fusionauth/webhooks.py, the only modules that import python-jose).
 
 Every check a relying party must make (OIDC Core 3.1.3.7, RFC 9700 2.1): signature by a key from FusionAuth's
 JWKS, the algorithm from our allow-list (never the token's choice), exact issuer, audience = our client id,
@@ -33,6 +33,15 @@ def is_rs256_signing_key(key: Any) -> bool:
     )
 
 
+def auth_time_of(claims: dict[str, Any]) -> float | None:
+    """The `auth_time` claim of verified claims (docs/fusionauth.md §6.6: the sign-in itself, unchanged by refresh),
+    or None when it is absent or not a number."""
+    value = claims.get("auth_time")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 class InvalidToken(Exception):
     """A token failed verification; the message says which check (never the token)."""
 
@@ -65,6 +74,9 @@ class TokenVerifier:
         self._fusionauth = fusionauth
         self._audience = audience
         self._clock = clock
+        # The kids that signed tokens we accepted. The webhook verifier refuses each of them even if configured: the
+        # token-signing key signs whatever FusionAuth hands out, so it cannot also vouch for an event.
+        self.token_kids: set[str] = set()
 
     async def verify(self, token: str, *, nonce: str | None = None, access_token: str | None = None) -> dict[str, Any]:
         try:
@@ -91,13 +103,14 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=issuer,
                 access_token=access_token,
-                # Time checks below use our injectable clock instead of the library's wall clock.
-                # python-jose skips the audience and issuer checks when the claim is absent: require them.
+                # Time checks below use our injectable clock and leeway instead of the library's wall clock. So exp is
+                # not among the required claims: python-jose's require_exp turns its own exp check back on (wall
+                # clock, no leeway); _check_times requires it. python-jose skips the audience and issuer checks when
+                # the claim is absent: require them. (Its require_iat only checks that iat is a number.)
                 options={
                     "verify_exp": False,
                     "verify_iat": False,
                     "verify_nbf": False,
-                    "require_exp": True,
                     "require_iat": True,
                     "require_aud": True,
                     "require_iss": True,
@@ -107,6 +120,7 @@ class TokenVerifier:
         except JOSEError as exc:
             raise InvalidToken(f"verification failed: {exc}") from exc
         self._check_times(claims)
+        self.token_kids.add(kid)
         if nonce is not None:
             token_nonce = claims.get("nonce")
             if not isinstance(token_nonce, str) or not hmac.compare_digest(token_nonce, nonce):

@@ -35,6 +35,7 @@ M = TypeVar("M", bound=BaseModel)
 DISCOVERY_TTL = 3600.0  # seconds: issuer and endpoints change rarely
 JWKS_TTL = 3600.0
 JWKS_REFETCH_INTERVAL = 30.0  # an unknown `kid` refetches at most this often, so forged kids can't flood FusionAuth
+USER_ACTION_TTL = 3600.0
 
 
 class _Lenient(BaseModel):
@@ -68,6 +69,17 @@ class TokenResponse(_Lenient):
     userId: str | None = None  # FusionAuth's spelling
 
 
+class RefreshedTokens(_Lenient):
+    """The answer of a refresh (docs/fusionauth.md §6.2): a new access token; a new refresh token only under the
+    one-time-use policy (else the one presented stays valid); an id token only when FusionAuth issues one again."""
+
+    access_token: str
+    expires_in: int | None = None
+    id_token: str | None = None
+    refresh_token: str | None = None
+    refresh_token_id: str | None = None
+
+
 class OAuthErrorBody(_Lenient):
     error: str = "unknown"
     error_reason: str | None = None
@@ -81,6 +93,11 @@ class TokenExchangeRejected(Exception):
         super().__init__(f"token endpoint answered {status_code}: {body.error} ({body.error_reason})")
         self.status_code = status_code
         self.body = body
+
+
+class RefreshRejected(Exception):
+    """FusionAuth refused the refresh token (400 invalid_grant): revoked, expired, or the user may no longer sign in
+    (locked, deactivated, deleted). The session it belongs to is over."""
 
 
 class TwoFactorMethod(_Lenient):
@@ -102,6 +119,36 @@ class TwoFactorStart(_Lenient):
 
 class TwoFactorUser(_Lenient):
     id: str
+
+
+class UserTwoFactor(_Lenient):
+    """A User object's `twoFactor` (docs/fusionauth.md §8). Only the methods are modelled: the User API may also
+    carry `recoveryCodes` and each method's `secret`, which are dropped on parsing and never held."""
+
+    methods: list[TwoFactorMethod] = []
+
+
+class UserWithFactors(_Lenient):
+    id: str
+    twoFactor: UserTwoFactor = UserTwoFactor()  # FusionAuth's spelling
+
+
+class UserAnswer(_Lenient):
+    user: UserWithFactors
+
+
+class TwoFactorSecret(_Lenient):
+    """A fresh authenticator secret (docs/fusionauth.md §8): base64 (what Enable takes) and base32 (what apps show).
+    Secrets until the person's app holds them: no repr or log line may show them."""
+
+    secret: SecretStr
+    secretBase32Encoded: SecretStr  # FusionAuth's spelling
+
+
+class TwoFactorEnabled(_Lenient):
+    """What Enable Multi-Factor answers for the first method: the recovery codes, shown to the person once."""
+
+    recoveryCodes: list[SecretStr] = []  # FusionAuth's spelling
 
 
 class TwoFactorLogin(_Lenient):
@@ -225,6 +272,7 @@ class FusionAuthClient:
         self._jwks: dict[str, dict[str, Any]] = {}
         self._jwks_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._user_actions: dict[str, tuple[bool, float]] = {}
 
     # -- transport -------------------------------------------------------------------------------------------------
 
@@ -346,30 +394,54 @@ class FusionAuthClient:
         )
         return f"{self._settings.browser_url}{path}?{query}"
 
-    async def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> TokenResponse:
+    async def _token_endpoint(self, operation: FusionAuthOperation, grant: Mapping[str, str]) -> FusionAuthResponse:
+        """POST /oauth2/token with `grant` and our client authentication (docs/fusionauth.md §6.2)."""
         discovery = await self.discovery()
         client_id = str(self._settings.application_id)
         secret = self._settings.client_secret.get_secret_value()
         # client_secret_basic (RFC 6749 2.3.1): form-encode both parts before base64, so a secret with ":" works.
         basic = base64.b64encode(f"{_form(client_id)}:{_form(secret)}".encode()).decode()
-        answer = await self.request(
+        return await self.request(
             "POST",
             _path_of(discovery.token_endpoint),
-            operation="token",
-            form={
+            operation=operation,
+            form={**grant, "client_id": client_id},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+
+    async def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str) -> TokenResponse:
+        answer = await self._token_endpoint(
+            "token",
+            {
                 "grant_type": "authorization_code",
                 "code": code,
                 "code_verifier": code_verifier,
                 "redirect_uri": redirect_uri,
-                "client_id": client_id,
             },
-            headers={"Authorization": f"Basic {basic}"},
         )
         if answer.status_code in (400, 401):
             raise TokenExchangeRejected(answer.status_code, self.parse(OAuthErrorBody, answer.payload or {}))
         if answer.status_code != 200:
             raise FusionAuthError()
         return self.parse(TokenResponse, answer.payload)
+
+    async def refresh_tokens(self, refresh_token: str) -> RefreshedTokens:
+        """POST /oauth2/token, grant_type=refresh_token, with client authentication as at sign-in (docs/fusionauth.md
+        §6.2). RefreshRejected for invalid_grant (the user's standing); any other refusal is ours to fix (a wrong
+        client secret, the grant disabled) and is a FusionAuthError like an outage, so it cannot sign everyone out
+        at once."""
+        answer = await self._token_endpoint("refresh", {"grant_type": "refresh_token", "refresh_token": refresh_token})
+        if answer.status_code == 200:
+            return self.parse(RefreshedTokens, answer.payload)
+        error = self.parse(OAuthErrorBody, answer.payload if isinstance(answer.payload, dict) else {})
+        if answer.status_code == 400 and error.error == "invalid_grant":
+            raise RefreshRejected(f"FusionAuth refused the refresh token: {error.error_reason or error.error}")
+        logger.error(
+            "FusionAuth answered a refresh with HTTP %d (%s); check the client secret and the application's grants",
+            answer.status_code,
+            ", ".join(error_codes(answer.payload)) or "no error code",
+        )
+        raise FusionAuthError()
 
     async def revoke_refresh_token(self, token_id: str) -> None:
         """DELETE /api/jwt/refresh/{tokenId} with the API key (docs/fusionauth.md §7). 404 = already gone."""
@@ -378,6 +450,37 @@ class FusionAuthClient:
         )
         if answer.status_code not in (200, 404):
             raise FusionAuthError(f"Revoking the refresh token failed (HTTP {answer.status_code}).")
+
+    async def revoke_user_refresh_tokens(self, user_id: str) -> None:
+        """DELETE /api/jwt/refresh?userId=&applicationId= with the API key (docs/fusionauth.md §7): every refresh token
+        of the user for this application ("sign out everywhere"). 404 (none left) counts as done."""
+        query = urlencode({"userId": user_id, "applicationId": str(self._settings.application_id)})
+        answer = await self.request(
+            "DELETE", f"/api/jwt/refresh?{query}", operation="revoke_user_refresh_tokens", api_key=True
+        )
+        if answer.status_code not in (200, 404):
+            raise FusionAuthError(f"Revoking the refresh tokens failed (HTTP {answer.status_code}).")
+
+    async def prevents_login(self, action_id: str) -> bool | None:
+        """Whether the user action `action_id` prevents login (GET /api/user-action/{id} with the API key, docs/
+        fusionauth.md §13): a `user.action` event does not say. None when FusionAuth cannot tell us (unknown id, our
+        key refused). Cached: an action's definition rarely changes, and events may come in bursts."""
+        now = self._clock.now()
+        cached = self._user_actions.get(action_id)
+        if cached is not None and now - cached[1] < USER_ACTION_TTL:
+            return cached[0]
+        answer = await self.request(
+            "GET", f"/api/user-action/{_segment(action_id)}", operation="user_action", api_key=True
+        )
+        if answer.status_code == 401:
+            logger.error("FusionAuth refused the API key for GET /api/user-action (401); check fusionauth.api_key")
+            return None
+        if answer.status_code != 200 or not isinstance(answer.payload, dict):
+            return None
+        action = answer.payload.get("userAction")
+        prevents = bool(action.get("preventLogin")) if isinstance(action, dict) else False
+        self._user_actions[action_id] = (prevents, now)
+        return prevents
 
     async def revoke_refresh_token_quietly(self, token_id: str | None) -> None:
         """Revoke, logging rather than raising: the local session is already gone, which is what protects the
@@ -451,6 +554,70 @@ class FusionAuthClient:
         if ip_address:
             body["ipAddress"] = ip_address
         return await self.request("POST", "/api/two-factor/login", operation="two_factor_login", json_body=body)
+
+    # -- second factors the user manages (docs/fusionauth.md §8) ---------------------------------------------------
+
+    async def second_factors(self, *, user_id: str) -> list[TwoFactorMethod]:
+        """GET /api/user/{userId} with the API key: the user's second-factor methods. 404: the user is gone."""
+        answer = await self.request("GET", f"/api/user/{_segment(user_id)}", operation="retrieve_user", api_key=True)
+        if answer.status_code == 200:
+            found = self.parse(UserAnswer, answer.payload)
+            if found.user.id != user_id:
+                raise FusionAuthError("The sign-in service answered for another user.")
+            return found.user.twoFactor.methods
+        self._raise_if_key_refused(answer, "GET /api/user")
+        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+
+    async def generate_two_factor_secret(self) -> TwoFactorSecret:
+        """GET /api/two-factor/secret with the API key: a fresh authenticator secret; FusionAuth stores nothing."""
+        answer = await self.request("GET", "/api/two-factor/secret", operation="two_factor_secret", api_key=True)
+        if answer.status_code == 200:
+            return self.parse(TwoFactorSecret, answer.payload)
+        self._raise_if_key_refused(answer, "GET /api/two-factor/secret")
+        raise FusionAuthError()
+
+    async def enable_authenticator(self, *, user_id: str, secret: str, code: str, name: str | None) -> list[SecretStr]:
+        """POST /api/user/two-factor/{userId} with the API key: add an authenticator method with `secret` (base64),
+        proven by a current `code` of it. The recovery codes when it is the user's first method, else none.
+        TwoFactorFailed: 421 wrong code, 404 no such user, 400 refused (a tenant without the method, a paid feature)."""
+        body: dict[str, Any] = {"method": "authenticator", "secret": secret, "code": code}
+        if name:
+            body["name"] = name
+        answer = await self.request(
+            "POST",
+            f"/api/user/two-factor/{_segment(user_id)}",
+            operation="enable_two_factor",
+            api_key=True,
+            json_body=body,
+        )
+        if answer.status_code == 200:
+            # An empty body (every method after the first) parses as no recovery codes.
+            return self.parse(TwoFactorEnabled, answer.payload or {}).recoveryCodes
+        self._raise_if_key_refused(answer, "POST /api/user/two-factor")
+        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+
+    async def disable_two_factor(self, *, user_id: str, method_id: str, code: str) -> None:
+        """DELETE /api/user/two-factor/{userId} with the API key: remove the method `method_id` with a current code of
+        it, or every method with a recovery code. The code travels in the JSON body, never in the URL (where access
+        logs would keep it). TwoFactorFailed: 421 wrong code, 404 no such user, 400 refused."""
+        answer = await self.request(
+            "DELETE",
+            f"/api/user/two-factor/{_segment(user_id)}",
+            operation="disable_two_factor",
+            api_key=True,
+            json_body={"methodId": method_id, "code": code},
+        )
+        if answer.status_code == 200:
+            return
+        self._raise_if_key_refused(answer, "DELETE /api/user/two-factor")
+        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+
+    @staticmethod
+    def _raise_if_key_refused(answer: FusionAuthResponse, endpoint: str) -> None:
+        if answer.status_code == 401:
+            # Our API key is wrong or lacks this endpoint: an operator's problem, not the user's.
+            logger.error("FusionAuth refused the API key for %s (401); check fusionauth.api_key", endpoint)
+            raise FusionAuthError("The sign-in service refused our credentials.")
 
     # -- sign-in (native) --------------------------------------------------------------------------------------------
 
@@ -542,4 +709,4 @@ def _path_template(path: str) -> str:
     for prefix in ("/api/two-factor/send/", "/api/jwt/refresh/"):  # these ids are secrets or personal
         if path.startswith(prefix):
             return prefix + "{id}"
-    return path
+    return path.partition("?")[0]  # a query names a user

@@ -26,7 +26,7 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 
-from fusionauth_dev import DevServer, Seed, create_dev_server, fill_missing
+from fusionauth_dev import Clock, DevServer, Seed, create_dev_server, fill_missing
 
 from ..app import create_app
 from ..settings import (
@@ -43,6 +43,7 @@ from .logs import configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 KICKSTART_FILES = ("kickstart.json", "email-mfa.json")  # Community-safe base + the paid email-MFA overlay
+WEBHOOK_KEY_ID = "stepup-bff-webhooks"  # the kid kickstart gives the webhook signing key
 
 
 class DevError(Exception):
@@ -75,15 +76,18 @@ def build_stack(
     env: Mapping[str, str] | None = None,
     step_up: Mapping[str, Any] | None = None,
     login: Mapping[str, Any] | None = None,
+    fusionauth_clock: Clock | None = None,
 ) -> DevStack:
     """The dev FusionAuth seeded from kickstart, and BFF settings that match it. The database defaults to the
-    store's SQLite file."""
+    store's SQLite file. `fusionauth_clock` is the dev FusionAuth's own (tests move it)."""
     # Missing FUSIONAUTH_* kickstart secrets get random values: nothing fixed that someone could deploy by mistake.
     filled, _ = fill_missing(os.environ if env is None else env)
     # "localhost", not 127.0.0.1: the BFF may use plain http only there, and redirect URLs must match exactly.
     fusionauth_url = f"http://localhost:{fusionauth_port}"
     bff_url = f"http://localhost:{bff_port}"
-    dev = create_dev_server(kickstart, env=filled, public_url=fusionauth_url)
+    # The dev FusionAuth posts its signed webhooks to this BFF, wherever it listens.
+    filled["BFF_WEBHOOK_URL"] = f"{bff_url}/webhooks/fusionauth"
+    dev = create_dev_server(kickstart, env=filled, public_url=fusionauth_url, clock=fusionauth_clock)
     seed = dev.seed()
     settings = Settings(
         public_url=bff_url,
@@ -93,6 +97,8 @@ def build_stack(
             api_key=SecretStr(seed.bff_api_key.key),
             application_id=UUID(seed.application.id),
             client_secret=SecretStr(seed.application.client_secret),
+            # kickstart's dedicated webhook key (its kid), never the token-signing key.
+            webhook_key_id=WEBHOOK_KEY_ID,
         ),
         # A new key each run: sessions from an earlier run (whose dev FusionAuth is gone) simply end.
         session=SessionSettings(secret_keys=[SecretStr(secrets.token_urlsafe(32))]),

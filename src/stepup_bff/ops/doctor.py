@@ -6,9 +6,11 @@
 
 Every call goes through the BFF's own `FusionAuthClient` on the client `build_http_client` makes, so timeouts, error
 mapping and headers (raw API key, X-FusionAuth-TenantId) are exactly what `serve` will see. Only endpoints the BFF's
-API key is meant to have (POST /api/two-factor/start, DELETE /api/jwt/refresh, GET /api/application, and POST
-/api/login with `login.native`) and anonymous ones are called, so a least-privilege key passes. Secrets are never
-printed: not the API key, not the client secret, not the session keys, and not a URL's user:password part.
+API key is meant to have (POST /api/two-factor/start, DELETE /api/jwt/refresh, GET /api/application, GET
+/api/user-action, and POST /api/login with `login.native`; GET /api/webhook, /api/key and /api/tenant to read the
+webhook's setup, reported as not checked when refused) and anonymous ones are called, so a least-privilege key
+passes. Secrets are never printed: not the API key, not the client secret, not the session keys, and not a URL's
+user:password part.
 """
 
 from __future__ import annotations
@@ -48,7 +50,12 @@ SKIP_MARK: Literal["–"] = "–"
 Status = Literal["✓", "✗", "–"]
 
 # The endpoints the BFF calls with its API key (README, config.example.toml); the fixes name them.
-API_KEY_ENDPOINTS = "POST /api/two-factor/start, DELETE /api/jwt/refresh and GET /api/application"
+API_KEY_ENDPOINTS = (
+    "POST /api/two-factor/start, DELETE /api/jwt/refresh, GET /api/application, GET /api/user-action, GET /api/user, "
+    "GET /api/two-factor/secret and POST and DELETE /api/user/two-factor"
+)
+# What a session-holding BFF needs to hear at once; the Community plan has them (docs/fusionauth.md §14).
+WEBHOOK_EVENTS = ("jwt.refresh-token.revoke", "user.deactivate", "user.delete")
 NATIVE_ENDPOINT = "POST /api/login"  # with login.native only
 # Values config.example.toml ships with: a copy that was never filled in.
 _PLACEHOLDER_MARKERS = ("set STEPUP_", "replace-me")
@@ -162,6 +169,8 @@ class _Diagnosis:
         jwks = await self.jwks(discovery) if discovery is not None else None
         await self.api_key_may_start_two_factor()
         await self.api_key_may_revoke_refresh_tokens()
+        await self.api_key_may_read_user_actions()
+        await self.api_key_may_manage_factors()
         if self.settings.login.native:
             await self.api_key_may_sign_in()
         application = await self.application()
@@ -170,6 +179,7 @@ class _Diagnosis:
             self.application_oauth_policies(application)
             await self.tenant_issuer(application, discovery)
             await self.signing_keys(application, jwks)
+            await self.webhook(application, jwks)
         else:
             self.skip("the application's settings were not checked: the application could not be read")
         await self.client_secret(discovery)
@@ -289,6 +299,14 @@ class _Diagnosis:
         )
         self._api_key_verdict("DELETE /api/jwt/refresh", "a made-up refresh token id", answer)
 
+    async def api_key_may_read_user_actions(self) -> None:
+        # A `user.action` webhook does not say whether the action prevents login; the BFF reads the action. A random
+        # id names none: 404 (key accepted) or 401.
+        answer = await self.call(
+            "API key for GET /api/user-action", "GET", f"/api/user-action/{uuid.uuid4()}", api_key=True
+        )
+        self._api_key_verdict("GET /api/user-action", "a made-up user action id", answer)
+
     async def api_key_may_sign_in(self) -> None:
         # Native sign-in calls the Login API with the key. The probe signs nobody in: a made-up login id in the
         # reserved .invalid domain (RFC 2606) names no one, so FusionAuth answers 404 once it has accepted the key and
@@ -306,10 +324,48 @@ class _Diagnosis:
         )
         self._api_key_verdict(f"{NATIVE_ENDPOINT} (login.native)", "a made-up login id", answer)
 
-    def _api_key_verdict(self, endpoint: str, probe: str, answer: FusionAuthResponse | None) -> None:
+    async def api_key_may_manage_factors(self) -> None:
+        # The second factors people list, add and remove (stepup/factors.py), each probed for a random user id that
+        # names nobody: FusionAuth answers once it has accepted the key (401 before) and no user is read or changed.
+        # The secret the Generate a Secret API hands out is thrown away; FusionAuth stores nothing for it.
+        nobody = str(uuid.uuid4())
+        answer = await self.call("API key for GET /api/user", "GET", f"/api/user/{nobody}", api_key=True)
+        self._api_key_verdict("GET /api/user", "a made-up user", answer)
+        answer = await self.call(
+            "API key for GET /api/two-factor/secret", "GET", "/api/two-factor/secret", api_key=True
+        )
+        self._api_key_verdict("GET /api/two-factor/secret", "a new secret, thrown away", answer)
+        # [inferred] Whether FusionAuth checks the user or the body first is not documented: any answer but 401 (an
+        # unknown user, a code that is not right, a refused body) says that the key was accepted.
+        answers_without_the_key = (400, 404, 421)
+        secret = base64.b64encode(secrets.token_bytes(20)).decode()
+        answer = await self.call(
+            "API key for POST /api/user/two-factor",
+            "POST",
+            f"/api/user/two-factor/{nobody}",
+            api_key=True,
+            json_body={"method": "authenticator", "secret": secret, "code": "000000"},
+        )
+        self._api_key_verdict("POST /api/user/two-factor", "a made-up user", answer, answers_without_the_key)
+        answer = await self.call(
+            "API key for DELETE /api/user/two-factor",
+            "DELETE",
+            f"/api/user/two-factor/{nobody}",
+            api_key=True,
+            json_body={"methodId": "NONE", "code": "000000"},
+        )
+        self._api_key_verdict("DELETE /api/user/two-factor", "a made-up user", answer, answers_without_the_key)
+
+    def _api_key_verdict(
+        self,
+        endpoint: str,
+        probe: str,
+        answer: FusionAuthResponse | None,
+        accepted: tuple[int, ...] = (200, 404),
+    ) -> None:
         if answer is None:
             return
-        if answer.status_code in (200, 404):
+        if answer.status_code in accepted:
             self.ok(f"API key may call {endpoint} (probed with {probe}: {answer.status_code})")
         elif answer.status_code == 401:
             self.fail(
@@ -541,6 +597,149 @@ class _Diagnosis:
                 "through the Key API, which this API key may not call",
                 "make sure it is an RS256 key too (Settings → Key Master)",
             )
+
+    # -- the webhook ---------------------------------------------------------------------------------------------------
+
+    def _read(
+        self, answer: FusionAuthResponse | None, path: str, wrapper: str
+    ) -> dict[str, Any] | list[Any] | None | Literal[False]:
+        """`wrapper` of the answer to GET `path` with the API key; False when the key may not read it (401), None on
+        failure."""
+        if answer is None:
+            return None
+        if answer.status_code == 401:
+            return False
+        found = answer.payload.get(wrapper) if isinstance(answer.payload, dict) else None
+        if answer.status_code != 200 or not isinstance(found, dict | list):
+            self.fail(f"GET {path} answered HTTP {answer.status_code}", "check fusionauth.url")
+            return None
+        return found
+
+    async def webhook(self, application: dict[str, Any], jwks: list[dict[str, Any]] | None) -> None:
+        kid = self.fa.webhook_key_id
+        url = self.settings.webhook_url
+        if kid is None:
+            self.skip(
+                "webhooks are off (fusionauth.webhook_key_id unset): sessions follow FusionAuth through token refresh "
+                "only, within the access token's lifetime",
+                "give FusionAuth a webhook signed with a key of its own and set fusionauth.webhook_key_id to its kid "
+                "(kickstart/kickstart.json is a working example)",
+            )
+            return
+        tenant_id = str(application.get("tenantId") or self.fa.tenant_id or "")
+        answer = await self.call("webhook", "GET", "/api/webhook", api_key=True)
+        hooks = self._read(answer, "/api/webhook", "webhooks")
+        if hooks is False:
+            self.skip(
+                "the webhook was not checked: the API key may not read GET /api/webhook",
+                f"allow it GET /api/webhook, or check by hand that a webhook posts to {url}, signed with the key "
+                f'"{kid}", for {", ".join(WEBHOOK_EVENTS)}',
+            )
+        elif isinstance(hooks, list):
+            await self._webhook_setup(application, [h for h in hooks if isinstance(h, dict)], url, tenant_id, jwks)
+        if tenant_id:
+            await self._tenant_events(tenant_id)
+
+    async def _webhook_setup(
+        self,
+        application: dict[str, Any],
+        hooks: list[dict[str, Any]],
+        url: str,
+        tenant_id: str,
+        jwks: list[dict[str, Any]] | None,
+    ) -> None:
+        kid = self.fa.webhook_key_id
+        hook = next((h for h in hooks if h.get("url") == url), None)
+        if hook is None:
+            others = ", ".join(str(h.get("url")) for h in hooks) or "none"
+            self.fail(
+                f"no webhook posts to {url} (webhooks: {others})",
+                "create one (Settings → Webhooks) for that URL, or set fusionauth.webhook_url "
+                "(STEPUP_FUSIONAUTH__WEBHOOK_URL) to where FusionAuth reaches this BFF",
+            )
+            return
+        self.ok(f"a webhook posts to {url}")
+        enabled = hook.get("eventsEnabled") or {}
+        missing = [event for event in WEBHOOK_EVENTS if not enabled.get(event)]
+        if missing:
+            self.fail(f"the webhook does not send {', '.join(missing)}", "enable them on the webhook (Events tab)")
+        if not (hook.get("global") or tenant_id in (hook.get("tenantIds") or [])):
+            self.fail(
+                f"the webhook is not used for tenant {tenant_id}",
+                "make it global, or add the tenant to it (Webhooks → Tenants)",
+            )
+        signature = hook.get("signatureConfiguration") or {}
+        key_id = signature.get("signingKeyId")
+        if not signature.get("enabled") or not key_id:
+            self.fail(
+                "the webhook is not signed: the BFF refuses every unsigned webhook",
+                f'turn on its signature with the Key Master key whose kid is "{kid}"',
+            )
+            return
+        jwt = application.get("jwtConfiguration") or {}
+        if key_id in (jwt.get("accessTokenKeyId"), jwt.get("idTokenKeyId")):
+            self.fail(
+                "the webhook is signed with the key that signs tokens: the BFF refuses it",
+                "generate a key for webhooks alone in Key Master and sign the webhook with it",
+            )
+            return
+        answer = await self.call("webhook signing key", "GET", f"/api/key/{key_id}", api_key=True)
+        key = self._read(answer, f"/api/key/{key_id}", "key")
+        if key is False:
+            self.skip(
+                f"the webhook's signing key {key_id} was not compared with fusionauth.webhook_key_id: the API key may "
+                "not read GET /api/key (FusionAuth allows only keys for all tenants there)",
+                f'check in Key Master that its kid is "{kid}"',
+            )
+        elif isinstance(key, dict):
+            algorithm = str(key.get("algorithm") or "")
+            expected = "HS256" if self.fa.webhook_secret is not None else "RS256"
+            if key.get("kid") != kid:
+                self.fail(
+                    f'the webhook is signed with the key whose kid is "{key.get("kid")}", not "{kid}"',
+                    f"set fusionauth.webhook_key_id (STEPUP_FUSIONAUTH__WEBHOOK_KEY_ID) to {key.get('kid')}",
+                )
+            elif algorithm != expected:
+                self.fail(
+                    f"the webhook key is {algorithm or 'of an unknown algorithm'}, the BFF verifies {expected}",
+                    "an RS256 key, or an HS256 key with its secret in fusionauth.webhook_secret",
+                )
+            else:
+                self.ok(f'the webhook is signed with its own {algorithm} key "{kid}"')
+        if self.fa.webhook_secret is None and jwks is not None:
+            if not any(entry.get("kid") == kid and is_rs256_signing_key(entry) for entry in jwks):
+                self.fail(
+                    f'the JWKS has no RS256 key "{kid}", so no webhook will verify', "check the key in Key Master"
+                )
+
+    async def _tenant_events(self, tenant_id: str) -> None:
+        answer = await self.call("tenant events", "GET", f"/api/tenant/{tenant_id}", api_key=True)
+        tenant = self._read(answer, f"/api/tenant/{tenant_id}", "tenant")
+        if tenant is False:
+            self.skip(
+                "the tenant's events were not checked: the API key may not read GET /api/tenant",
+                f"check Tenants → Webhooks: {', '.join(WEBHOOK_EVENTS)} enabled, transaction setting None",
+            )
+            return
+        if not isinstance(tenant, dict):
+            return
+        events = (tenant.get("eventConfiguration") or {}).get("events") or {}
+        off = [event for event in WEBHOOK_EVENTS if not (events.get(event) or {}).get("enabled")]
+        blocking = [
+            event
+            for event in WEBHOOK_EVENTS
+            if (events.get(event) or {}).get("enabled")
+            and (events.get(event) or {}).get("transactionType", "None") != "None"
+        ]
+        if off:
+            self.fail(f"the tenant does not enable {', '.join(off)}", "enable them under Tenants → Webhooks")
+        elif blocking:
+            self.fail(
+                f"{', '.join(blocking)} are transactional: FusionAuth's operation would fail while this BFF is down",
+                "set their transaction setting to None (Tenants → Webhooks); token refresh covers a missed webhook",
+            )
+        else:
+            self.ok(f"the tenant enables {', '.join(WEBHOOK_EVENTS)} without waiting for the BFF")
 
     async def client_secret(self, discovery: Discovery | None) -> None:
         if discovery is None:

@@ -55,11 +55,18 @@ FusionAuthOperation = Literal[
     "discovery",
     "jwks",
     "token",
+    "refresh",
     "revoke_refresh_token",
+    "revoke_user_refresh_tokens",
+    "user_action",
     "two_factor_start",
     "two_factor_send",
     "two_factor_login",
     "login",
+    "retrieve_user",
+    "two_factor_secret",
+    "enable_two_factor",
+    "disable_two_factor",
     "readiness",
     "doctor",
 ]
@@ -82,7 +89,29 @@ StepUpOutcome = Literal[
 ]
 # How a person signed in: FusionAuth's hosted page today; "native" is the BFF's own form.
 SignInKind = Literal["hosted", "native"]
-SessionEndReason = Literal["sign_out", "replaced", "idle_timeout", "absolute_timeout", "tampered", "store_failure"]
+# Why a session ended: a sign-out, a new sign-in in the same browser, a timeout, a record that no longer opens, a store
+# failure half-way through a rotation; the person ending it from another session (their session list, "sign out
+# everywhere"); FusionAuth refusing its refresh token, or unreachable past session.refresh_grace; a FusionAuth event
+# (the user deactivated, deleted, their refresh tokens revoked, a login-preventing action, a password or second factor
+# changed); more than MAX_SESSIONS_PER_USER sessions at once.
+SessionEndReason = Literal[
+    "sign_out",
+    "replaced",
+    "idle_timeout",
+    "absolute_timeout",
+    "tampered",
+    "store_failure",
+    "signed_out_elsewhere",
+    "refresh_refused",
+    "refresh_outage",
+    "user_deactivated",
+    "user_deleted",
+    "tokens_revoked",
+    "login_prevented",
+    "password_changed",
+    "factors_changed",
+    "too_many_sessions",
+]
 StoreBackend = Literal["sqlite", "redis", "postgresql"]
 # The kinds of event of the security activity log (activity/log.py).
 ActivityKind = Literal[
@@ -99,6 +128,23 @@ ActivityKind = Literal[
     "second_factor_added",
     "second_factor_removed",
 ]
+# FusionAuth's webhook events this receiver acts on (any other type is "other"), and what became of each request:
+# applied (its effect ran), duplicate (an event.id seen before), ignored (a type or a tenant we do not act on, too
+# old), refused (no valid signature: 401), invalid (signed, but not an event: 400).
+WebhookEvent = Literal[
+    "user.deactivate",
+    "user.delete",
+    "user.delete.complete",
+    "jwt.refresh-token.revoke",
+    "user.password.update",
+    "user.password.reset.success",
+    "user.two-factor.method.add",
+    "user.two-factor.method.remove",
+    "user.action",
+    "other",
+    "unverified",
+]
+WebhookOutcome = Literal["applied", "duplicate", "ignored", "refused", "invalid"]
 # Why a request of an action bound to its transaction was refused (and a fresh challenge issued): no step-up at all,
 # an unbound one, a bound one that expired, was already used, was for another action, or confirmed other fields.
 TransactionRefusal = Literal["no_step_up", "unbound", "expired", "used", "other_action", "mismatch"]
@@ -209,6 +255,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.webhooks = Counter(
+            "stepup_bff_webhooks",
+            "FusionAuth webhook requests, by event type and outcome.",
+            ["event", "outcome"],
+            registry=r,
+        )
         self.workers = Gauge(
             "stepup_bff_workers", "Worker processes serving requests.", registry=r, multiprocess_mode="livesum"
         )
@@ -263,6 +315,11 @@ class Metrics:
     def session_ended(self, reason: SessionEndReason) -> None:
         self.sessions_ended.labels(reason).inc()
 
+    def webhook(self, event: str, outcome: WebhookOutcome) -> None:
+        """`event` is FusionAuth's (signed) type: one of ours keeps its name, any other is "other"."""
+        known = event if event in get_args(WebhookEvent) else "other"
+        self.webhooks.labels(known, outcome).inc()
+
     def transaction_refused(self, action: str, reason: TransactionRefusal) -> None:
         """`action` is a name from the configuration (step_up.actions), never from a client."""
         self.transaction_refusals.labels(action, reason).inc()
@@ -290,6 +347,8 @@ LABEL_VALUES: dict[str, tuple[str, ...]] = {
     "store_backend": get_args(StoreBackend),
     "activity_kind": get_args(ActivityKind),
     "transaction_refusal": get_args(TransactionRefusal),
+    "webhook_event": get_args(WebhookEvent),
+    "webhook_outcome": get_args(WebhookOutcome),
 }
 
 

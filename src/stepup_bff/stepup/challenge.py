@@ -1,5 +1,5 @@
-"""The one two-factor challenge machine: step-up and sign-in MFA run on it, and factor enrolment counts its wrong
-codes with its `Attempts`.
+"""The one two-factor challenge machine: step-up and sign-in MFA run on it, and the second factors people manage
+(stepup/factors.py) check their codes under its lock and count the wrong ones with its `Attempts`.
 
 A challenge is FusionAuth's `twoFactorId` (from /api/two-factor/start for step-up, from /api/login's 242 for sign-in)
 kept server-side under a *binding*: a key only one browser can name (a hash of its session id for step-up; of the id
@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Generic, TypeVar
 
@@ -322,6 +323,19 @@ class ChallengeMachine:
 
     # -- verifying -------------------------------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def one_at_a_time(self, subject: str) -> AsyncIterator[None]:
+        """Hold the subject's verification lock for the block: whatever checks a code of theirs (a challenge, a factor
+        being added or removed) checks it alone, so that the failure count read before FusionAuth is asked is still
+        true when it answers. StepUpInProgress while another check runs."""
+        lock = user_key("finish-lock", subject)
+        if not await self._store.add(lock, "1", ttl=self._lock_ttl):
+            raise StepUpInProgress()
+        try:
+            yield
+        finally:
+            await self._store.delete(lock)
+
     async def verify(
         self,
         binding: str,
@@ -337,10 +351,7 @@ class ChallengeMachine:
         `accept` may refuse an answer (FusionAuth vouching for another user or another challenge): the challenge is
         then discarded and nothing is granted. `method_id` (optional) says which method the person used; FusionAuth
         accepts any valid code of the user without saying which, so it only labels the result."""
-        lock = user_key("finish-lock", subject)
-        if not await self._store.add(lock, "1", ttl=self._lock_ttl):
-            raise StepUpInProgress()
-        try:
+        async with self.one_at_a_time(subject):
             # Checked under the lock: a verification that held it before us may have just reached the limit.
             await self.attempts.refuse_if_blocked(subject)
             challenge = await self.live(binding, subject)
@@ -362,8 +373,6 @@ class ChallengeMachine:
                 raise NoChallenge()  # consumed meanwhile (cancelled or replaced): grant nothing
             await self.attempts.succeeded(subject)
             return Verified(challenge, answer, await self._used_method(challenge, method_id))
-        finally:
-            await self._store.delete(lock)
 
     async def _used_method(self, challenge: Challenge, method_id: str | None) -> str:
         # FusionAuth does not say which method a code came from: take the person's choice, else the channel a

@@ -25,7 +25,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..activity import ActivityLog
@@ -146,6 +146,11 @@ class StepUpService:
         return user_key("grant", user_id, grant)
 
     @staticmethod
+    def _void_key(user_id: str) -> str:
+        # Step-ups completed at or before the time it holds count for nothing (a password or second factor changed).
+        return user_key("step-up-void", user_id)
+
+    @staticmethod
     def _pending_key(user_id: str, transaction_id: str) -> str:
         return user_key("transaction", user_id, transaction_id)
 
@@ -165,6 +170,29 @@ class StepUpService:
             if not await self._store.add(key, lineage, ttl=remaining):
                 lineage = await self._store.get(key)  # a concurrent refusal made it first
         return lineage
+
+    async def void_step_ups(self, user_id: str, before: float) -> None:
+        """Every step-up of this user completed at or before `before` counts no more, in every session (its record
+        lives in the cookie, so the store says which to disregard). Kept as long as any step-up can be fresh."""
+        key = self._void_key(user_id)
+        current = await self._store.get(key)
+        try:
+            before = max(before, float(current)) if current is not None else before
+        except ValueError:
+            pass
+        await self._store.set(key, repr(before), ttl=self._settings.max_age + 60)
+
+    async def _without_voided(self, session: Session) -> Session:
+        """`session`, without its step-up if that one was voided (a store read only when the cookie carries one)."""
+        step_up = session.step_up
+        if step_up is None:
+            return session
+        raw = await self._store.get(self._void_key(session.user.id))
+        try:
+            voided = raw is not None and step_up.at <= float(raw)
+        except ValueError:
+            voided = True  # unreadable: fail closed
+        return replace(session, step_up=None) if voided else session
 
     def policy(self, action: str | None, max_age: int | None = None) -> Policy:
         return resolve(self._settings, action, max_age)
@@ -285,6 +313,13 @@ class StepUpService:
     async def cancel(self, session: Session) -> None:
         await self._challenges.discard(_session_binding(session.id))
 
+    async def void(self, session: Session) -> None:
+        """Make the session's step-up worthless in the store (its grant, single-use or bound). The time window a cookie
+        records without a grant is voided by giving the session a new id, which the caller does."""
+        step_up = session.step_up
+        if step_up is not None and step_up.grant is not None:
+            await self._store.delete(self._grant_key(session.user.id, step_up.grant))
+
     async def grant(self, user_id: str, method: str) -> StepUp:
         """The record of a second factor completed just now, for the session cookie, and the grant a single-use
         action may consume once (kept in the store: it ends with the session). Sign-in with a second factor counts
@@ -352,6 +387,8 @@ class StepUpService:
         step_up = session.step_up
         if step_up is None or step_up.transaction is not None or not self.is_fresh(step_up, self._settings.max_age):
             return None
+        # A step-up voided by a changed password or second factor (void_step_ups) is not looked up here: this answers
+        # every GET /api/session, and the guard (authorize) is where it is refused. The badge may show it until then.
         if self._settings.single_use and (
             step_up.grant is None or await self._store.get(self._grant_key(session.user.id, step_up.grant)) is None
         ):
@@ -367,6 +404,7 @@ class StepUpService:
         if transaction is not None and transaction.already_done:
             # An idempotent repeat of a request that already ran: it will answer with the original, and runs nothing.
             return Authorization(policy, None, None)
+        session = await self._without_voided(session)
         if policy.bound:
             if transaction is None or policy.action is None:
                 # settings/policy.check_routes refuses this configuration at start-up; fail closed all the same.

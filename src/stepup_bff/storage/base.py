@@ -9,7 +9,13 @@ one, and a script or MULTI may only touch keys that land in one slot. So every k
 the user id as its hash tag, built by `user_key()`: `<kind>:{<user id>}[:<more>]`. Whatever later touches several
 keys of one user at once (a per-user session index that ends every session of a user in one script, a failure
 counter and its lock together) then runs unchanged on Cluster. A key that belongs to no user needs no tag. Every
-operation below touches exactly one key.
+operation below touches exactly one key, except the bounded indexes' (`index_*`), whose few keys on Redis share the
+index key's hash tag.
+
+Bounded indexes. A small map of members to values under one key, ranked, with at most `limit` members: the per-user
+index of sessions (auth/sessions.py) is one, so that every session of a user can be found and ended without the
+session ids, which only the cookies hold. A put that takes an index past its limit removes the lowest-ranked members
+in the same atomic step and returns them, so the caller can end what they named; nothing can grow without bound.
 """
 
 from __future__ import annotations
@@ -83,6 +89,12 @@ class Store(Protocol):
         """Update only if present (and live); True if updated. Redis: SET XX PX. Never re-creates a deleted key."""
         ...
 
+    async def compare_and_set(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        """Update only if the live value is exactly `expected`; True if updated. A write based on a read (a session's
+        last-seen time) then never undoes another write made since (a refresh's new tokens), nor re-creates a deleted
+        key. Redis: a script (GET, compare, SET PX)."""
+        ...
+
     async def pop(self, key: str) -> str | None:
         """Get and delete in one step, so of two concurrent callers only one gets the value. Redis: GETDEL."""
         ...
@@ -101,6 +113,21 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Return if the store can serve reads and writes now; raise `errors.StoreUnavailable` if not. Readiness
         (GET /readyz) calls it."""
+        ...
+
+    async def index_put(self, key: str, member: str, value: str, *, rank: float, ttl: float, limit: int) -> list[str]:
+        """Set `member` of the bounded index `key` to `value`, ranked `rank` (higher ranks newer). The index lives at
+        least `ttl` seconds after this put (a put never shortens it). If it then holds more than `limit` members, the
+        lowest-ranked others (never `member` itself; ties by member) are removed in the same atomic step and
+        returned, so that the caller can end what they named."""
+        ...
+
+    async def index_remove(self, key: str, member: str) -> None:
+        """Remove `member` from the index `key` (nothing if it is not there)."""
+        ...
+
+    async def index_items(self, key: str) -> dict[str, str]:
+        """Every member of the index `key` with its value (empty if there is none)."""
         ...
 
 

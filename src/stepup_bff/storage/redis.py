@@ -7,6 +7,9 @@ server whatever other replicas do, and costs one round trip:
     set      SET PX                    delete   DEL
     add      SET NX PX                 incr     MULTI; SET NX PX (0); INCR; EXEC
     replace  SET XX PX                 ttl      PTTL
+    compare_and_set  a Lua script: GET, compare, SET PX
+    index_put     a Lua script (below) over a hash and a sorted set sharing the index key's hash tag
+    index_remove  MULTI; HDEL; ZREM; EXEC          index_items  HGETALL
 
 `incr` creates the counter with its expiry and increments it inside one transaction (INCR keeps the expiry), so no
 crash between two commands can leave a counter that never expires, and the window is fixed, not sliding. Expiry is
@@ -52,11 +55,46 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+_COMPARE_AND_SET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# A bounded index is a hash (member -> value) and a sorted set (member -> rank) side by side. One script, so the put,
+# the eviction past the limit and the expiry are one atomic step whatever other replicas do; both keys carry the
+# index key's hash tag (`sessions:{<user id>}` and `sessions:{<user id>}:rank`), so it runs on Redis Cluster too.
+# KEYS: the hash, the sorted set. ARGV: member, value, rank, limit, ttl in ms. Returns the evicted members.
+_INDEX_PUT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local evicted = {}
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over > 0 then
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, over)) do
+    if member ~= ARGV[1] and #evicted < over then table.insert(evicted, member) end
+  end
+  redis.call('ZREM', KEYS[2], unpack(evicted))
+  redis.call('HDEL', KEYS[1], unpack(evicted))
+end
+local ttl = tonumber(ARGV[5])
+for _, key in ipairs(KEYS) do
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+return evicted
+"""
+
+
 class RedisStore:
     def __init__(self, client: Redis, prefix: str, *, on_error: ErrorHook | None = None) -> None:
         self._redis = client
         self._prefix = prefix
         self._on_error = on_error
+        # EVALSHA, loading the script again if Redis lost it.
+        self._index_put = client.register_script(_INDEX_PUT)
+        self._compare_and_set = client.register_script(_COMPARE_AND_SET)
 
     @contextmanager
     def _unavailable_on_error(self, name: str) -> Iterator[None]:
@@ -127,6 +165,10 @@ class RedisStore:
         with self._unavailable_on_error("replace"):
             return bool(await self._redis.set(self._prefix + key, value, px=_ms(ttl), xx=True))
 
+    async def compare_and_set(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        with self._unavailable_on_error("compare_and_set"):
+            return bool(await self._compare_and_set(keys=[self._prefix + key], args=[expected, value, _ms(ttl)]))
+
     async def pop(self, key: str) -> str | None:
         with self._unavailable_on_error("pop"):
             return _text(await self._redis.getdel(self._prefix + key))
@@ -153,6 +195,29 @@ class RedisStore:
     async def ping(self) -> None:
         with self._unavailable_on_error("ping"):
             await self._redis.ping()
+
+    def _index_keys(self, key: str) -> list[str]:
+        return [self._prefix + key, self._prefix + key + ":rank"]
+
+    async def index_put(self, key: str, member: str, value: str, *, rank: float, ttl: float, limit: int) -> list[str]:
+        with self._unavailable_on_error("index_put"):
+            evicted = await self._index_put(
+                keys=self._index_keys(key), args=[member, value, repr(rank), limit, _ms(ttl)]
+            )
+        return [text for text in (_text(item) for item in evicted) if text is not None]
+
+    async def index_remove(self, key: str, member: str) -> None:
+        values, ranks = self._index_keys(key)
+        with self._unavailable_on_error("index_remove"):
+            async with self._redis.pipeline(transaction=True) as multi:
+                multi.hdel(values, member)
+                multi.zrem(ranks, member)
+                await multi.execute()
+
+    async def index_items(self, key: str) -> dict[str, str]:
+        with self._unavailable_on_error("index_items"):
+            items: dict[Any, Any] = await self._redis.hgetall(self._index_keys(key)[0])
+        return {str(_text(member)): str(_text(value)) for member, value in items.items()}
 
     async def close(self) -> None:
         await self._redis.aclose(close_connection_pool=True)

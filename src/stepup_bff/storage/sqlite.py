@@ -41,6 +41,16 @@ CREATE TABLE IF NOT EXISTS kv (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at);
+-- The bounded indexes (storage/base.py): every row of one key shares its expiry, so an index expires whole.
+CREATE TABLE IF NOT EXISTS kv_index (
+    key TEXT NOT NULL,
+    member TEXT NOT NULL,
+    value TEXT NOT NULL,
+    rank REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (key, member)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_index_expires_at ON kv_index (expires_at);
 """
 
 
@@ -131,16 +141,6 @@ class _SqliteFile:
 
         await self.run(op, "ping")
 
-    @classmethod
-    def durable_transaction(cls, db: sqlite3.Connection, body: Callable[[], T]) -> T:
-        """`transaction`, with its commit synced to disk (synchronous=FULL): for a record that must survive even an
-        OS crash."""
-        db.execute("PRAGMA synchronous=FULL")
-        try:
-            return cls.transaction(db, body)
-        finally:
-            db.execute("PRAGMA synchronous=NORMAL")
-
     @staticmethod
     def transaction(db: sqlite3.Connection, body: Callable[[], T]) -> T:
         db.execute("BEGIN IMMEDIATE")
@@ -220,6 +220,18 @@ class SqliteStore:
 
         return await self._run(op, "replace")
 
+    async def compare_and_set(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        key, now = self._prefix + key, self._clock.now()
+
+        def op(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE kv SET value = ?, expires_at = ? WHERE key = ? AND value = ? AND expires_at > ?",
+                (value, now + ttl, key, expected, now),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(op, "compare_and_set")
+
     async def pop(self, key: str) -> str | None:
         key, now = self._prefix + key, self._clock.now()
 
@@ -264,11 +276,63 @@ class SqliteStore:
     async def ping(self) -> None:
         await self._file.ping()
 
+    async def index_put(self, key: str, member: str, value: str, *, rank: float, ttl: float, limit: int) -> list[str]:
+        key, now = self._prefix + key, self._clock.now()
+
+        def op(db: sqlite3.Connection) -> list[str]:
+            def body() -> list[str]:
+                # One transaction under the write lock: no other process sees the index past its limit.
+                db.execute("DELETE FROM kv_index WHERE key = ? AND expires_at <= ?", (key, now))
+                (longest,) = db.execute("SELECT max(expires_at) FROM kv_index WHERE key = ?", (key,)).fetchone()
+                expires_at = max(now + ttl, longest or 0.0)
+                db.execute(
+                    "INSERT INTO kv_index (key, member, value, rank, expires_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (key, member) DO UPDATE SET value = excluded.value, rank = excluded.rank",
+                    (key, member, value, rank, expires_at),
+                )
+                db.execute("UPDATE kv_index SET expires_at = ? WHERE key = ?", (expires_at, key))
+                (count,) = db.execute("SELECT count(*) FROM kv_index WHERE key = ?", (key,)).fetchone()
+                if count <= limit:
+                    return []
+                # Lowest rank first, ties by member: the order Redis's sorted set gives.
+                evicted = [
+                    str(row[0])
+                    for row in db.execute(
+                        "SELECT member FROM kv_index WHERE key = ? AND member != ? ORDER BY rank, member LIMIT ?",
+                        (key, member, count - limit),
+                    )
+                ]
+                db.executemany("DELETE FROM kv_index WHERE key = ? AND member = ?", [(key, m) for m in evicted])
+                return evicted
+
+            evicted = self._file.transaction(db, body)
+            self._maybe_purge(db)
+            return evicted
+
+        return await self._run(op, "index_put")
+
+    async def index_remove(self, key: str, member: str) -> None:
+        key = self._prefix + key
+        await self._run(
+            lambda db: db.execute("DELETE FROM kv_index WHERE key = ? AND member = ?", (key, member)), "index_remove"
+        )
+
+    async def index_items(self, key: str) -> dict[str, str]:
+        # A read on the primary key: inline, like get().
+        rows = self._file.read(
+            "SELECT member, value FROM kv_index WHERE key = ? AND expires_at > ?",
+            (self._prefix + key, self._clock.now()),
+            "index_items",
+        )
+        return {str(member): str(value) for member, value in rows}
+
     def _maybe_purge(self, db: sqlite3.Connection) -> None:
         # Expired rows are invisible to reads already; deleting them now and then keeps the file small.
         self._writes += 1
         if self._writes % 500 == 0:
-            db.execute("DELETE FROM kv WHERE expires_at <= ?", (self._clock.now(),))
+            now = self._clock.now()
+            db.execute("DELETE FROM kv WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM kv_index WHERE expires_at <= ?", (now,))
 
     async def close(self) -> None:
         await self._file.close()
@@ -286,32 +350,38 @@ _INSERT_TELEGRAM = (
 
 
 @dataclass(eq=False)
-class _PendingTelegram:
-    telegram: Telegram
-    idempotency_key: str | None
-    answer: asyncio.Future[tuple[Telegram, bool]]
+class _PendingWrite:
+    """One request's durable write, waiting for the next group commit: what to run in the transaction, the name its
+    failure is reported under, and the future its request awaits."""
+
+    run: Callable[[sqlite3.Connection], Any]
+    name: str
+    answer: asyncio.Future[Any]
 
 
 class SqliteDatabase:
     """Telegrams and the activity log in SQLite. The schema is brought up to date when it opens (storage/migrations.py).
 
-    Group commit: an accepted telegram must survive an OS crash, so its transaction is synced to disk
-    (synchronous=FULL) before the request is answered, and a sync takes milliseconds. Concurrent requests' inserts
-    therefore go into one queue, and one writer task at a time commits everything queued in one transaction with
-    one sync, while the next requests queue up behind it. Each request is answered only once that commit has
-    returned; each insert runs in a savepoint of its own, so one that fails is rolled back and answered with its
-    own error while the others commit; if the commit itself fails, every request of that batch gets the error and
-    none of its telegrams is stored. The unique index still decides idempotency, within a batch as across them."""
+    Group commit: an accepted telegram, and a security event, must survive an OS crash, so its transaction is synced
+    to disk (synchronous=FULL) before the request is answered, and a sync takes milliseconds. Concurrent requests'
+    writes (telegram inserts and activity events alike) therefore go into one queue, and one writer task at a time
+    commits everything queued in one transaction with one sync, while the next requests queue up behind it. Each
+    request is answered only once that commit has returned; each write runs in a savepoint of its own, so one that
+    fails is rolled back and answered with its own error while the others commit; if the commit itself fails, every
+    request of that batch gets the error and none of its writes is stored. The unique index still decides
+    idempotency, within a batch as across them, and the writes of a batch run one after the other in the order they
+    were queued, so an activity event reads the head of its user's chain as the events before it in the batch left
+    it."""
 
     def __init__(self, path: str | Path, *, on_error: ErrorHook | None = None) -> None:
         self._file = _SqliteFile(path, setting="database.url", unavailable=DatabaseUnavailable, on_error=on_error)
         try:
             self._file.transaction(self._file.db, lambda: self._migrate(self._file.db))
-            # This connection writes only telegrams (and the migrations): every commit is synced to disk.
+            # This connection writes only durable records (and the migrations): every commit is synced to disk.
             self._file.db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise StorageConfigError(f"database.url: cannot migrate the SQLite database {path}: {exc}") from None
-        self._queue: list[_PendingTelegram] = []
+        self._queue: list[_PendingWrite] = []
         self._writer: asyncio.Task[None] | None = None
 
     @staticmethod
@@ -327,16 +397,21 @@ class SqliteDatabase:
                 (migration.version, migration.name, time.time()),
             )
 
-    async def create_telegram(self, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
+    async def _write(self, run: Callable[[sqlite3.Connection], T], name: str) -> T:
+        """Run `run` in the next group commit; returns once that commit is on disk."""
         loop = asyncio.get_running_loop()
-        pending = _PendingTelegram(telegram, idempotency_key, loop.create_future())
+        pending = _PendingWrite(run, name, loop.create_future())
         self._queue.append(pending)
         if self._writer is None or self._writer.done():
             # A context of its own: the writer serves many requests, its log lines belong to none of them.
             self._writer = loop.create_task(self._write_queued(), context=contextvars.Context())
-        # A request that goes away meanwhile (its client disconnected) cancels only its wait: its telegram stays in
+        # A request that goes away meanwhile (its client disconnected) cancels only its wait: its write stays in
         # the queue or the batch, and may be stored, as it could have been just before the disconnect.
-        return await pending.answer
+        result: T = await pending.answer
+        return result
+
+    async def create_telegram(self, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
+        return await self._write(lambda db: self._insert(db, telegram, idempotency_key), "create_telegram")
 
     async def _write_queued(self) -> None:
         while self._queue:
@@ -345,41 +420,41 @@ class SqliteDatabase:
                 outcomes = await anyio.to_thread.run_sync(self._commit_batch, batch)
             except sqlite3.Error as exc:  # BEGIN or COMMIT failed: nothing of this batch is stored
                 for pending in batch:
-                    _answer(pending.answer, exception=self._file.failed("create_telegram", exc))
+                    _answer(pending.answer, exception=self._file.failed(pending.name, exc))
                 continue
             except BaseException as exc:  # not a database error (a bug, or the loop shutting down): tell everyone
                 for pending in batch:
                     _answer(pending.answer, exception=exc)
                 raise
-            for pending, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, sqlite3.Error) and not isinstance(outcome, _BUGS):
-                    _answer(pending.answer, exception=self._file.failed("create_telegram", outcome))
-                elif isinstance(outcome, BaseException):
-                    _answer(pending.answer, exception=outcome)  # an error in our own SQL stays a bug (500)
-                else:
+            for pending, (ok, outcome) in zip(batch, outcomes, strict=True):
+                if ok:
                     _answer(pending.answer, result=outcome)
+                elif isinstance(outcome, sqlite3.Error) and not isinstance(outcome, _BUGS):
+                    _answer(pending.answer, exception=self._file.failed(pending.name, outcome))
+                else:
+                    _answer(pending.answer, exception=outcome)  # an error in our own SQL stays a bug (500)
 
-    def _commit_batch(self, batch: list[_PendingTelegram]) -> list[tuple[Telegram, bool] | sqlite3.Error]:
-        """In a worker thread: one transaction, a savepoint per telegram, one synced commit. Raises only if the
-        transaction as a whole failed; a telegram's own failure is its outcome."""
+    def _commit_batch(self, batch: list[_PendingWrite]) -> list[tuple[bool, Any]]:
+        """In a worker thread: one transaction, a savepoint per write, one synced commit. Raises only if the
+        transaction as a whole failed; a write's own failure is its outcome: (False, the error)."""
         with self._file.lock:
             db = self._file.db
             db.execute("BEGIN IMMEDIATE")
             try:
-                outcomes: list[tuple[Telegram, bool] | sqlite3.Error] = []
+                outcomes: list[tuple[bool, Any]] = []
                 for pending in batch:
-                    db.execute("SAVEPOINT telegram")
+                    db.execute("SAVEPOINT write")
                     try:
-                        outcome = self._insert(db, pending.telegram, pending.idempotency_key)
+                        outcome = pending.run(db)
                     except sqlite3.Error as exc:
                         if not db.in_transaction:  # SQLite rolled the whole transaction back (disk full, I/O error)
                             raise
-                        db.execute("ROLLBACK TO telegram")
-                        db.execute("RELEASE telegram")
-                        outcomes.append(exc)
+                        db.execute("ROLLBACK TO write")
+                        db.execute("RELEASE write")
+                        outcomes.append((False, exc))
                     else:
-                        db.execute("RELEASE telegram")
-                        outcomes.append(outcome)
+                        db.execute("RELEASE write")
+                        outcomes.append((True, outcome))
                 db.execute("COMMIT")  # synchronous=FULL: on disk when this returns
             except BaseException:
                 if db.in_transaction:
@@ -430,24 +505,21 @@ class SqliteDatabase:
     # -- the activity log --------------------------------------------------------------------------------------------
 
     async def append_activity(self, user_id: str, build: EventBuilder) -> ActivityEvent:
-        def op(db: sqlite3.Connection) -> ActivityEvent:
-            def body() -> ActivityEvent:
-                # BEGIN IMMEDIATE holds the write lock from here to the commit, so no other process reads this head
-                # meanwhile; the primary key would refuse a second event with the same seq anyway.
-                head = db.execute(
-                    "SELECT seq, hash FROM activity_events WHERE user_id = ? ORDER BY seq DESC LIMIT 1", (user_id,)
-                ).fetchone()
-                event = build(1, GENESIS) if head is None else build(int(head[0]) + 1, str(head[1]))
-                db.execute(
-                    f"INSERT INTO activity_events ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                    astuple(event),
-                )
-                return event
+        def append(db: sqlite3.Connection) -> ActivityEvent:
+            # Inside the group commit's BEGIN IMMEDIATE, which holds the write lock until the commit, so no other
+            # process reads this head meanwhile; the primary key would refuse a second event with the same seq anyway.
+            head = db.execute(
+                "SELECT seq, hash FROM activity_events WHERE user_id = ? ORDER BY seq DESC LIMIT 1", (user_id,)
+            ).fetchone()
+            event = build(1, GENESIS) if head is None else build(int(head[0]) + 1, str(head[1]))
+            db.execute(
+                f"INSERT INTO activity_events ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                astuple(event),
+            )
+            return event
 
-            # A security event is as much a record as a telegram: synced to disk like one.
-            return self._file.durable_transaction(db, body)
-
-        return await self._file.run(op, "append_activity")
+        # A security event is as much a record as a telegram: synced to disk like one, in the same group commit.
+        return await self._write(append, "append_activity")
 
     async def list_activity(self, user_id: str, before_seq: int | None, limit: int) -> list[ActivityEvent]:
         rows = self._file.read(
@@ -477,17 +549,12 @@ class SqliteDatabase:
         await self._file.close()
 
 
-def _answer(
-    future: asyncio.Future[tuple[Telegram, bool]],
-    *,
-    result: tuple[Telegram, bool] | None = None,
-    exception: BaseException | None = None,
-) -> None:
-    if future.done():
+def _answer(future: asyncio.Future[Any], *, result: Any = None, exception: BaseException | None = None) -> None:
+    if future.done():  # its request went away (cancelled its wait)
         return
     if exception is not None:
         future.set_exception(exception)
-    elif result is not None:
+    else:
         future.set_result(result)
 
 

@@ -10,7 +10,9 @@ In this order:
 2. A declared Content-Length over `MAX_BODY_SIZE` is refused unread: 413 `request_too_large`.
 3. No query parameter appears twice: 400 `invalid_request` (RFC 6749 section 3.1 for the OAuth callback). Browser
    navigations (GET /auth/*) get the redirect to `/?error=invalid_request` instead, as for every error.
-4. State-changing requests pass the CSRF checks (`web/csrf.py`): 403 `csrf_rejected`.
+4. State-changing requests pass the CSRF checks (`web/csrf.py`): 403 `csrf_rejected`. The one exception is FusionAuth's
+   webhook (`POST /webhooks/fusionauth`): no browser sends it, it reads no cookie, and it accepts nothing but a valid
+   signature over its body (api/webhooks.py), which is what the CSRF rules stand in for elsewhere.
 5. The body is read here, whole, counting bytes as they arrive, chunked or not: past `MAX_BODY_SIZE` it is 413.
    The app then gets the body from memory, so no route can act before the last byte was counted.
 6. A state-changing request's non-empty body is JSON: 415 `unsupported_media_type`.
@@ -33,6 +35,11 @@ logger = logging.getLogger(__name__)
 # Every body this API accepts is a few hundred bytes (a telegram is at most ~600). Refusing more keeps an
 # anonymous request from making us buffer and parse megabytes.
 MAX_BODY_SIZE = 16 * 1024
+
+# FusionAuth's webhook: an event carries the whole User object (its `data`, registrations, methods), which can be a few
+# tens of KiB. Still bounded, since the body is read (and hashed) before its signature is checked.
+WEBHOOK_PATH = "/webhooks/fusionauth"
+MAX_WEBHOOK_BODY_SIZE = 256 * 1024
 
 # Refuse repeats rather than judge every value: a browser never sends these twice (Origin and Sec-Fetch-Site are
 # set by the browser itself, X-CSRF by our api.js, and fetch() joins a repeated header into one line, which then
@@ -64,9 +71,11 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        webhook = scope["path"] == WEBHOOK_PATH and scope["method"] == "POST"
+        limit = MAX_WEBHOOK_BODY_SIZE if webhook else self.max_body_size
         try:
-            headers = self._check_before_reading(scope)
-            body = await self._read_body(receive)
+            headers = self._check_before_reading(scope, limit=limit, csrf_rules=not webhook)
+            body = await self._read_body(receive, limit)
             if body is None:
                 return  # the client went away while sending: nobody is waiting for an answer
             if body and scope["method"] not in csrf.SAFE_METHODS:
@@ -84,7 +93,7 @@ class EdgeMiddleware:
             return
         await self.app(scope, _replay(body, receive), send)
 
-    def _check_before_reading(self, scope: Scope) -> dict[str, str]:
+    def _check_before_reading(self, scope: Scope, *, limit: int, csrf_rules: bool) -> dict[str, str]:
         """Rules 1 to 4; the single-valued headers, by lower-case name, for rule 6."""
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
@@ -103,8 +112,8 @@ class EdgeMiddleware:
             if not _DIGITS.fullmatch(declared):
                 raise InvalidRequest("Content-Length is not a number.")
             # Twelve digits are a terabyte; more would only make int() work for nothing.
-            if len(declared) > 12 or int(declared) > self.max_body_size:
-                raise self._too_large()
+            if len(declared) > 12 or int(declared) > limit:
+                raise self._too_large(limit)
 
         query_string: bytes = scope.get("query_string", b"")
         if query_string:
@@ -115,10 +124,11 @@ class EdgeMiddleware:
                 # so no parameter may repeat.
                 raise InvalidRequest("A query parameter appears more than once.")
 
-        csrf.check(scope["method"], headers, self.public_url)
+        if csrf_rules:
+            csrf.check(scope["method"], headers, self.public_url)
         return headers
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def _read_body(self, receive: Receive, limit: int) -> bytes | None:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -127,15 +137,16 @@ class EdgeMiddleware:
                 return None
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_size:
+            if size > limit:
                 # Stop reading: the server discards the rest and closes the connection after our answer.
-                raise self._too_large()
+                raise self._too_large(limit)
             if not message.get("more_body", False):
                 return b"".join((*chunks, chunk)) if chunks else chunk
             chunks.append(chunk)
 
-    def _too_large(self) -> RequestTooLarge:
-        return RequestTooLarge(f"Request bodies are limited to {self.max_body_size // 1024} KiB.")
+    @staticmethod
+    def _too_large(limit: int) -> RequestTooLarge:
+        return RequestTooLarge(f"Request bodies are limited to {limit // 1024} KiB.")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
