@@ -619,6 +619,19 @@ def test_fusionauth_refusing_the_enable(
     assert session_cookie(signed_in) == cookie  # nothing changed, so nothing rotated
 
 
+def test_a_key_without_the_user_api_is_the_operators_problem(
+    signed_in: TestClient, factors: FakeFactors, fusionauth: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    fusionauth["user"].side_effect = None
+    fusionauth["user"].return_value = httpx.Response(401)
+    response = signed_in.get("/api/factors")
+    assert (response.status_code, response.json()["error"]) == (502, "fusionauth_error")
+    refused = [r for r in caplog.records if "refused the API key" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in refused] == [
+        ("ERROR", "FusionAuth refused the API key for GET /api/user (401); check fusionauth.api_key")
+    ]
+
+
 def test_the_user_api_failing_or_the_user_gone(
     signed_in: TestClient, factors: FakeFactors, fusionauth: respx.MockRouter
 ) -> None:

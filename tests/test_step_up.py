@@ -654,10 +654,15 @@ def test_start_for_a_user_fusionauth_no_longer_knows(signed_in: TestClient, fusi
     assert (response.status_code, response.json()["error"]) == (403, "account_not_found")
 
 
-def test_start_with_a_rejected_api_key(signed_in: TestClient, fusionauth: respx.MockRouter) -> None:
+def test_start_with_a_rejected_api_key(
+    signed_in: TestClient, fusionauth: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
     fusionauth["two_factor_start"].respond(401)
     response = post(signed_in, "/api/step-up/start")
     assert (response.status_code, response.json()["error"]) == (502, "fusionauth_error")
+    # The operator is told which endpoint the key lacks, once; the person gets no detail.
+    refused = [r.getMessage() for r in caplog.records if "refused the API key" in r.getMessage()]
+    assert refused == ["FusionAuth refused the API key for POST /api/two-factor/start (401); check fusionauth.api_key"]
 
 
 # -- telegrams ----------------------------------------------------------------------------------------------------

@@ -472,8 +472,7 @@ class FusionAuthClient:
         answer = await self.request(
             "GET", f"/api/user-action/{_segment(action_id)}", operation="user_action", api_key=True
         )
-        if answer.status_code == 401:
-            logger.error("FusionAuth refused the API key for GET /api/user-action (401); check fusionauth.api_key")
+        if self._key_refused(answer, "GET /api/user-action"):
             return None
         if answer.status_code != 200 or not isinstance(answer.payload, dict):
             return None
@@ -505,10 +504,7 @@ class FusionAuthClient:
         )
         if answer.status_code == 200:
             return self.parse(TwoFactorStart, answer.payload)
-        if answer.status_code == 401:
-            # Our API key is wrong or lacks this endpoint: an operator's problem, not the user's.
-            logger.error("FusionAuth refused the API key for /api/two-factor/start (401); check fusionauth.api_key")
-            raise FusionAuthError("The sign-in service refused our credentials.")
+        self._raise_if_key_refused(answer, "POST /api/two-factor/start")
         raise TwoFactorFailed.of(answer)
 
     async def send_two_factor_code(self, *, two_factor_id: str, method_id: str) -> None:
@@ -613,10 +609,17 @@ class FusionAuthClient:
         raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
 
     @staticmethod
-    def _raise_if_key_refused(answer: FusionAuthResponse, endpoint: str) -> None:
-        if answer.status_code == 401:
-            # Our API key is wrong or lacks this endpoint: an operator's problem, not the user's.
-            logger.error("FusionAuth refused the API key for %s (401); check fusionauth.api_key", endpoint)
+    def _key_refused(answer: FusionAuthResponse, endpoint: str) -> bool:
+        """Whether FusionAuth refused our API key (401) for `endpoint`, logged once for the operator: the key is
+        wrong or lacks this endpoint, an operator's problem, not the user's."""
+        if answer.status_code != 401:
+            return False
+        logger.error("FusionAuth refused the API key for %s (401); check fusionauth.api_key", endpoint)
+        return True
+
+    @classmethod
+    def _raise_if_key_refused(cls, answer: FusionAuthResponse, endpoint: str) -> None:
+        if cls._key_refused(answer, endpoint):
             raise FusionAuthError("The sign-in service refused our credentials.")
 
     # -- sign-in (native) --------------------------------------------------------------------------------------------
@@ -632,14 +635,12 @@ class FusionAuthClient:
         if ip_address:
             body["ipAddress"] = ip_address  # FusionAuth records it in the login history and judges risk by it
         answer = await self.request("POST", "/api/login", operation="login", api_key=True, json_body=body)
+        self._raise_if_key_refused(answer, "POST /api/login")
         if answer.status_code == 409:
             # The body is the list of actions, not a LoginResponse (docs/fusionauth.md §5).
             return LoginResult(409, LoginAnswer(), locked_until=lock_ends_at(answer.payload))
         if answer.status_code in LOGIN_STATUSES:
             return LoginResult(answer.status_code, self.parse(LoginAnswer, answer.payload or {}))
-        if answer.status_code == 401:
-            logger.error("FusionAuth refused the API key for /api/login (401); check fusionauth.api_key")
-            raise FusionAuthError("The sign-in service refused our credentials.")
         logger.warning(
             "FusionAuth answered /api/login with HTTP %d: codes=%s", answer.status_code, error_codes(answer.payload)
         )
