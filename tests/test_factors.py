@@ -20,10 +20,11 @@ from fastapi.testclient import TestClient
 from jose import jwt
 
 from conftest import JSON_HEADERS, FakeClock, make_settings, replace_cookie, sign_in, start_login
+from stepup_bff.clock import iso
 from stepup_bff.settings import Settings
 from support.factors import FakeFactors
 from support.fake_fusionauth import USER_ID, TokenFactory
-from support.step_up import challenge_of, confirm_transaction, post
+from support.step_up import LOCKOUT_ACTION, challenge_of, confirm_transaction, lock, post
 from support.two_factor import AUTHENTICATOR, EMAIL, VALID_CODE, FakeTwoFactor
 
 START = "/api/factors/authenticator/start"
@@ -617,6 +618,73 @@ def test_fusionauth_refusing_the_enable(
     response = post(signed_in, CONFIRM, {"code": app.now()})
     assert (response.status_code, response.json()["error"]) == (status, error)
     assert session_cookie(signed_in) == cookie  # nothing changed, so nothing rotated
+
+
+# -- FusionAuth's lock -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["add", "remove"])
+@pytest.mark.parametrize(
+    ("ends_in", "status", "error"), [(180, 429, "temporarily_locked"), (None, 403, "login_prevented")]
+)
+def test_fusionauths_lock_at_the_enable_or_disable_api_is_answered_as_at_step_up(
+    signed_in: TestClient,
+    factors: FakeFactors,
+    fusionauth: respx.MockRouter,
+    clock: FakeClock,
+    change: str,
+    ends_in: int | None,
+    status: int,
+    error: str,
+) -> None:
+    """A 409 is not documented for Enable and Disable Multi-Factor (docs/fusionauth.md §8), but the tenant's lockout
+    counts wrong codes wherever they are typed: should it come, it is read as at /api/two-factor/login (§4). A lock
+    that ends says until when (429, never a 502); one without an end stays "contact support"."""
+    if change == "add":
+        app = app_of(post(signed_in, START))
+        route = "enable_two_factor"
+
+        def attempt() -> httpx.Response:
+            return post(signed_in, CONFIRM, {"code": app.now()})
+    else:
+        factors.methods.append(AUTHENTICATOR)
+        assert confirm_transaction(signed_in, delete(signed_in, "AUTH", VALID_CODE)).status_code == 200
+        route = "disable_two_factor"
+
+        def attempt() -> httpx.Response:
+            return delete(signed_in, "AUTH", VALID_CODE)
+
+    before = [dict(method) for method in factors.methods]
+    body = lock(clock, ends_in) if ends_in is not None else {"actions": [{"actionId": LOCKOUT_ACTION}]}
+    fusionauth[route].side_effect = None
+    fusionauth[route].return_value = httpx.Response(409, json=body)
+    response = attempt()
+    assert (response.status_code, response.json()["error"]) == (status, error)
+    if ends_in is not None:
+        assert response.json()["retry_after"] == ends_in and response.headers["Retry-After"] == str(ends_in)
+        assert response.json()["locked_until"] == iso(clock.now() + ends_in)
+    else:
+        assert "retry_after" not in response.json()
+    assert factors.methods == before  # nothing changed
+
+
+def test_the_removal_step_up_meets_fusionauths_lock_like_any_step_up(
+    signed_in: TestClient, factors: FakeFactors, fusionauth: respx.MockRouter, clock: FakeClock
+) -> None:
+    """The step-up that confirms a removal runs on the one challenge machine: FusionAuth's lock with an end is 429
+    temporarily_locked there too, and nothing is removed."""
+    factors.methods.append(AUTHENTICATOR)
+    transaction = challenge_of(delete(signed_in, "AUTH", VALID_CODE))["transaction"]
+    assert post(signed_in, "/api/step-up/start", {"transaction_id": transaction["id"]}).status_code == 200
+    fusionauth["two_factor_login"].side_effect = lambda request: httpx.Response(409, json=lock(clock, 180))
+    finished = post(signed_in, "/api/step-up/finish", {"code": VALID_CODE})
+    assert (finished.status_code, finished.json()["error"], finished.json()["retry_after"]) == (
+        429,
+        "temporarily_locked",
+        180,
+    )
+    assert challenge_of(delete(signed_in, "AUTH", VALID_CODE))["action"] == "remove_factor"
+    assert not factors.disabled
 
 
 def test_a_key_without_the_user_api_is_the_operators_problem(

@@ -24,7 +24,7 @@ from stepup_bff.clock import iso
 from stepup_bff.deps import require_step_up
 from stepup_bff.settings import Settings
 from support.fake_fusionauth import APPLICATION_ID, OTHER_USER_ID, USER_ID, TokenFactory
-from support.step_up import unbound
+from support.step_up import LOCKOUT_ACTION, lock, unbound
 from support.two_factor import SMS, VALID_CODE, FakeTwoFactor
 
 FreshWithinAMinute = Annotated[Session, Depends(require_step_up(max_age=60))]
@@ -534,23 +534,6 @@ def test_fusionauth_refusals_at_finish_map_to_clear_codes(
 
 
 # -- FusionAuth's locks: with an end (temporary) or without ---------------------------------------------------------
-
-LOCKOUT_ACTION = "10c0a471-6c2d-4e3f-8a9b-000000000001"
-
-
-def lock(clock: FakeClock, *ends_in: float) -> dict[str, Any]:
-    """FusionAuth's 409 body (LoginPreventedResponse, docs/fusionauth.md §4): one temporal action per end."""
-    return {
-        "actions": [
-            {
-                "actionId": LOCKOUT_ACTION,
-                "expiry": int((clock.now() + seconds) * 1000),
-                "name": "Locked after too many failed sign-in attempts",
-                "reason": "Too many failed authentication attempts",
-            }
-            for seconds in ends_in
-        ]
-    }
 
 
 def refuse_with(fusionauth: respx.MockRouter, step: str, status: int, body: Any) -> None:

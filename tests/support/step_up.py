@@ -13,12 +13,32 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
+from stepup_bff.clock import Clock
 from support.two_factor import VALID_CODE
 
 PUBLIC_URL = "http://localhost:9000"
 JSON_HEADERS = {"X-CSRF": "1", "Origin": PUBLIC_URL}
 TELEGRAM = {"recipient": "Bob", "message": "Happy birthday, sung by a baritone"}
 UNBOUND: dict[str, Any] = {"actions": {"send_telegram": {"bind_transaction": False}}}
+
+
+LOCKOUT_ACTION = "10c0a471-6c2d-4e3f-8a9b-000000000001"
+
+
+def lock(clock: Clock, *ends_in: float) -> dict[str, Any]:
+    """FusionAuth's 409 body (LoginPreventedResponse, docs/fusionauth.md §4): one temporal action per end, as the
+    tenant's failed-authentication lockout gives it."""
+    return {
+        "actions": [
+            {
+                "actionId": LOCKOUT_ACTION,
+                "expiry": int((clock.now() + seconds) * 1000),
+                "name": "Locked after too many failed sign-in attempts",
+                "reason": "Too many failed authentication attempts",
+            }
+            for seconds in ends_in
+        ]
+    }
 
 
 def unbound(**step_up: Any) -> dict[str, Any]:

@@ -562,7 +562,7 @@ class FusionAuthClient:
                 raise FusionAuthError("The sign-in service answered for another user.")
             return found.user.twoFactor.methods
         self._raise_if_key_refused(answer, "GET /api/user")
-        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+        raise TwoFactorFailed.of(answer)
 
     async def generate_two_factor_secret(self) -> TwoFactorSecret:
         """GET /api/two-factor/secret with the API key: a fresh authenticator secret; FusionAuth stores nothing."""
@@ -590,7 +590,7 @@ class FusionAuthClient:
             # An empty body (every method after the first) parses as no recovery codes.
             return self.parse(TwoFactorEnabled, answer.payload or {}).recoveryCodes
         self._raise_if_key_refused(answer, "POST /api/user/two-factor")
-        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+        raise TwoFactorFailed.of(answer)
 
     async def disable_two_factor(self, *, user_id: str, method_id: str, code: str) -> None:
         """DELETE /api/user/two-factor/{userId} with the API key: remove the method `method_id` with a current code of
@@ -606,7 +606,7 @@ class FusionAuthClient:
         if answer.status_code == 200:
             return
         self._raise_if_key_refused(answer, "DELETE /api/user/two-factor")
-        raise TwoFactorFailed(answer.status_code, error_codes(answer.payload))
+        raise TwoFactorFailed.of(answer)
 
     @staticmethod
     def _key_refused(answer: FusionAuthResponse, endpoint: str) -> bool:
