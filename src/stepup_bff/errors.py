@@ -34,6 +34,12 @@
     │   ├── TooManyPending (429 too_many_pending, retry_after): a bound action's refusals, per user
     │   ├── StepUpBlocked (429 step_up_blocked, retry_after)
     │   └── TemporarilyLocked (429 temporarily_locked, retry_after, locked_until): FusionAuth's lock with an end
+    ├── ReauthenticationRequired (401 reauthentication_required, max_age): adding a factor needs a recent sign-in
+    ├── FactorError (400 factor_error): the second factors a person manages
+    │   ├── FactorChangeRefused (403 factor_change_refused)
+    │   ├── FactorNotFound (404 factor_not_found)
+    │   ├── NoEnrolment (409 no_enrolment)
+    │   └── EnrolmentExpired (410 enrolment_expired)
     ├── FusionAuthError (502 fusionauth_error)
     │   ├── FusionAuthUnavailable (503 fusionauth_unavailable)
     │   └── FusionAuthTimeout (504 fusionauth_timeout)
