@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -61,3 +62,21 @@ def test_every_setting_is_in_the_readme_table() -> None:
     for key in _keys(Settings):
         env = "STEPUP_" + key.upper().replace(".", "__")  # step_up.actions.<name>.x: STEPUP_STEP_UP__ACTIONS__<NAME>__X
         assert f"| `{key}` | `{env}`" in readme, f"{key} is missing from the README's configuration table"
+
+
+def test_every_readme_screenshot_is_taken_by_a_browser_test() -> None:
+    """The README's pictures come from the browser suite (tests/browser/conftest.py's README_SCREENSHOTS, `make
+    screenshots`), never from a hand-made capture that the SPA's look has left behind: each image the README shows
+    from docs/ is one of them, and a test takes each."""
+    shown = set(re.findall(r"\]\((docs/[^)]+\.png)\)", (ROOT / "README.md").read_text()))
+    conftest = (ROOT / "tests" / "browser" / "conftest.py").read_text()
+    mapping = dict(re.findall(r'"(readme-[a-z-]+)": ROOT / "docs" / "([^"]+\.png)"', conftest))
+    assert shown == {f"docs/{file}" for file in mapping.values()}
+    taken = {
+        name
+        for path in (ROOT / "tests" / "browser").glob("test_*.py")
+        for name in re.findall(r'screenshot\(page, "(readme-[a-z-]+)"\)', path.read_text())
+    }
+    assert set(mapping) <= taken, set(mapping) - taken
+    for file in mapping.values():
+        assert (ROOT / "docs" / file).is_file()

@@ -26,6 +26,13 @@ from support.dev_stack import RunningStack, ShiftedClock, running_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+# The README's pictures, each taken by the browser test that reaches its state (`screenshot(page, name)`), and copied
+# into docs/ when UPDATE_README_SCREENSHOTS=1 (`make screenshots`): after a change of the SPA's look, run that.
+README_SCREENSHOTS = {
+    "readme-step-up-dialog": ROOT / "docs" / "screenshot.png",
+    "readme-native-sign-in": ROOT / "docs" / "screenshot-native.png",
+    "readme-sessions": ROOT / "docs" / "screenshot-sessions.png",
+}
 VIEWPORT: ViewportSize = {"width": 1200, "height": 800}
 # Without the background-networking flags Chromium keeps calling home, and this machine has no network.
 CHROMIUM_ARGS = [
@@ -126,12 +133,15 @@ def page(browser: Browser, stack: RunningStack) -> Iterator[Page]:
 
 @pytest.fixture
 def screenshot(request: pytest.FixtureRequest) -> Callable[[Page, str], Path]:
-    """Save a screenshot to test-artifacts/screenshots/<name>.png (git-ignored)."""
+    """Save a screenshot to test-artifacts/screenshots/<name>.png (git-ignored); a README one also to docs/ when
+    UPDATE_README_SCREENSHOTS=1."""
 
     def take(target: Page, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{re.sub(r'[^a-z0-9-]+', '-', name.lower())}.png"
         target.screenshot(path=str(path), animations="disabled")
+        if name in README_SCREENSHOTS and os.environ.get("UPDATE_README_SCREENSHOTS") == "1":
+            shutil.copyfile(path, README_SCREENSHOTS[name])
         return path
 
     return take

@@ -35,7 +35,7 @@ def test_the_form_a_wrong_password_and_then_signing_in(page: Page, stack: Stack,
     screenshot(page, "native-sign-in")
     login_id.fill("alice@example.com")
     password.focus()
-    # The README shows this state (docs/screenshot-native.png is a copy from a run).
+    # The README shows this state (docs/screenshot-native.png, tests/browser/conftest.py).
     screenshot(page, "readme-native-sign-in")
     login_id.fill("")
 

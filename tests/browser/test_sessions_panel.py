@@ -39,7 +39,7 @@ def test_the_panel_lists_my_sessions_and_signs_one_out_then_everything(
     expect(rows.nth(1).get_by_test_id("session-agent")).to_have_text("Safari on iOS")
     expect(rows.nth(1)).to_contain_text(re.compile(r"Signed in \d{1,2}:\d\d, last active \d{1,2}:\d\d · 127\.0\.0\.1"))
     page.get_by_test_id("sessions").scroll_into_view_if_needed()
-    screenshot(page, "active-sessions")
+    screenshot(page, "readme-sessions")  # docs/screenshot-sessions.png (tests/browser/conftest.py)
 
     # Sign the phone out from the laptop: the row goes, and the phone is signed out at its next request.
     rows.nth(1).get_by_role("button", name="Sign out Safari on iOS").click()

@@ -187,7 +187,7 @@ def test_totp_step_up_confirms_the_telegram_retries_once_with_the_same_key_and_e
     expect(page.get_by_test_id("step-up-confirm")).to_have_text(
         "Confirm: singing telegram to Uncle Bob — “Congratulations on the new boat!”"
     )
-    screenshot(page, "readme-step-up-dialog")  # docs/screenshot.png is a copy from a run
+    screenshot(page, "readme-step-up-dialog")  # docs/screenshot.png (tests/browser/conftest.py)
     page.get_by_label("Verification code").fill(stack.totp_code("alice@example.com"))
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_test_id("form-status")).to_contain_text("Uncle Bob")
