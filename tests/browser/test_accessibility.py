@@ -701,13 +701,15 @@ class Axe:
         self.checked.append(state)
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_axe_finds_nothing_signed_out_signed_in_and_at_each_step_of_the_dialog(
-    axe_page: Page, stack: Stack, scheme: str
-) -> None:
-    page = axe_page
-    page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
-    axe = Axe(page)
+@pytest.fixture(params=["light", "dark"])
+def axe(axe_page: Page, request: pytest.FixtureRequest) -> Axe:
+    """axe-core on `axe_page`, in the light theme and in the dark one (each test runs in both)."""
+    axe_page.emulate_media(color_scheme=request.param)
+    return Axe(axe_page)
+
+
+def test_axe_finds_nothing_signed_out_signed_in_and_at_each_step_of_the_dialog(axe: Axe, stack: Stack) -> None:
+    page = axe.page
     page.goto("/")
     expect(page.get_by_test_id("sign-in-form")).to_be_visible()
     axe.check("signed out")
@@ -778,13 +780,8 @@ def test_axe_finds_nothing_signed_out_signed_in_and_at_each_step_of_the_dialog(
     axe.check("signed in, 320 px")
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_axe_finds_nothing_for_email_codes_no_way_to_confirm_and_setting_one_up(
-    axe_page: Page, stack: Stack, scheme: str
-) -> None:
-    page = axe_page
-    page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
-    axe = Axe(page)
+def test_axe_finds_nothing_for_email_codes_no_way_to_confirm_and_setting_one_up(axe: Axe, stack: Stack) -> None:
+    page = axe.page
     sign_in_natively(page, stack, "bob@example.com")
     compose(page, "Alice", "Thanks for the tea.")
     expect(page.get_by_role("button", name="Send code")).to_be_focused()
