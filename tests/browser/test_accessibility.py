@@ -501,6 +501,37 @@ def test_a_block_is_announced_once_with_its_length_and_the_countdown_is_silent(p
     assert announced >= 1 and all("try again" in change for change in live_changes(page)[-1:])
 
 
+def test_a_pause_while_setting_up_an_app_says_until_when_and_ends_by_itself(page: Page, stack: Stack) -> None:
+    """Wrong codes typed while adding an authenticator app count with step-up's, so the same pause can come there:
+    said once with its end, and "Start again" comes back by itself when it is over."""
+    page.clock.install()
+    sign_in_natively(page, stack, "dave@example.com")
+    page.get_by_role("button", name="Add an authenticator app").click()
+    wizard = enrolment(page)
+    app = scanned(page)
+    blocked = {"error": "step_up_blocked", "error_description": "x", "retry_after": 120}
+    page.route("**/api/factors/authenticator/confirm", answering(429, blocked))
+    type_code(page, app.now())
+    error = wizard.get_by_test_id("enrol-error")
+    expect(error).to_have_text(
+        re.compile(
+            r"^Several codes in a row didn't work, so confirming is paused for your safety\. You can try again "
+            r"(tomorrow )?at \d{1,2}:\d\d \(in 2 min\)\.$"
+        )
+    )
+    restart = wizard.get_by_role("button", name="Start again")
+    expect(restart).to_be_hidden()
+    expect(wizard.get_by_role("button", name="Close")).to_be_focused()
+
+    page.clock.fast_forward("02:05")
+    expect(restart).to_be_visible()
+    expect(error).to_have_text("You can try again now.")
+    page.unroute("**/api/factors/authenticator/confirm")
+    restart.click()
+    type_code(page, scanned(page).now())
+    expect(wizard.get_by_test_id("enrol-recovery-codes").locator("li")).to_have_count(10)
+
+
 # ---- 7. errors tied to the field; nothing hover-only --------------------------------------------------------------
 
 
