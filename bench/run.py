@@ -13,10 +13,10 @@ What it does:
    step-up may authorize many telegrams).
 3. Starts the anchor, `bench/bare.py`: a bare FastAPI route returning `{"status": "ok"}`, under uvicorn with the
    same options `serve` uses, one worker, no access log, in a process of its own. The same process serves the
-   floors: for `/api/session`, a bare route that only checks the session (`SessionManager.load`); for the
-   stepped-up POST, one that checks the session and commits the telegram. Each is measured beside its route: the
-   gap between a route and its floor is what everything around the work costs (middleware, dependency injection,
-   CSRF and edge rules, headers, the access line, the step-up guard, the activity event).
+   floors: bare routes that do only what the BFF's route cannot do without (the security headers and the access
+   line on every answer; the session check; the session check and the durable commit: see bench/bare.py), each
+   measured beside its route. The gap between a route and its floor is what everything around the work costs
+   (middleware, dependency injection, the edge's rules, the request id, the step-up guard, the activity event).
 4. Signs alice in through the dev FusionAuth's form, steps up with her authenticator code, and checks that every
    BFF sees her signed in and stepped up.
 5. Drives every target with the same load generator: `wrk -t1 -c<connections> -d<duration>s` where installed,
@@ -88,7 +88,7 @@ class Route:
 
 
 ROUTES = (
-    Route("GET /healthz", "GET", "/healthz"),
+    Route("GET /healthz", "GET", "/healthz", floor="/floor/healthz"),
     Route("GET /api/session, signed in", "GET", "/api/session", signed_in=True, floor="/floor/session"),
     Route("GET /api/telegrams, signed in (the newest 100)", "GET", "/api/telegrams", signed_in=True),
     Route(
