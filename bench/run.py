@@ -331,7 +331,8 @@ def report(
         f"load average {info['load_before']} before, {info['load_after']} after; load generator {info['load']} "
         f"(-t1 -c{args.connections} -d{args.duration}s), {args.rounds} alternating rounds; "
         f"store {args.store}, database {args.database}, access log {args.access_log}, metrics {args.metrics}"
-        + "".join(f", {setting}" for setting in args.env),
+        + "".join(f", {setting}" for setting in args.env)
+        + (f", the BFFs run by {args.bff_python}" if args.bff_python != sys.executable else ""),
         "",
         "| route | req/s (best round) | p50 | p99 | vs bare FastAPI (best round; all rounds) |"
         + (" floor: req/s (vs bare) |" if floors else "")
@@ -395,6 +396,13 @@ def main() -> None:
         metavar="STEPUP_NAME=VALUE",
         help="another setting for the BFFs, e.g. STEPUP_DATABASE__POOL_SIZE=32 (repeatable)",
     )
+    parser.add_argument(
+        "--bff-python",
+        default=sys.executable,
+        metavar="PYTHON",
+        help="the interpreter that runs `stepup-bff serve`, e.g. a production install's (pip install . in a venv "
+        "of its own: no test tools, whose modules some libraries import when they find them); default this one",
+    )
     parser.add_argument("--json", type=Path, help="also write every sample here")
     parser.add_argument(
         "--profile",
@@ -452,7 +460,7 @@ def main() -> None:
                     env = {**base_env, "STEPUP_PUBLIC_URL": f"http://localhost:{port}"}
                     if args.metrics == "on":
                         env["STEPUP_METRICS__PORT"] = str(free_port())
-                    command = [sys.executable, "-m", "stepup_bff", "serve", "--port", str(port)]
+                    command = [args.bff_python, "-m", "stepup_bff", "serve", "--port", str(port)]
                     command += ["--workers", str(count)]
                     name = f"stepup-bff serve --workers {count}"
                     targets.append(start(name, command, env, f"http://127.0.0.1:{port}", data, workers=count))
