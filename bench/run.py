@@ -12,7 +12,11 @@ What it does:
    during the run, `step_up.single_use` = false and `step_up.actions.send_telegram.bind_transaction` = false (one
    step-up may authorize many telegrams).
 3. Starts the anchor, `bench/bare.py`: a bare FastAPI route returning `{"status": "ok"}`, under uvicorn with the
-   same options `serve` uses, one worker, no access log, in a process of its own.
+   same options `serve` uses, one worker, no access log, in a process of its own. The same process serves the
+   floors: bare routes that do only what the BFF's route cannot do without (the security headers and the access
+   line on every answer; the session check; the session check and the durable commit: see bench/bare.py), each
+   measured beside its route. The gap between a route and its floor is what everything around the work costs
+   (middleware, dependency injection, the edge's rules, the request id, the step-up guard, the activity event).
 4. Signs alice in through the dev FusionAuth's form, steps up with her authenticator code, and checks that every
    BFF sees her signed in and stepped up.
 5. Drives every target with the same load generator: `wrk -t1 -c<connections> -d<duration>s` where installed,
@@ -22,8 +26,8 @@ What it does:
    every one is a new telegram; after the run the database must hold at least as many telegrams as were answered
    201 (every one of them committed, synchronously, before its answer).
 6. Prints a Markdown table (best round's requests/s, its p50 and p99, the ratio to the bare route of that same
-   round, the range of the ratios over the rounds), the resident memory of each BFF after the run, the machine and
-   its load average. `--json FILE` also writes every sample.
+   round, the range of the ratios over the rounds, the floor's requests/s and its ratio), the resident memory of
+   each BFF after the run, the machine and its load average. `--json FILE` also writes every sample.
 
 On a shared machine the absolute numbers move with whatever else runs; the ratios, measured a few seconds apart,
 move much less. Run it on a quiet machine for figures to publish.
@@ -79,11 +83,13 @@ class Route:
     body: str | None = None
     unique_header: str | None = None
     headers: tuple[str, ...] = ()
+    # The route's floor on the bare app (bench/bare.py): a bare FastAPI route doing only the route's own work.
+    floor: str | None = None
 
 
 ROUTES = (
-    Route("GET /healthz", "GET", "/healthz"),
-    Route("GET /api/session, signed in", "GET", "/api/session", signed_in=True),
+    Route("GET /healthz", "GET", "/healthz", floor="/floor/healthz"),
+    Route("GET /api/session, signed in", "GET", "/api/session", signed_in=True, floor="/floor/session"),
     Route("GET /api/telegrams, signed in (the newest 100)", "GET", "/api/telegrams", signed_in=True),
     Route(
         "POST /api/telegrams, stepped up",
@@ -93,6 +99,7 @@ ROUTES = (
         body=TELEGRAM,
         unique_header="Idempotency-Key",
         headers=("Content-Type: application/json", "X-CSRF: 1"),
+        floor="/floor/telegram",
     ),
 )
 
@@ -107,6 +114,7 @@ class Target:
     log: Path
     bare: bool = False
     workers: int = 1
+    floor: bool = False  # the bare app's process, measured on the route's floor
 
 
 @dataclass
@@ -264,7 +272,7 @@ def count_telegrams(database_url: str) -> int:
 
 @contextlib.contextmanager
 def profiling(directory: Path | None, target: Target, route: Route, round_number: int, duration: int) -> Iterator[None]:
-    if directory is None or target.bare or target.workers != 1 or round_number != 0:
+    if directory is None or target.bare or target.floor or target.workers != 1 or round_number != 0:
         yield
         return
     directory.mkdir(parents=True, exist_ok=True)
@@ -314,18 +322,22 @@ def report(
     results: Results, targets: list[Target], rss: dict[str, str], args: argparse.Namespace, info: dict[str, Any]
 ) -> str:
     bare = next(t.name for t in targets if t.bare)
-    one = next(t.name for t in targets if not t.bare and t.workers == 1)
-    more = [t for t in targets if not t.bare and t.workers > 1]
+    one = next(t.name for t in targets if not t.bare and not t.floor and t.workers == 1)
+    more = [t for t in targets if not t.bare and not t.floor and t.workers > 1]
+    floor = next((t.name for t in targets if t.floor), None)
+    floors = floor is not None and any(floor in by_target for by_target in results.samples.values())
     lines = [
         f"stepup-bff {__version__} bench/run.py, {info['date']}: {info['machine']}",
         f"load average {info['load_before']} before, {info['load_after']} after; load generator {info['load']} "
         f"(-t1 -c{args.connections} -d{args.duration}s), {args.rounds} alternating rounds; "
         f"store {args.store}, database {args.database}, access log {args.access_log}, metrics {args.metrics}"
-        + "".join(f", {setting}" for setting in args.env),
+        + "".join(f", {setting}" for setting in args.env)
+        + (f", the BFFs run by {args.bff_python}" if args.bff_python != sys.executable else ""),
         "",
         "| route | req/s (best round) | p50 | p99 | vs bare FastAPI (best round; all rounds) |"
+        + (" floor: req/s (vs bare) |" if floors else "")
         + "".join(f" {t.workers} workers: req/s (vs 1) |" for t in more),
-        "|---|---|---|---|---|" + "---|" * len(more),
+        "|---|---|---|---|---|" + "---|" * (len(more) + floors),
     ]
 
     def best(samples: list[Sample]) -> tuple[int, Sample]:
@@ -338,7 +350,7 @@ def report(
     lines.append(
         f"| bare FastAPI route (the anchor) | {max(s.rps for s in anchors):,.0f} | "
         f"{statistics.median(s.p50_ms for s in anchors):.1f} ms | "
-        f"{statistics.median(s.p99_ms for s in anchors):.1f} ms | 1.00x |" + " |" * len(more)
+        f"{statistics.median(s.p99_ms for s in anchors):.1f} ms | 1.00x |" + " |" * (len(more) + floors)
     )
     for route, by_target in results.samples.items():
         ratios = [b.rps / a.rps for a, b in zip(by_target[bare], by_target[one], strict=True)]
@@ -351,6 +363,11 @@ def report(
             f"{sample.p99_ms:.1f} ms",
             f"{ratio:.2f}x ({min(ratios):.2f}-{max(ratios):.2f})",
         ]
+        if floors:
+            cells.append("")
+            if floor in by_target:
+                at, bottom = best(by_target[floor])
+                cells[-1] = f"{bottom.rps:,.0f} ({bottom.rps / by_target[bare][at].rps:.2f}x)"
         for target in more:
             _, other = best(by_target[target.name])
             cells.append(f"{other.rps:,.0f} ({other.rps / sample.rps:.2f}x)")
@@ -378,6 +395,13 @@ def main() -> None:
         default=[],
         metavar="STEPUP_NAME=VALUE",
         help="another setting for the BFFs, e.g. STEPUP_DATABASE__POOL_SIZE=32 (repeatable)",
+    )
+    parser.add_argument(
+        "--bff-python",
+        default=sys.executable,
+        metavar="PYTHON",
+        help="the interpreter that runs `stepup-bff serve`, e.g. a production install's (pip install . in a venv "
+        "of its own: no test tools, whose modules some libraries import when they find them); default this one",
     )
     parser.add_argument("--json", type=Path, help="also write every sample here")
     parser.add_argument(
@@ -430,33 +454,41 @@ def main() -> None:
                     bare=True,
                 )
                 targets.append(bare)
+                # The same process, measured on each route's floor (bench/bare.py).
+                floor = Target("floor", bare.url, bare.process, bare.log, floor=True)
                 for count, port in ports.items():
                     env = {**base_env, "STEPUP_PUBLIC_URL": f"http://localhost:{port}"}
                     if args.metrics == "on":
                         env["STEPUP_METRICS__PORT"] = str(free_port())
-                    command = [sys.executable, "-m", "stepup_bff", "serve", "--port", str(port)]
+                    command = [args.bff_python, "-m", "stepup_bff", "serve", "--port", str(port)]
                     command += ["--workers", str(count)]
                     name = f"stepup-bff serve --workers {count}"
                     targets.append(start(name, command, env, f"http://127.0.0.1:{port}", data, workers=count))
                 for target in targets:
                     wait_up(target, time.monotonic() + 60)
                 bffs = [t for t in targets if not t.bare]
+                targets.insert(1, floor)
                 cookie = sign_in_and_step_up(RunningStack(stack, stack.bff_url, stack.fusionauth_url), bffs)
 
                 def measure(target: Target, route: Route, duration: float) -> Sample:
                     if target.bare:  # the same anchor next to every route
                         return drive(args.load, f"{target.url}{ANCHOR.path}", ANCHOR, None, duration, args.connections)
+                    if target.floor:  # measured only for a route that has one (measured(), below)
+                        return drive(args.load, f"{target.url}{route.floor}", route, cookie, duration, args.connections)
                     return drive(args.load, f"{target.url}{route.path}", route, cookie, duration, args.connections)
 
-                for target in targets:  # warm up: imports, caches, connections, the JIT-less interpreter's branches
-                    for route in routes:
+                def measured(route: Route) -> list[Target]:
+                    return [t for t in targets if not t.floor or route.floor is not None]
+
+                for route in routes:  # warm up: imports, caches, connections, the JIT-less interpreter's branches
+                    for target in measured(route):
                         measure(target, route, 1)
                 before = count_telegrams(database_url)  # after the warm-up: its telegrams are not counted as answered
                 results = Results()
                 created = 0
                 for round_number in range(args.rounds):
                     for route in routes:
-                        order = targets if round_number % 2 == 0 else targets[::-1]
+                        order = measured(route) if round_number % 2 == 0 else measured(route)[::-1]
                         for target in order:
                             with profiling(args.profile, target, route, round_number, args.duration):
                                 sample = measure(target, route, args.duration)

@@ -78,10 +78,10 @@ def test_serve_runs_on_httptools_and_uvloop(settings: Settings) -> None:
     assert config.access_log is False and config.proxy_headers is False  # the app writes and applies its own
 
 
-def test_a_worker_on_sqlite_loads_neither_redis_nor_psycopg(tmp_path: Path) -> None:
+def test_a_worker_on_sqlite_loads_neither_redis_nor_psycopg_nor_the_qr_encoder(tmp_path: Path) -> None:
     code = (
         "import sys, stepup_bff.app, stepup_bff.cli, stepup_bff.storage; "
-        "print(sorted(m for m in ('redis', 'psycopg', 'psycopg_pool') if m in sys.modules))"
+        "print(sorted(m for m in ('redis', 'psycopg', 'psycopg_pool', 'segno') if m in sys.modules))"
     )
     command = [sys.executable, "-c", code]
     loaded = subprocess.run(command, capture_output=True, text=True, check=True, cwd=tmp_path)  # noqa: S603

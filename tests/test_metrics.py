@@ -265,3 +265,17 @@ def test_metric_names_cover_every_metric() -> None:
         "stepup_bff_workers",
     ):
         assert name in names
+
+
+@pytest.mark.parametrize("port", [None, 9109])
+def test_the_per_request_series_are_recorded_only_when_something_can_read_them(tmp_path: Path, port: int | None) -> None:
+    """Without metrics.port (the default) no listener serves the metrics: the app's own Metrics then skips the
+    per-request series, the only ones on every request's path. With a port they are counted."""
+    from stepup_bff.app import create_app
+
+    settings = make_settings(tmp_path, metrics={"port": port})
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        assert client.get("/healthz").status_code == 200
+        metrics: Metrics = client.app_state["services"].metrics
+        assert requests(metrics, "/healthz", "GET", 200) == (1 if port is not None else 0)
+        assert sample_value(metrics, "stepup_bff_http_requests_in_progress") == 0

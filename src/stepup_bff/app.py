@@ -115,7 +115,8 @@ def create_app(
 ) -> FastAPI:
     settings = settings if settings is not None else load_settings()
     clock = clock if clock is not None else SystemClock()
-    metrics = metrics if metrics is not None else Metrics()
+    # Without metrics.port nothing can read the metrics: the per-request series are then not recorded at all.
+    metrics = metrics if metrics is not None else Metrics(exported=settings.metrics.port is not None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:

@@ -51,6 +51,7 @@ from .stepup.transaction import Transaction, displayable
 from .web.cookies import queue_cookie
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def _services(request: Request) -> Services:
@@ -65,35 +66,15 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-# Each of these reads the request's services itself rather than depending on ServicesDep: FastAPI solves a
-# sub-dependency's own dependencies again wherever it is used (its cache holds only the value), so one level less
-# is one solve less per use on every request.
-async def get_settings(request: Request) -> Settings:
-    return _services(request).settings
+def _service(pick: Callable[[Services], T]) -> Callable[[Request], Awaitable[T]]:
+    """A dependency giving one of the request's services. It reads them from the request itself rather than depending
+    on ServicesDep: FastAPI solves a sub-dependency's own dependencies again wherever it is used (its cache holds only
+    the value), so one level less is one solve less per use on every request."""
 
+    async def service(request: Request) -> T:
+        return pick(_services(request))
 
-async def get_clock(request: Request) -> Clock:
-    return _services(request).clock
-
-
-async def get_fusionauth(request: Request) -> FusionAuthClient:
-    return _services(request).fusionauth
-
-
-async def get_sessions(request: Request) -> SessionManager:
-    return _services(request).sessions
-
-
-async def get_login_flow(request: Request) -> LoginFlow:
-    return _services(request).login
-
-
-async def get_step_up(request: Request) -> StepUpService:
-    return _services(request).step_up
-
-
-async def get_factors(request: Request) -> FactorService:
-    return _services(request).factors
+    return service
 
 
 async def get_native_sign_in(request: Request) -> NativeSignIn:
@@ -104,29 +85,17 @@ async def get_native_sign_in(request: Request) -> NativeSignIn:
     return services.native
 
 
-async def get_metrics(request: Request) -> Metrics:
-    return _services(request).metrics
-
-
-async def get_activity(request: Request) -> ActivityLog:
-    return _services(request).activity
-
-
-async def get_readiness(request: Request) -> Readiness:
-    return _services(request).readiness
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-ClockDep = Annotated[Clock, Depends(get_clock)]
-FusionAuthDep = Annotated[FusionAuthClient, Depends(get_fusionauth)]
-SessionsDep = Annotated[SessionManager, Depends(get_sessions)]
-LoginFlowDep = Annotated[LoginFlow, Depends(get_login_flow)]
-StepUpDep = Annotated[StepUpService, Depends(get_step_up)]
-FactorsDep = Annotated[FactorService, Depends(get_factors)]
+SettingsDep = Annotated[Settings, Depends(_service(lambda services: services.settings))]
+ClockDep = Annotated[Clock, Depends(_service(lambda services: services.clock))]
+FusionAuthDep = Annotated[FusionAuthClient, Depends(_service(lambda services: services.fusionauth))]
+SessionsDep = Annotated[SessionManager, Depends(_service(lambda services: services.sessions))]
+LoginFlowDep = Annotated[LoginFlow, Depends(_service(lambda services: services.login))]
+StepUpDep = Annotated[StepUpService, Depends(_service(lambda services: services.step_up))]
+FactorsDep = Annotated[FactorService, Depends(_service(lambda services: services.factors))]
 NativeSignInDep = Annotated[NativeSignIn, Depends(get_native_sign_in)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-ActivityDep = Annotated[ActivityLog, Depends(get_activity)]
-ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
+MetricsDep = Annotated[Metrics, Depends(_service(lambda services: services.metrics))]
+ActivityDep = Annotated[ActivityLog, Depends(_service(lambda services: services.activity))]
+ReadinessDep = Annotated[Readiness, Depends(_service(lambda services: services.readiness))]
 
 
 async def get_client_address(request: Request) -> str | None:

@@ -192,7 +192,11 @@ def is_multiprocess() -> bool:
 class Metrics:
     """The app's metrics. One per app; the instrumented code calls the methods, never prometheus-client."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, exported: bool = True) -> None:
+        """`exported=False`: nothing will read these metrics (`metrics.port` is not set, the default), so the
+        per-request series, the only ones on the path of every request, are not recorded: a lock-taking histogram
+        observation and two gauge updates per request that nobody could ever see. Everything else still counts."""
+        self._per_request = exported
         if os.environ.get(MULTIPROC_ENV) and not is_multiprocess():
             # Values would stay in this process and the listener would serve zeros: refuse rather than mislead.
             raise RuntimeError(f"prometheus_client was imported before {MULTIPROC_ENV} was set")
@@ -270,9 +274,12 @@ class Metrics:
     # -- recording ---------------------------------------------------------------------------------------------
 
     def request_started(self) -> None:
-        self.http_in_progress.inc()
+        if self._per_request:
+            self.http_in_progress.inc()
 
     def request_finished(self, route: str, method: str, status: int, seconds: float) -> None:
+        if not self._per_request:
+            return
         self.http_in_progress.dec()
         key = (route, method_label(method), status)  # bounded before it is a key: the cache grows with the series
         child = self._http_children.get(key)

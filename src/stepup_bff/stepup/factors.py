@@ -35,7 +35,6 @@ import secrets
 from dataclasses import asdict, dataclass
 
 import pyotp
-import segno
 from pydantic import SecretStr
 
 from ..activity import ActivityLog
@@ -119,6 +118,10 @@ def _factor(method: TwoFactorMethod) -> Factor:
 def qr_code(uri: str) -> str:
     """The QR code of `uri` as an SVG data URI. The SPA shows it in an <img>: the CSP allows data: images only, and
     an SVG shown as an image runs nothing."""
+    # Imported here: only adding an authenticator app draws a QR code, and segno's modules would otherwise take about
+    # a megabyte of every worker's memory for the whole of its life.
+    import segno
+
     return segno.make(uri, error="m", micro=False).svg_data_uri(scale=5, border=4)
 
 

@@ -25,13 +25,18 @@ _NO_STORE = (b"cache-control", b"no-store")
 _PRIVATE_PREFIXES = ("/api/", "/auth/")
 
 
+def response_headers(*, https: bool, private: bool) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers a response gets: every one of `_COMMON`, HSTS on https, and no-store under /api/ and /auth/."""
+    common = (*_COMMON, _HSTS) if https else tuple(_COMMON)
+    return (*common, _NO_STORE) if private else common
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, https: bool) -> None:
         self.app = app
-        self.headers = [*_COMMON, _HSTS] if https else list(_COMMON)
         # Built once, not per response: (the headers we set, the names they replace), public and private paths.
-        public = tuple(self.headers)
-        private = (*public, _NO_STORE)
+        public = response_headers(https=https, private=False)
+        private = response_headers(https=https, private=True)
         self._public = (public, frozenset(name for name, _ in public))
         self._private = (private, frozenset(name for name, _ in private))
 
