@@ -268,7 +268,7 @@ def test_metric_names_cover_every_metric() -> None:
 
 
 @pytest.mark.parametrize("port", [None, 9109])
-def test_the_per_request_series_are_recorded_only_when_something_can_read_them(tmp_path: Path, port: int | None) -> None:
+def test_per_request_series_are_recorded_only_when_something_can_read_them(tmp_path: Path, port: int | None) -> None:
     """Without metrics.port (the default) no listener serves the metrics: the app's own Metrics then skips the
     per-request series, the only ones on every request's path. With a port they are counted."""
     from stepup_bff.app import create_app
