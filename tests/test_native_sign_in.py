@@ -19,7 +19,7 @@ from conftest import API_KEY, JSON_HEADERS, PUBLIC_URL, FakeClock, make_settings
 from stepup_bff.clock import iso
 from support.fake_fusionauth import APPLICATION_ID, USER_ID, TokenFactory
 from support.native_login import ALICE, BOB, PASSWORD, FakeLogin
-from support.step_up import UNBOUND, unbound
+from support.step_up import UNBOUND, lock, unbound
 from support.two_factor import VALID_CODE
 
 TELEGRAM = {"recipient": "Bob", "message": "Happy birthday"}
@@ -606,7 +606,7 @@ def test_a_lock_that_ends_says_until_when_at_the_password_and_at_the_second_fact
 ) -> None:
     """FusionAuth's lockout (kickstart: 5 failures in 60 s, 3 minutes) answers 409 with the action and its expiry;
     one without an expiry stays 403 login_prevented (test_refusals_map_to_403_with_what_to_do_and_no_session)."""
-    locked = {"actions": [{"actionId": "lockout", "expiry": int((clock.now() + 180) * 1000)}]}
+    locked = lock(clock, 180)
     login(native)
     fusionauth["two_factor_login"].side_effect = lambda request: httpx.Response(409, json=locked)
     at_code = post(native, "/auth/native/two-factor/finish", {"code": VALID_CODE})

@@ -608,6 +608,11 @@ YEAR = 365 * 24 * 3600.0
         {"actions": [{"expiry": True}]},
         {"actions": [{"expiry": -1}]},
         {"actions": [{"expiry": 10**20}]},  # beyond any date we could state
+        {"actions": [{"expiry": "²"}]},  # a digit to str.isdigit(), not to int()
+        {"actions": [{"expiry": "9" * 5000}]},  # past int()'s digit limit
+        {"actions": [{"expiry": 1}]},  # ended in 1970, yet FusionAuth still refuses
+        {"actions": [{"expiry": 1_700_000_000}]},  # seconds where milliseconds belong: January 1970
+        "ended ten minutes ago",
         {"actions": "locked"},
         {"actions": ["locked"]},
         ["locked"],
@@ -621,6 +626,8 @@ def test_a_fusionauth_lock_without_an_end_stays_login_prevented(
         body = {"actions": [*lock(clock, 180)["actions"], {"actionId": "other", "name": "Suspended"}]}
     elif body == "longer than a year":
         body = lock(clock, 2 * YEAR)
+    elif body == "ended ten minutes ago":
+        body = lock(clock, -600)
     post(signed_in, "/api/step-up/start")
     refuse_with(fusionauth, "finish", 409, body)
 

@@ -401,7 +401,7 @@ class TemporarilyLocked(_RetryLater, StepUpError):
     wait of this API answers (step_up_blocked, too_many_starts). Not 403: that says trying again will not help."""
 
     code = "temporarily_locked"
-    description = "Your account is locked for a short while. Try again after the time given."
+    description = "Your account is locked until the time given. Try again then."
 
     def __init__(self, *, locked_until: float, now: float) -> None:
         super().__init__(

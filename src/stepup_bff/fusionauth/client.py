@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -208,6 +209,9 @@ class LoginResult:
 
 # Beyond this an `expiry` is not a moment we can state (year 9999 and later): read as no end at all.
 MAX_EPOCH_MS = 253_402_300_800_000
+# An `expiry` sent as text: ASCII digits only, at most as many as MAX_EPOCH_MS has. str.isdigit() would take "²" or
+# thousands of digits, on which int() raises, and a 409 would become a 500.
+_EPOCH_MS_TEXT = re.compile(r"[0-9]{1,15}")
 
 # Every answer /api/login documents for a request we make (docs/fusionauth.md §5); 401 is our key's problem, and
 # anything else (400, an undocumented status) is not a verdict on the person.
@@ -676,7 +680,7 @@ def lock_ends_at(payload: Any) -> float | None:
     ends: list[float] = []
     for action in actions:
         expiry = action.get("expiry") if isinstance(action, dict) else None
-        if isinstance(expiry, str) and expiry.isdigit():
+        if isinstance(expiry, str) and _EPOCH_MS_TEXT.fullmatch(expiry):
             expiry = int(expiry)  # FusionAuth's OpenAPI document gives its example as a string
         if isinstance(expiry, bool) or not isinstance(expiry, int | float) or not 0 < expiry < MAX_EPOCH_MS:
             return None

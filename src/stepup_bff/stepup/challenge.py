@@ -133,12 +133,17 @@ def to_method(method: TwoFactorMethod) -> Method:
 # A login-preventing action that ends later than this is answered as one without an end: "try again next year"
 # helps nobody, and support can.
 LONGEST_TEMPORARY_LOCK = 366 * 24 * 3600.0
+# A lock FusionAuth still enforces though it says it ended this long ago: our clocks disagree by more than any sane
+# skew, or the expiry is not in milliseconds (seconds read as milliseconds are January 1970). Either way nothing says
+# when waiting will help, so it is answered as a lock without an end rather than "try again in 1 s", over and over.
+STALE_LOCK_TOLERANCE = 300.0
 
 
 def login_prevented(locked_until: float | None, now: float) -> AppError:
-    """FusionAuth's 409 (a login-preventing action, docs/fusionauth.md §4, §5): a lock that ends soon enough is
-    temporary (429 `temporarily_locked`, until when), any other keeps 403 `login_prevented`."""
-    if locked_until is not None and locked_until - now <= LONGEST_TEMPORARY_LOCK:
+    """FusionAuth's 409 (a login-preventing action, docs/fusionauth.md §4, §5): a lock whose end we can believe (at
+    most STALE_LOCK_TOLERANCE in the past, at most LONGEST_TEMPORARY_LOCK ahead) is temporary (429
+    `temporarily_locked`, until when); any other keeps 403 `login_prevented`: fail closed on "contact support"."""
+    if locked_until is not None and -STALE_LOCK_TOLERANCE <= locked_until - now <= LONGEST_TEMPORARY_LOCK:
         return TemporarilyLocked(locked_until=locked_until, now=now)
     return StepUpRejected("login_prevented", "Your account is locked or suspended. Contact support.")
 

@@ -354,19 +354,14 @@ class StepUpService:
             remaining = int(exc.extra.get("attempts_remaining", 0))
             await self._activity.record(user_id, "step_up_wrong_code", "failure", attempts_remaining=remaining)
             raise
-        except StepUpBlocked as exc:
+        except (StepUpBlocked, TemporarilyLocked) as exc:
             wait = int(exc.extra.get("retry_after", 0))
-            await self._activity.record(user_id, "step_up_blocked", "refused", retry_after=wait)
+            # FusionAuth's own pause (the tenant's lockout) is told apart from ours by its reason.
+            locked = {"reason": "account_locked"} if isinstance(exc, TemporarilyLocked) else {}
+            await self._activity.record(user_id, "step_up_blocked", "refused", retry_after=wait, **locked)
             raise
         except StepUpLocked:
             await self._activity.record(user_id, "step_up_locked", "refused")
-            raise
-        except TemporarilyLocked as exc:
-            # FusionAuth's own pause (the tenant's lockout), told apart from ours by its reason.
-            wait = int(exc.extra.get("retry_after", 0))
-            await self._activity.record(
-                user_id, "step_up_blocked", "refused", retry_after=wait, reason="account_locked"
-            )
             raise
 
     # -- the guard -------------------------------------------------------------------------------------------------
