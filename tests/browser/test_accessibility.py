@@ -279,7 +279,9 @@ def test_focus_is_inside_the_dialog_from_the_first_frame_even_while_a_slow_start
 ) -> None:
     """WCAG 2.4.3: the dialog is rendered in its loading state before it is shown (its code and password fields,
     hidden then, never take focus), and its heading holds focus while the start takes its time (here 1.5 s); then
-    the code field has it. The step-up dialog, and the one that sets up an authenticator app."""
+    the code field has it. The step-up dialog, and the one that sets up an authenticator app. The page's clock is
+    Playwright's: the 1.5 s pass at once, every timer and animation frame in them run, none waited for."""
+    page.clock.install()
     held: list[Route] = []
     page.route(start, lambda route: held.append(route))
     sign_in_natively(page, stack, login_id)
@@ -291,10 +293,9 @@ def test_focus_is_inside_the_dialog_from_the_first_frame_even_while_a_slow_start
     expect(page.get_by_test_id(f"{prefix}-loading")).to_be_visible()
     title = page.get_by_role("heading", name=heading)
     expect(title).to_be_focused()
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:  # the start is slow: focus stays put all along
-        assert page.evaluate("() => document.activeElement.id") == f"{prefix}-title"
-        page.wait_for_timeout(100)
+    page.clock.run_for(1_500)  # the start is slow: every frame meanwhile (watch_focus) has focus on the heading
+    assert set(focus_trail(page)) == {f"{prefix}-title"} and len(focus_trail(page)) > 10, focus_trail(page)
+    expect(title).to_be_focused()
     held[0].continue_()
     expect(page.get_by_test_id(f"{prefix}-code")).to_be_focused()
     trail = focus_trail(page)
@@ -306,6 +307,7 @@ def test_focus_is_inside_the_dialog_from_the_first_frame_even_while_a_slow_start
 def test_focus_stays_on_a_send_button_that_waits_and_it_says_why(page: Page, stack: Stack) -> None:
     """A button that cannot act right now (sending, or the resend wait) is aria-disabled, not disabled: it keeps
     focus and its place in the Tab order, and pressing it says what it waits for."""
+    page.clock.install()
     held: list[Route] = []
     sign_in(page, stack, "bob@example.com")
     watch_focus(page)
@@ -315,7 +317,7 @@ def test_focus_stays_on_a_send_button_that_waits_and_it_says_why(page: Page, sta
     page.route("**/api/step-up/send", lambda route: held.append(route))
     page.keyboard.press("Enter")
     expect(send).to_have_attribute("aria-disabled", "true")
-    page.wait_for_timeout(300)  # the send is on its way: focus has not moved
+    page.clock.run_for(300)  # the send is on its way (300 ms of the page's timers and frames): focus has not moved
     expect(send).to_be_focused()
     held[0].continue_()
     code = page.get_by_label("Verification code")
@@ -586,6 +588,7 @@ def test_a_send_the_server_refuses_as_too_soon_shows_the_wait_calmly(page: Page,
 def test_a_block_is_announced_once_with_its_length_and_the_countdown_is_silent(page: Page, stack: Stack) -> None:
     """WCAG 4.1.3: the alert says how long (and until when) once; the countdown beside it ticks outside every live
     region, so a screen reader is not made to read every second."""
+    page.clock.install()
     sign_in(page, stack, "alice@example.com")
     compose(page, "Eve", "Nothing to see here.")
     code = page.get_by_label("Verification code")
@@ -605,9 +608,8 @@ def test_a_block_is_announced_once_with_its_length_and_the_countdown_is_silent(p
     assert wait.evaluate("(element, selector) => element.closest(selector)", LIVE) is None
     first = wait.text_content()
     announced = len(live_changes(page))
+    page.clock.run_for("00:03")  # three ticks of the page's clock, at once
     expect(wait).not_to_have_text(first or "")  # it ticked ...
-    page.wait_for_timeout(1_200)
-    expect(wait).not_to_have_text(first or "")
     assert len(live_changes(page)) == announced, live_changes(page)  # ... and no live region changed meanwhile
     assert announced >= 1 and all("try again" in change for change in live_changes(page)[-1:])
 
