@@ -20,6 +20,9 @@ export class ApiError extends Error {
     this.code = code; // the body's `error` field
     this.description = description; // the body's `error_description` (English, for logs; messages.js has ours)
     this.body = body; // the whole body: attempts_remaining, retry_after, max_age, ...
+    // When the answer arrived, on this browser's clock: a relative wait (retry_after) counts from here, so a browser
+    // whose clock is off still waits exactly as long as the server asked (see dom.js's waitEnd).
+    this.receivedAt = Date.now();
   }
 }
 

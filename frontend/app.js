@@ -377,8 +377,9 @@ async function sendTelegram() {
   } catch (error) {
     if (error.code === "login_required") return sessionEnded();
     if (view !== current) return;
-    // Whatever went wrong, what they typed stays in the form.
-    current.setFormError(errorMessage(error));
+    // Whatever went wrong, what they typed stays in the form, and the sentence says so ("Not sent. ... Your
+    // telegram is still here."): this call site only, the other panels' errors are not about a telegram.
+    current.setFormError(errorMessage(error, { sending: true }));
     if (error.code === "insufficient_user_authentication") recheckSession();
   } finally {
     current.setBusy(false);

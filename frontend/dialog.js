@@ -22,8 +22,8 @@
 // close it goes back where it was.
 
 import { ApiError } from "./api.js";
-import { codeField, countdown, dialogAlert, formatDuration, formatWait, h, modal, show, waitEnd } from "./dom.js";
-import { ACCOUNT_PROBLEMS, errorMessage, NETWORK_MESSAGE, pausedMessage } from "./messages.js";
+import { codeField, countdown, dialogAlert, formatDuration, formatWait, h, modal, show, waitOut } from "./dom.js";
+import { ACCOUNT_PROBLEMS, errorMessage, NETWORK_MESSAGE, PAUSES, pausedMessage } from "./messages.js";
 
 const METHOD_NAMES = { authenticator: "Authenticator app", email: "Email", sms: "Text message" };
 const CODE_HINTS = {
@@ -38,8 +38,6 @@ const BACK_TO_METHOD = {
 };
 const RECOVERY_HINT =
   "Enter one of the recovery codes you saved when you first set up a way to confirm it's you. Each one works once.";
-// The BFF answers these with a wait that ends; the dialog pauses and comes back by itself.
-const PAUSES = new Set(["step_up_blocked", "too_many_starts", "temporarily_locked"]);
 
 /**
  * The step-up dialog. A challenge bound to a transaction says what is being confirmed, before any code. Someone
@@ -501,10 +499,11 @@ function createTwoFactorDialog(flow) {
     render();
   }
 
-  /** Confirming is paused until a known time: say it once (with when), count down quietly, then offer to go on. */
+  /**
+   * Confirming is paused until a known time (messages.js's PAUSES, the answers that are a wait with an end): say it
+   * once (with when), count down quietly, then offer to go on by itself.
+   */
   function pause(error) {
-    const until = waitEnd(error) ?? new Date(Date.now() + 60_000);
-    error.until = until; // a sentence written later (the page's, after Close) names the same moment
     cancelButton.focus();
     stopWait();
     phase = "blocked";
@@ -513,10 +512,9 @@ function createTwoFactorDialog(flow) {
     waitText.textContent = "";
     restartButton.textContent = flow.restartLabel ?? "Try again";
     show(restartButton, false);
-    say(pausedMessage(error), "warning");
-    render();
-    stopWait = countdown(
-      Math.max(1, (until.getTime() - Date.now()) / 1000),
+    // waitOut fixes the end on the error first: the alert below, and the page's sentence after Close, name it.
+    stopWait = waitOut(
+      error,
       (left) => {
         waitText.textContent = `You can try again in ${formatWait(left)}.`;
       },
@@ -529,6 +527,8 @@ function createTwoFactorDialog(flow) {
         announcer.textContent = "You can try again now.";
       },
     );
+    say(pausedMessage(error), "warning");
+    render();
   }
 
   function deadEnd(error, message) {

@@ -204,7 +204,7 @@ export function formatClock(seconds) {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
-/** 45 -> "45 s", 872 -> "14 min 32 s", 3720 -> "1 h 2 min" (for waits people read). */
+/** 45 -> "45 s", 872 -> "14 min 32 s", 3720 -> "1 h 2 min", 2_592_000 -> "30 days" (for waits people read). */
 export function formatWait(seconds) {
   const s = Math.max(0, Math.ceil(seconds));
   if (s < 60) return `${s} s`;
@@ -212,11 +212,18 @@ export function formatWait(seconds) {
     const rest = s % 60;
     return rest ? `${Math.floor(s / 60)} min ${rest} s` : `${s / 60} min`;
   }
-  const minutes = Math.floor((s % 3600) / 60);
-  return minutes ? `${Math.floor(s / 3600)} h ${minutes} min` : `${Math.floor(s / 3600)} h`;
+  if (s < 86_400) {
+    const minutes = Math.floor((s % 3600) / 60);
+    return minutes ? `${Math.floor(s / 3600)} h ${minutes} min` : `${Math.floor(s / 3600)} h`;
+  }
+  // An administrator's lock may last weeks: days (and hours), not "720 h".
+  const days = Math.floor(s / 86_400);
+  const hours = Math.floor((s % 86_400) / 3600);
+  const dayWords = `${days} ${days === 1 ? "day" : "days"}`;
+  return hours ? `${dayWords} ${hours} h` : dayWords;
 }
 
-/** 300 -> "5 minutes", 90 -> "1 minute 30 seconds", 8 -> "8 seconds" (for sentences). */
+/** 300 -> "5 minutes", 90 -> "1 minute 30 seconds", 8 -> "8 seconds", 90_000 -> "1 day 1 hour" (for sentences). */
 export function formatDuration(seconds) {
   const s = Math.max(0, Math.round(seconds));
   const unit = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
@@ -225,7 +232,9 @@ export function formatDuration(seconds) {
   const rest = s % 60;
   if (minutes < 60) return rest ? `${unit(minutes, "minute")} ${unit(rest, "second")}` : unit(minutes, "minute");
   const hours = Math.floor(minutes / 60);
-  return minutes % 60 ? `${unit(hours, "hour")} ${unit(minutes % 60, "minute")}` : unit(hours, "hour");
+  if (hours < 24) return minutes % 60 ? `${unit(hours, "hour")} ${unit(minutes % 60, "minute")}` : unit(hours, "hour");
+  const days = Math.floor(hours / 24);
+  return hours % 24 ? `${unit(days, "day")} ${unit(hours % 24, "hour")}` : unit(days, "day");
 }
 
 const timeOnly = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
@@ -273,15 +282,33 @@ export function formatAt(date) {
 }
 
 /**
- * When an answer's wait ends: its `locked_until` (FusionAuth's lock), else now plus its `retry_after`; null when it
- * says neither. A Date the dialog set (`until`) wins, so a sentence written later still names the same moment.
+ * When an answer's wait ends, on this browser's clock: when it arrived plus its `retry_after` (seconds), else its
+ * `locked_until` (FusionAuth's lock, an absolute time on the server's clock); null when it says neither. The relative
+ * wait comes first because the browser's clock may be minutes off the server's: `locked_until` read against it would
+ * re-enable the dialog too early (a fast clock) or too late (a slow one), while "180 s from when the answer came" is
+ * right on any clock. A Date already fixed on the error (`until`, see waitOut) wins, so a sentence written later still
+ * names the same moment.
  */
 export function waitEnd(error) {
   if (error?.until instanceof Date) return error.until;
   const body = error?.body ?? {};
+  if (Number.isFinite(body.retry_after)) {
+    const arrived = Number.isFinite(error?.receivedAt) ? error.receivedAt : Date.now();
+    return new Date(arrived + body.retry_after * 1000);
+  }
   const until = typeof body.locked_until === "string" ? new Date(body.locked_until) : null;
-  if (until && !Number.isNaN(until.getTime())) return until;
-  return Number.isFinite(body.retry_after) ? new Date(Date.now() + body.retry_after * 1000) : null;
+  return until && !Number.isNaN(until.getTime()) ? until : null;
+}
+
+/**
+ * Wait out a pause with an end (the dialogs' `PAUSES`): fix its end on the error (`error.until`: a minute when the
+ * answer said nothing), so every sentence written about it from now on, the page's after Close included, names the
+ * same moment; then count down to it (`countdown`'s onTick and onDone, at least a second). Returns the stop function.
+ */
+export function waitOut(error, onTick, onDone) {
+  const until = waitEnd(error) ?? new Date(Date.now() + 60_000);
+  error.until = until;
+  return countdown(Math.max(1, (until.getTime() - Date.now()) / 1000), onTick, onDone);
 }
 
 /** Seconds from now until an ISO timestamp (negative when past). */

@@ -12,12 +12,17 @@
 // Both are native modal <dialog>s (focus trap, Escape, inert page for free) built once with h(); every value the
 // server sends is shown as text, the QR code as an <img> of the data: URI the BFF rendered.
 
-import { codeField, countdown, dialogAlert, h, modal, show, waitEnd } from "./dom.js";
-import { ACCOUNT_PROBLEMS, errorMessage, NETWORK_MESSAGE, nativeSignInMessage, pausedMessage } from "./messages.js";
+import { codeField, dialogAlert, h, modal, show, waitOut } from "./dom.js";
+import {
+  ACCOUNT_PROBLEMS,
+  errorMessage,
+  NETWORK_MESSAGE,
+  nativeSignInMessage,
+  PAUSES,
+  pausedMessage,
+} from "./messages.js";
 
 const RECOVERY_FILE = "singing-telegrams-recovery-codes.txt";
-// The BFF answers these with a wait that ends (wrong codes here count with the step-up's, and FusionAuth's lock).
-const PAUSES = new Set(["step_up_blocked", "too_many_starts", "temporarily_locked"]);
 
 /** "JBSWY3DPEHPK3PXP" -> "JBSW Y3DP EHPK 3PXP": easier to type from another screen. */
 function grouped(secret) {
@@ -364,14 +369,15 @@ export function createEnrolmentDialog({ api, secondFactor, signInAgain }) {
     }
   }
 
-  /** A pause with an end: said once, with when; then Start again comes back by itself, and says so. */
+  /**
+   * A pause with an end (messages.js's PAUSES: wrong codes here count with the step-up's, and FusionAuth's lock
+   * applies too): said once, with when; then Start again comes back by itself, and says so.
+   */
   function pause(error) {
     stopWait();
-    const until = waitEnd(error) ?? new Date(Date.now() + 60_000);
-    error.until = until; // the sentence and the countdown name the same moment
-    stuck(pausedMessage(error));
-    stopWait = countdown(
-      Math.max(1, (until.getTime() - Date.now()) / 1000),
+    // waitOut fixes the end on the error first, so the sentence and the countdown name the same moment.
+    stopWait = waitOut(
+      error,
       () => {},
       () => {
         if (phase !== "stuck") return;
@@ -380,6 +386,7 @@ export function createEnrolmentDialog({ api, secondFactor, signInAgain }) {
         say("You can try again now.", "info");
       },
     );
+    stuck(pausedMessage(error));
   }
 
   function stuck(message, canRestart = false, tone = "warning") {

@@ -52,12 +52,34 @@ export function waitWords(error) {
   return seconds < 60 ? `in ${formatDuration(seconds)}` : `${formatAt(until)} (in ${formatWait(seconds)})`;
 }
 
+// A lock ending further away than this is not the tenant's few minutes after wrong codes: more likely an
+// administrator's suspension, which the person may want to ask about.
+const LONG_LOCK_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The answers that are a pause with an end (429 and a `retry_after`, or FusionAuth's `locked_until`): the person can
+ * do nothing but wait, and then try again. The dialogs wait them out with a countdown and come back by themselves;
+ * the sign-in form and the page say until when.
+ *
+ * One set for every place, with `too_many_attempts` in it although only the password form meets it today (the BFF's
+ * failure budget for sign-ins, POST /auth/native/login, which the set-up dialog's password step also calls): it is a
+ * wait with an end like the others, so should a code endpoint ever answer it, a dialog pausing and coming back is
+ * right, where "something went wrong" would not be.
+ */
+export const PAUSES = new Set(["temporarily_locked", "too_many_starts", "too_many_attempts", "step_up_blocked"]);
+
 /** The sentence for a pause with an end, wherever it is met (the dialog, the sign-in form, the page). */
 export function pausedMessage(error) {
   switch (error?.code) {
-    case "temporarily_locked":
-      // FusionAuth's own lock: usually after several wrong codes or passwords, but an administrator can set one too.
-      return `For your safety, your account is locked for a short while. You can try again ${waitWords(error)}.`;
+    case "temporarily_locked": {
+      // FusionAuth's own lock with an end: usually the tenant's few minutes after wrong codes or passwords, but an
+      // administrator's 30-day suspension is one too (the BFF answers any lock ending within a year so). So no
+      // "short while" and no "for your safety": when it ends, and, when that is far off, who to ask.
+      const until = waitEnd(error);
+      const long = until !== null && until.getTime() - Date.now() > LONG_LOCK_MS;
+      const locked = `Your account is locked. You can try again ${waitWords(error)}.`;
+      return long ? `${locked} If you didn't expect this, contact support.` : locked;
+    }
     case "too_many_starts":
       return `Confirming was started many times in a short while, so it's paused. You can try again ${waitWords(error)}.`;
     case "too_many_attempts":
@@ -66,8 +88,6 @@ export function pausedMessage(error) {
       return `Several codes in a row didn't work, so confirming is paused for your safety. You can try again ${waitWords(error)}.`;
   }
 }
-
-const PAUSES = new Set(["temporarily_locked", "too_many_starts", "too_many_attempts", "step_up_blocked"]);
 
 /** The sentence for a failed native sign-in (the password form). */
 export function nativeSignInMessage(error) {
@@ -83,13 +103,49 @@ export const NETWORK_MESSAGE = "Can't reach the server. Check your connection an
 export const SESSION_ENDED_MESSAGE = "Your session has ended. Please sign in again.";
 export const SIGNED_OUT_NOTICE = "You're signed out.";
 const KEPT = "Your telegram is still here.";
+// "in 45 s" for an answer's retry_after (seconds), "in a moment" when it has none.
+const within = (retryAfter) => (Number.isFinite(retryAfter) ? `in ${formatWait(retryAfter)}` : "in a moment");
 
-/** The sentence for an ApiError anywhere on the page (the dialog has its own for the codes it handles in place). */
-export function errorMessage(error) {
-  const retryAfter = error?.body?.retry_after;
+/**
+ * What happened to a telegram that was not sent, and that what was typed is kept: only for the answer to Send (the
+ * form's error), never for the other panels; null for an answer that says nothing about the telegram.
+ */
+function notSentMessage(error) {
   const code = error?.code;
+  const retryAfter = error?.body?.retry_after;
   if (PAUSES.has(code)) return `Not sent. ${pausedMessage(error)} ${KEPT}`;
   if (Object.hasOwn(ACCOUNT_PROBLEMS, code)) return `Not sent. ${ACCOUNT_PROBLEMS[code]}`;
+  switch (code) {
+    case "step_up_cancelled":
+      return `Not sent, because confirming was cancelled. ${KEPT} Send it again when you're ready.`;
+    case "no_second_factor":
+      // Nobody's fault: the account has no way to confirm yet.
+      return `Not sent yet: your account needs a way to confirm it's you first. ${KEPT}`;
+    case "transaction_expired":
+      return `Not sent: that confirmation is no longer waiting. ${KEPT} Send it again to confirm it anew.`;
+    case "idempotency_key_reused":
+      return "This telegram changed since it was first sent. Please send it again.";
+    case "insufficient_user_authentication":
+      return "Your confirmation didn't go through in time. Please send again.";
+    case "too_many_pending":
+      return `Too many telegrams are waiting to be confirmed. Try again ${within(retryAfter)}.`;
+    default:
+      return null;
+  }
+}
+
+/**
+ * The sentence for an ApiError anywhere on the page (the dialogs have their own for the codes they handle in place).
+ * `sending`: the answer to sending a telegram, said as "not sent", with the telegram still in the form; every other
+ * panel (loading the factors, the sessions, signing out, ...) gets the same facts without the telegram.
+ */
+export function errorMessage(error, { sending = false } = {}) {
+  const telegram = sending ? notSentMessage(error) : null;
+  if (telegram) return telegram;
+  const retryAfter = error?.body?.retry_after;
+  const code = error?.code;
+  if (PAUSES.has(code)) return pausedMessage(error);
+  if (Object.hasOwn(ACCOUNT_PROBLEMS, code)) return ACCOUNT_PROBLEMS[code];
   switch (code) {
     case "network_error":
       return NETWORK_MESSAGE;
@@ -108,25 +164,21 @@ export function errorMessage(error) {
     case "factor_change_refused":
       return "This change isn't allowed for your account.";
     case "idempotency_key_reused":
-      return "This telegram changed since it was first sent. Please send it again.";
+      return "This changed since it was first sent. Please try again.";
     case "step_up_cancelled":
-      return `Not sent, because confirming was cancelled. ${KEPT} Send it again when you're ready.`;
+      return "Nothing was done, because confirming was cancelled.";
     case "no_second_factor":
       // Nobody's fault: the account has no way to confirm yet.
-      return `Not sent yet: your account needs a way to confirm it's you first. ${KEPT}`;
+      return "Your account needs a way to confirm it's you first.";
     case "transaction_expired":
-      return `Not sent: that confirmation is no longer waiting. ${KEPT} Send it again to confirm it anew.`;
+      return "That confirmation is no longer waiting. Please try again.";
     case "insufficient_user_authentication":
-      return "Your confirmation didn't go through in time. Please send again.";
+      return "Your confirmation didn't go through in time. Please try again.";
     case "too_many_pending":
-      return Number.isFinite(retryAfter)
-        ? `Too many telegrams are waiting to be confirmed. Try again in ${formatWait(retryAfter)}.`
-        : "Too many telegrams are waiting to be confirmed. Try again in a moment.";
+      return `Too many requests are waiting to be confirmed. Try again ${within(retryAfter)}.`;
     case "too_many_requests":
     case "rate_limited":
-      return Number.isFinite(retryAfter)
-        ? `Too many requests. Try again in ${formatWait(retryAfter)}.`
-        : "Too many requests. Try again in a moment.";
+      return `Too many requests. Try again ${within(retryAfter)}.`;
     case "fusionauth_unavailable":
     case "fusionauth_timeout":
     case "fusionauth_error":
@@ -200,9 +252,13 @@ export function activityWhat(event) {
         ? `A code didn't work (${event.attempts_remaining} ${event.attempts_remaining === 1 ? "try" : "tries"} left)`
         : "A code didn't work";
     case "step_up_blocked":
-      return event.reason === "account_locked"
-        ? "Account locked for a short while, for your safety"
-        : "Confirming paused after several codes didn't work";
+      // FusionAuth's lock may be the tenant's few minutes or an administrator's weeks: its length, not "a short while".
+      if (event.reason === "account_locked") {
+        return Number.isFinite(event.retry_after) && event.retry_after > 0
+          ? `Account locked for ${formatDuration(event.retry_after)}`
+          : "Account locked";
+      }
+      return "Confirming paused after several codes didn't work";
     case "step_up_locked":
       return "Confirming locked after many codes didn't work";
     case "privileged_action": {

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -279,7 +279,9 @@ def test_focus_is_inside_the_dialog_from_the_first_frame_even_while_a_slow_start
 ) -> None:
     """WCAG 2.4.3: the dialog is rendered in its loading state before it is shown (its code and password fields,
     hidden then, never take focus), and its heading holds focus while the start takes its time (here 1.5 s); then
-    the code field has it. The step-up dialog, and the one that sets up an authenticator app."""
+    the code field has it. The step-up dialog, and the one that sets up an authenticator app. The page's clock is
+    Playwright's: the 1.5 s pass at once, every timer and animation frame in them run, none waited for."""
+    page.clock.install()
     held: list[Route] = []
     page.route(start, lambda route: held.append(route))
     sign_in_natively(page, stack, login_id)
@@ -291,10 +293,9 @@ def test_focus_is_inside_the_dialog_from_the_first_frame_even_while_a_slow_start
     expect(page.get_by_test_id(f"{prefix}-loading")).to_be_visible()
     title = page.get_by_role("heading", name=heading)
     expect(title).to_be_focused()
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:  # the start is slow: focus stays put all along
-        assert page.evaluate("() => document.activeElement.id") == f"{prefix}-title"
-        page.wait_for_timeout(100)
+    page.clock.run_for(1_500)  # the start is slow: every frame meanwhile (watch_focus) has focus on the heading
+    assert set(focus_trail(page)) == {f"{prefix}-title"} and len(focus_trail(page)) > 10, focus_trail(page)
+    expect(title).to_be_focused()
     held[0].continue_()
     expect(page.get_by_test_id(f"{prefix}-code")).to_be_focused()
     trail = focus_trail(page)
@@ -306,6 +307,7 @@ def test_focus_is_inside_the_dialog_from_the_first_frame_even_while_a_slow_start
 def test_focus_stays_on_a_send_button_that_waits_and_it_says_why(page: Page, stack: Stack) -> None:
     """A button that cannot act right now (sending, or the resend wait) is aria-disabled, not disabled: it keeps
     focus and its place in the Tab order, and pressing it says what it waits for."""
+    page.clock.install()
     held: list[Route] = []
     sign_in(page, stack, "bob@example.com")
     watch_focus(page)
@@ -315,7 +317,7 @@ def test_focus_stays_on_a_send_button_that_waits_and_it_says_why(page: Page, sta
     page.route("**/api/step-up/send", lambda route: held.append(route))
     page.keyboard.press("Enter")
     expect(send).to_have_attribute("aria-disabled", "true")
-    page.wait_for_timeout(300)  # the send is on its way: focus has not moved
+    page.clock.run_for(300)  # the send is on its way (300 ms of the page's timers and frames): focus has not moved
     expect(send).to_be_focused()
     held[0].continue_()
     code = page.get_by_label("Verification code")
@@ -371,7 +373,7 @@ def test_fusionauths_lockout_is_a_pause_with_an_end_and_the_dialog_comes_back_by
     until = datetime.fromisoformat(body["locked_until"]).astimezone(zone)
     expect(error).to_have_text(
         re.compile(
-            r"^For your safety, your account is locked for a short while\. You can try again "
+            r"^Your account is locked\. You can try again "
             rf"(tomorrow )?at 0?{until.hour}:{until.minute:02d} \(in (3 min|2 min \d+ s)\)\.$"
         )
     )
@@ -394,7 +396,9 @@ def test_fusionauths_lockout_is_a_pause_with_an_end_and_the_dialog_comes_back_by
     enter_and_see_it_sent(page, code, stack.totp_code("alice@example.com"), ["Eve"])
     # The activity panel tells FusionAuth's pause from ours.
     expect(
-        page.get_by_test_id("activity").get_by_text(re.compile(r"^Account locked for a short while, for your safety"))
+        page.get_by_test_id("activity").get_by_text(
+            re.compile(r"^Account locked for (3 minutes|2 minutes \d+ seconds)")
+        )
     ).to_be_visible()
 
 
@@ -415,6 +419,115 @@ def test_a_lock_without_an_end_still_says_contact_support(page: Page, stack: Sta
     expect(page.get_by_test_id("form-error")).to_have_text(
         "Not sent. Your account is locked or suspended. Please contact support."
     )
+
+
+def locked(retry_after: int | None, locked_until: datetime | None) -> dict[str, Any]:
+    """The BFF's 429 for FusionAuth's lock with an end (README, Step-up), with either of its two ways to say when."""
+    body: dict[str, Any] = {"error": "temporarily_locked", "error_description": "Locked for a while."}
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+    if locked_until is not None:
+        body["locked_until"] = locked_until.isoformat()
+    return body
+
+
+@pytest.mark.parametrize(
+    ("skew", "relative"),
+    [(600, True), (-600, True), (600, False)],
+    ids=["browser-10-min-fast", "browser-10-min-slow", "only-locked-until"],
+)
+def test_a_pause_ends_on_time_on_a_browser_whose_clock_is_minutes_off(
+    page: Page, stack: Stack, skew: int, relative: bool
+) -> None:
+    """The browser's clock may be minutes off the server's. A lock's `locked_until` is the server's time: read
+    against a clock 10 minutes fast it has passed already (the dialog would come back at once), against one 10 minutes
+    slow it is 13 minutes away. So the wait counts `retry_after` seconds from when the answer arrived, on the
+    browser's own clock: back after 3 minutes, neither before nor after. `locked_until` is used only when the answer
+    has no `retry_after` (here written on the browser's clock, as a server whose clock agrees would)."""
+    page.clock.install(time=time.time() + skew)
+    sign_in(page, stack, "alice@example.com")
+    server_now = datetime.now(UTC) + (timedelta() if relative else timedelta(seconds=skew))
+    body = locked(180 if relative else None, server_now + timedelta(seconds=180))
+    page.route("**/api/step-up/finish", answering(429, body))
+    compose(page, "Eve", "Let me in.")
+    page.get_by_label("Verification code").fill(stack.totp_code("alice@example.com"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("step-up-error")).to_have_text(
+        re.compile(
+            r"^Your account is locked\. You can try again (tomorrow )?at \d{1,2}:\d\d \(in (3 min|2 min \d+ s)\)\.$"
+        )
+    )
+    again = page.get_by_role("button", name="Try again")
+    wait = page.get_by_test_id("step-up-wait")
+    page.clock.fast_forward("02:50")
+    expect(wait).to_have_text(re.compile(r"^You can try again in \d+ s\.$"))  # not early ...
+    expect(again).to_be_hidden()
+    page.clock.fast_forward("00:15")
+    expect(again).to_be_visible()  # ... nor late
+    expect(wait).to_have_text("You can try again now.")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words", "support"),
+    [
+        (180, r"(tomorrow )?at \d{1,2}:\d\d \(in (3 min|2 min \d+ s)\)", False),
+        (30 * 86_400, r"on .+ \(in 30 days\)", True),
+    ],
+    ids=["3-minutes", "30-days"],
+)
+def test_a_lock_with_an_end_says_when_and_a_long_one_who_to_ask(
+    page: Page, stack: Stack, seconds: int, words: str, support: bool
+) -> None:
+    """A lock with an end is not always short: the tenant's 3 minutes after wrong codes, or an administrator's 30-day
+    suspension (the BFF answers any lock ending within a year as temporarily_locked). Neither is called "a short
+    while"; one ending more than a day away also says who to ask."""
+    sign_in(page, stack, "alice@example.com")
+    page.route(
+        "**/api/step-up/finish",
+        answering(429, locked(seconds, datetime.now(UTC) + timedelta(seconds=seconds))),
+    )
+    compose(page, "Eve", "Let me in.")
+    page.get_by_label("Verification code").fill(stack.totp_code("alice@example.com"))
+    page.keyboard.press("Enter")
+    ask = " If you didn't expect this, contact support." if support else ""
+    sentence = rf"Your account is locked\. You can try again {words}\.{re.escape(ask)}"
+    expect(page.get_by_test_id("step-up-error")).to_have_text(re.compile(rf"^{sentence}$"))
+    if not support:
+        expect(dialog(page)).not_to_contain_text("support")
+    expect(dialog(page)).not_to_contain_text("short while")
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("form-error")).to_have_text(
+        re.compile(rf"^Not sent\. {sentence} Your telegram is still here\.$")
+    )
+
+
+def test_a_wait_met_in_the_sign_in_dialog_pauses_it_like_any_other(page: Page, stack: Stack) -> None:
+    """One set of pauses for every dialog (messages.js's PAUSES): the password's failure budget (429
+    too_many_attempts, with retry_after) met in the sign-in code's dialog pauses it, with when, and it comes back by
+    itself, like a step_up_blocked would; it is not "something went wrong", nor "Not sent"."""
+    page.clock.install()
+    stack.login_policy("Enabled")
+    page.goto("/")
+    fill_in(page, "alice@example.com", stack.password)
+    expect(page.get_by_test_id("sign-in-factor-dialog")).to_be_visible()
+    page.route(
+        "**/auth/native/two-factor/finish",
+        answering(429, {"error": "too_many_attempts", "error_description": "x", "retry_after": 120}),
+    )
+    page.get_by_label("Verification code").fill(stack.totp_code("alice@example.com"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("sign-in-factor-error")).to_have_text(
+        re.compile(
+            r"^Several sign-ins in a row didn't work, so signing in is paused for your safety\. You can try again "
+            r"(tomorrow )?at \d{1,2}:\d\d \(in (2 min|1 min \d+ s)\)\.$"
+        )
+    )
+    again = page.get_by_role("button", name="Sign in again")
+    expect(again).to_be_hidden()
+    expect(page.get_by_role("button", name="Cancel")).to_be_focused()
+    page.clock.fast_forward("02:05")
+    expect(again).to_be_visible()
+    expect(page.get_by_test_id("sign-in-factor-announcer")).to_have_text("You can try again now.")
 
 
 # ---- 5. the resend wait and the code survive Cancel ------------------------------------------------------------------
@@ -475,6 +588,7 @@ def test_a_send_the_server_refuses_as_too_soon_shows_the_wait_calmly(page: Page,
 def test_a_block_is_announced_once_with_its_length_and_the_countdown_is_silent(page: Page, stack: Stack) -> None:
     """WCAG 4.1.3: the alert says how long (and until when) once; the countdown beside it ticks outside every live
     region, so a screen reader is not made to read every second."""
+    page.clock.install()
     sign_in(page, stack, "alice@example.com")
     compose(page, "Eve", "Nothing to see here.")
     code = page.get_by_label("Verification code")
@@ -494,9 +608,8 @@ def test_a_block_is_announced_once_with_its_length_and_the_countdown_is_silent(p
     assert wait.evaluate("(element, selector) => element.closest(selector)", LIVE) is None
     first = wait.text_content()
     announced = len(live_changes(page))
+    page.clock.run_for("00:03")  # three ticks of the page's clock, at once
     expect(wait).not_to_have_text(first or "")  # it ticked ...
-    page.wait_for_timeout(1_200)
-    expect(wait).not_to_have_text(first or "")
     assert len(live_changes(page)) == announced, live_changes(page)  # ... and no live region changed meanwhile
     assert announced >= 1 and all("try again" in change for change in live_changes(page)[-1:])
 
@@ -692,6 +805,40 @@ def test_plain_words_everywhere(page: Page, stack: Stack) -> None:
     no_jargon(page)
 
 
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (
+            {"error": "account_not_found", "error_description": "x"},
+            "Your account no longer exists. Please contact support.",
+        ),
+        (locked(180, None), "Your account is locked. You can try again"),
+    ],
+    ids=["account-problem", "pause"],
+)
+def test_only_the_telegrams_own_error_speaks_of_the_telegram(
+    page: Page, stack: Stack, body: dict[str, Any], said: str
+) -> None:
+    """An account problem or a pause met by another panel (here loading the ways to confirm) is said as it is; "Not
+    sent" and "Your telegram is still here" belong to the answer to Send, where they are still said."""
+    page.route("**/api/factors", answering(403 if body["error"] == "account_not_found" else 429, body))
+    sign_in(page, stack, "alice@example.com")
+    factors_error = page.get_by_test_id("factors-error")
+    expect(factors_error).to_contain_text(f"Couldn't load your ways to confirm it's you. {said}")
+    expect(factors_error).not_to_contain_text("Not sent")
+    expect(factors_error).not_to_contain_text(re.compile("telegram", re.IGNORECASE))
+
+    status = 403 if body["error"] == "account_not_found" else 429
+    page.route(
+        "**/api/telegrams",
+        lambda route: answer(route, status, body) if route.request.method == "POST" else route.continue_(),
+    )
+    compose(page, "Eve", "Hello.")
+    form_error = page.get_by_test_id("form-error")
+    expect(form_error).to_contain_text(f"Not sent. {said}")
+    expect(form_error).to_contain_text("Your telegram is still here." if status == 429 else "contact support")
+
+
 # ---- axe-core over the main states ---------------------------------------------------------------------------------
 
 
@@ -782,7 +929,11 @@ def test_axe_finds_nothing_signed_out_signed_in_and_at_each_step_of_the_dialog(a
     expect(code).to_be_focused()
     for status, body, state in [
         (429, {"error": "step_up_blocked", "error_description": "x", "retry_after": 900}, "paused by the BFF"),
-        (429, {"error": "temporarily_locked", "error_description": "x", "retry_after": 180}, "locked for a while"),
+        (
+            429,
+            {"error": "temporarily_locked", "error_description": "x", "retry_after": 180},
+            "locked until a known time",
+        ),
         (403, {"error": "login_prevented", "error_description": "x"}, "locked without an end"),
     ]:
         page.route("**/api/step-up/finish", answering(status, body))
