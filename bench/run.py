@@ -42,7 +42,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -63,7 +62,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from stepup_bff import __version__  # noqa: E402
 from stepup_bff.ops.dev import authorize_bff_request, build_stack, default_kickstart  # noqa: E402
-from support.dev_stack import KICKSTART_ENV, RunningStack, settings_environment  # noqa: E402
+from support.dev_stack import KICKSTART_ENV, RunningStack, settings_environment, stop_processes  # noqa: E402
 from support.live_server import free_port, serve  # noqa: E402
 
 CSRF = {"X-CSRF": "1"}
@@ -509,14 +508,8 @@ def main() -> None:
                 if any(route.method == "POST" for route in routes) and info["stored"] < created:
                     raise SystemExit(f"{created} telegrams were answered 201, only {info['stored']} are stored")
     finally:
-        for target in targets:
-            if target.process.poll() is None:
-                target.process.send_signal(signal.SIGTERM)
-        for target in targets:
-            try:
-                target.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                target.process.kill()
+        # The floor is the bare app's own process: each process once.
+        stop_processes(dict.fromkeys(target.process for target in targets), timeout=30)
         shutil.rmtree(data, ignore_errors=True)
 
     sys.stdout.write(report(results, targets, rss, args, info) + "\n")

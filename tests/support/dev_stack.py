@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
@@ -180,6 +180,21 @@ class BffProcess:
     log: Path
 
 
+def stop_processes(processes: Iterable[subprocess.Popen[bytes]], *, timeout: float) -> None:
+    """SIGTERM to every one still running (a graceful stop: `serve` drains and closes its store), all at once, then
+    each waited for; one that will not stop within `timeout` is killed."""
+    processes = list(processes)
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 @contextlib.contextmanager
 def bff_processes(
     settings: Settings, ports: list[int], log_dir: Path, env: Mapping[str, str] | None = None
@@ -216,12 +231,4 @@ def bff_processes(
             assert bff.process.poll() is None, f"{bff.url} exited: {bff.log.read_text(errors='replace')}"
         yield started
     finally:
-        for bff in started:
-            if bff.process.poll() is None:
-                bff.process.send_signal(signal.SIGTERM)
-        for bff in started:
-            try:
-                bff.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                bff.process.kill()
-                bff.process.wait(timeout=10)
+        stop_processes([bff.process for bff in started], timeout=20)
