@@ -122,15 +122,7 @@ class PostgresDatabase:
                 "INSERT INTO telegrams (id, user_id, recipient, message, created_at, status, idempotency_key) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
-                (
-                    telegram.id,
-                    telegram.user_id,
-                    telegram.recipient,
-                    telegram.message,
-                    telegram.created_at,
-                    telegram.status,
-                    idempotency_key,
-                ),
+                (*astuple(telegram), idempotency_key),  # the columns in the dataclass's order
             )
             if await inserted.fetchone() is not None:
                 result = telegram, True

@@ -466,15 +466,7 @@ class SqliteDatabase:
     def _insert(db: sqlite3.Connection, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
         inserted = db.execute(
             _INSERT_TELEGRAM,
-            (
-                telegram.id,
-                telegram.user_id,
-                telegram.recipient,
-                telegram.message,
-                telegram.created_at,
-                telegram.status,
-                idempotency_key,
-            ),
+            (*astuple(telegram), idempotency_key),  # the columns in the dataclass's order
         )
         if inserted.rowcount == 1:
             return telegram, True
