@@ -28,7 +28,7 @@ from stepup_bff.storage import GENESIS, ActivityEvent, open_database
 from support.backends import PostgresServer
 from support.fake_fusionauth import USER_ID, TokenFactory
 from support.metrics import sample_value
-from support.step_up import TELEGRAM, challenge_of, confirm, post
+from support.step_up import TELEGRAM, challenge_of, confirm, confirm_transaction, post
 from support.two_factor import VALID_CODE, FakeTwoFactor
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -392,8 +392,37 @@ def locked_activity(postgres_url: str) -> Iterator[None]:
         conn.rollback()
 
 
+def test_a_telegram_whose_event_the_database_refuses_is_not_sent_and_other_events_never_change_the_answer(
+    app_factory: Any, settings: Any, fusionauth: respx.MockRouter, tokens: TokenFactory, tmp_path: Path
+) -> None:
+    """The telegram and its privileged_action event are one transaction: when the event cannot be written, the
+    telegram is not stored either, and the answer is 503 (nothing was sent; trying again is safe). An event that
+    rides no action of its own (a sign-out) is logged and counted instead, and its request goes on as if nothing
+    happened. SQLite refuses the event through a trigger that fails as a broken database would."""
+    metrics = Metrics()
+    client: TestClient = app_factory(settings, metrics)
+    FakeTwoFactor(fusionauth)
+    sign_in(client, fusionauth, tokens)
+    refused = post(client, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k"})
+    assert confirm_transaction(client, refused).status_code == 200
+
+    with sqlite3.connect(tmp_path / "store.sqlite3") as conn:
+        # json('{') fails with SQLITE_ERROR (an OperationalError), as an I/O error would: "unavailable", not a bug.
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON activity_events BEGIN SELECT json('{'); END")
+    sent = post(client, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k"})
+    assert sent.status_code == 503 and sent.json()["error"] == "database_unavailable", sent.text
+    assert client.get("/api/telegrams").json()["telegrams"] == []
+    assert not sample_value(metrics, "stepup_bff_activity_write_failures_total", kind="privileged_action")
+    assert not sample_value(metrics, "stepup_bff_activity_events_total", kind="privileged_action")
+    assert post(client, "/auth/logout").status_code in (200, 303)
+    assert sample_value(metrics, "stepup_bff_activity_write_failures_total", kind="sign_out") == 1
+
+    kinds = [row[3] for row in rows(tmp_path / "store.sqlite3")]
+    assert kinds == ["sign_in", "step_up_started", "step_up_verified"]
+
+
 @pytest.mark.live
-def test_an_event_the_database_will_not_take_never_changes_the_answer(
+def test_a_telegram_whose_event_postgres_will_not_take_is_not_sent_and_the_chain_stays_whole(
     tmp_path: Path,
     app_factory: Any,
     fusionauth: respx.MockRouter,
@@ -401,30 +430,43 @@ def test_an_event_the_database_will_not_take_never_changes_the_answer(
     postgres_live: PostgresServer,
     postgres_url: str,
 ) -> None:
-    """The telegram is committed, then its event cannot be written: the answer is still 201 (a 503 would have the
-    client send the telegram again), the failure is logged and counted, and the chain stays whole."""
+    """The activity table is locked past the statement timeout: the telegram's transaction (telegram and event) is
+    rolled back and answered 503, a sign-out meanwhile still signs out (its event is counted as lost), and the
+    chain is whole afterwards. The same telegram then goes through with a new step-up, once."""
     metrics = Metrics()
     settings = make_settings(tmp_path, database={"url": postgres_url, "timeout": 1.0, "connect_timeout": 2.0})
     client: TestClient = app_factory(settings, metrics)
     FakeTwoFactor(fusionauth)
     sign_in(client, fusionauth, tokens)
     refused = post(client, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k"})
-    assert post(client, "/api/step-up/start", {"transaction_id": challenge_of(refused)["transaction"]["id"]}).is_success
-    assert post(client, "/api/step-up/finish", {"code": VALID_CODE}).status_code == 200
+    assert confirm_transaction(client, refused).status_code == 200
 
     with locked_activity(postgres_url):
         sent = post(client, "/api/telegrams", TELEGRAM, **{"Idempotency-Key": "k"})
-    assert sent.status_code == 201, sent.text
-    assert sample_value(metrics, "stepup_bff_activity_write_failures_total", kind="privileged_action") == 1
-    listed = client.get("/api/telegrams").json()["telegrams"]
-    assert [t["id"] for t in listed] == [sent.json()["id"]]
-    # The log lacks that one event, and is otherwise whole: the next event follows on.
-    post(client, "/auth/logout")
+        assert sent.status_code == 503 and sent.json()["error"] == "database_unavailable", sent.text
+        assert client.get("/api/telegrams").json()["telegrams"] == []
+        assert post(client, "/auth/logout").status_code in (200, 303)
+    assert sample_value(metrics, "stepup_bff_activity_write_failures_total", kind="sign_out") == 1
+    assert not sample_value(metrics, "stepup_bff_activity_events_total", kind="privileged_action")
+
+    sign_in(client, fusionauth, tokens)
+    again = confirm(client, **{"Idempotency-Key": "k"})
+    assert again.status_code == 201, again.text
+    assert [t["id"] for t in client.get("/api/telegrams").json()["telegrams"]] == [again.json()["id"]]
+    assert sample_value(metrics, "stepup_bff_activity_events_total", kind="privileged_action") == 1
 
     async def chains() -> list[list[ActivityEvent]]:
         async with open_database(DatabaseSettings(url=postgres_url)) as database:
             return [chain async for chain in database.activity_chains()]
 
     [chain] = anyio.run(chains)
-    assert [event.kind for event in chain] == ["sign_in", "step_up_started", "step_up_verified", "sign_out"]
+    assert [event.kind for event in chain] == [
+        "sign_in",
+        "step_up_started",
+        "step_up_verified",
+        "sign_in",
+        "step_up_started",
+        "step_up_verified",
+        "privileged_action",
+    ]
     assert verify_chain(chain) == []

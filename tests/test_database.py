@@ -6,15 +6,25 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
 import psycopg
 import pytest
 
+from stepup_bff.activity.chain import event_hash, verify_chain
 from stepup_bff.errors import DatabaseUnavailable
 from stepup_bff.settings import DatabaseSettings
-from stepup_bff.storage import StorageConfigError, Telegram, TelegramStore, open_database
+from stepup_bff.storage import (
+    ActivityEvent,
+    Database,
+    EventBuilder,
+    StorageConfigError,
+    Telegram,
+    TelegramStore,
+    open_database,
+)
 from stepup_bff.storage.migrations import MIGRATIONS
 from support.backends import PostgresServer
 from support.live_server import free_port
@@ -66,6 +76,64 @@ async def test_telegrams_are_idempotent_per_user_and_listed_newest_first(databas
     assert [t.id for t in await database.list_telegrams("u1", limit=10)] == ["t5", "t4", "t1"]
     assert [t.id for t in await database.list_telegrams("u1", limit=1)] == ["t5"]
     await database.ping()
+
+
+def _event(kind: str, *, clash_first: int = 0) -> EventBuilder:
+    """An event of u1's; its first `clash_first` builds take seq 1 whatever the head is (as a concurrent append on
+    another replica that won the seq would make them), which the unique (user_id, seq) refuses."""
+    calls = 0
+
+    def build(seq: int, prev_hash: str) -> ActivityEvent:
+        nonlocal calls
+        calls += 1
+        event = ActivityEvent(
+            "u1", 1 if calls <= clash_first else seq, 1000, kind, "success", "{}", None, None, prev_hash, ""
+        )
+        return replace(event, hash=event_hash(event))
+
+    return build
+
+
+async def _chain(database: Database) -> list[str]:
+    chains = [chain async for chain in database.activity_chains()]
+    assert all(verify_chain(chain) == [] for chain in chains)
+    return [event.kind for chain in chains for event in chain]
+
+
+async def test_a_telegram_and_its_activity_event_are_committed_together_or_not_at_all(database_url: str) -> None:
+    """`activity=`: the event is appended in the telegram's transaction, only when the telegram is new, and when it
+    cannot be appended the telegram is not stored either (a privileged action is never without its record)."""
+    async with open_database(DatabaseSettings(url=database_url)) as database:
+        _, created = await database.create_telegram(Telegram("t1", "u1", "Bob", "Hi", 1.0), "k1", activity=_event("a"))
+        assert created and await _chain(database) == ["a"]
+        # An idempotent repeat stores nothing, and records nothing: nothing new happened.
+        stored, created = await database.create_telegram(
+            Telegram("t2", "u1", "Bob", "Hi", 2.0), "k1", activity=_event("b")
+        )
+        assert not created and stored.id == "t1" and await _chain(database) == ["a"]
+        # The event is refused every time: neither it nor the telegram is stored.
+        with pytest.raises((DatabaseUnavailable, sqlite3.IntegrityError)):
+            await database.create_telegram(
+                Telegram("t3", "u1", "Bob", "Hi", 3.0), "k3", activity=_event("c", clash_first=99)
+            )
+        assert await database.find_telegram("u1", "k3") is None
+        assert [t.id for t in await database.list_telegrams("u1", 10)] == ["t1"] and await _chain(database) == ["a"]
+        # Without `activity`, a telegram is stored alone, as before.
+        _, created = await database.create_telegram(Telegram("t4", "u1", "Bob", "Hi", 4.0), "k4")
+        assert created and await _chain(database) == ["a"]
+
+
+@pytest.mark.live
+async def test_a_postgres_event_that_loses_its_seq_is_retried_with_its_telegram(postgres_url: str) -> None:
+    """On PostgreSQL another replica may take the seq between the head's read and the insert: the whole transaction is
+    rolled back and tried again, so the telegram is stored once, with its event, and the chain does not fork."""
+    async with open_database(DatabaseSettings(url=postgres_url)) as database:
+        await database.append_activity("u1", _event("first"))
+        _, created = await database.create_telegram(
+            Telegram("t1", "u1", "Bob", "Hi", 1.0), "k1", activity=_event("sent", clash_first=2)
+        )
+        assert created and await _chain(database) == ["first", "sent"]
+        assert [t.id for t in await database.list_telegrams("u1", 10)] == ["t1"]
 
 
 async def test_one_idempotency_key_stores_one_telegram_across_separate_pools(database_url: str) -> None:

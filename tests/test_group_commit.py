@@ -163,8 +163,8 @@ def event_builder(user: str, kind: str) -> Callable[[int, str], ActivityEvent]:
 async def test_activity_events_and_telegrams_share_the_group_commit_and_keep_each_chain_intact(
     database: SqliteDatabase, path: Path
 ) -> None:
-    """A stepped-up telegram writes a telegram and a "privileged_action" event: under load both ride the same
-    synced commits, and events of one user queued into one batch still chain one after the other."""
+    """Telegrams and activity events of concurrent requests (sign-ins, step-ups) ride the same synced commits, and
+    events of one user queued into one batch still chain one after the other."""
     events = trace(database)
     writes = [database.create_telegram(telegram(n), f"key-{n}") for n in range(10)]
     appends = [database.append_activity(user, event_builder(user, f"e{n}")) for n in range(10) for user in ("u1", "u2")]
@@ -177,6 +177,31 @@ async def test_activity_events_and_telegrams_share_the_group_commit_and_keep_eac
     assert [len(chain) for chain in chains] == [10, 10]
     assert all(verify_chain(chain) == [] for chain in chains)
     assert stored_ids(path) == {f"t{n}" for n in range(10)}
+
+
+async def test_a_telegram_and_its_event_are_one_write_of_the_batch(database: SqliteDatabase, path: Path) -> None:
+    """`activity=`: a stepped-up telegram's event is appended in the telegram's own savepoint, so it costs no second
+    commit, and when it fails the telegram is rolled back with it while the rest of the batch commits."""
+    events = trace(database)
+
+    def clashing(seq: int, prev_hash: str) -> ActivityEvent:
+        return replace(event_builder("u1", "clash")(seq, prev_hash), seq=1)
+
+    await database.append_activity("u1", event_builder("u1", "first"))
+    events.clear()
+    results = await asyncio.gather(
+        database.create_telegram(telegram(1), "k1", activity=event_builder("u1", "sent")),
+        database.create_telegram(telegram(2), "k2", activity=clashing),
+        database.create_telegram(telegram(3, "u2"), "k3", activity=event_builder("u2", "sent")),
+        return_exceptions=True,
+    )
+    assert events.count("COMMIT") == 1 and events.count("SAVEPOINT write") == 3, events
+    assert isinstance(results[0], tuple) and isinstance(results[2], tuple)
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert stored_ids(path) == {"t1", "t3"}
+    chains = [chain async for chain in database.activity_chains()]
+    assert sorted([event.kind for event in chain] for chain in chains) == [["first", "sent"], ["sent"]]
+    assert all(verify_chain(chain) == [] for chain in chains)
 
 
 async def test_a_failing_activity_event_fails_only_its_own_request(database: SqliteDatabase) -> None:

@@ -14,10 +14,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import uvicorn
+from fastapi import Depends, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from itsdangerous import URLSafeTimedSerializer
@@ -26,7 +27,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from conftest import FakeClock
 from stepup_bff.app import create_app
+from stepup_bff.auth.sessions import Session
 from stepup_bff.cli import server_options
+from stepup_bff.deps import require_step_up
 from stepup_bff.ops.logs import AccessLogHandler, TextFormatter
 from stepup_bff.ops.request_context import AccessRecord, log_access
 from stepup_bff.settings import Settings
@@ -61,6 +64,32 @@ def test_no_dependency_of_any_route_runs_in_the_thread_pool(settings: Settings) 
     assert sync == set()
     endpoints = {route.path for route in routes if not inspect.iscoroutinefunction(route.endpoint)}
     assert endpoints == set()
+
+
+def test_each_step_up_guard_solves_only_the_dependencies_its_route_gave_it(settings: Settings) -> None:
+    """FastAPI solves every Depends() parameter on every request: a guard without `needed` or `transaction` has no
+    such parameter, and none takes the step-up service as a dependency (it reads it from the request)."""
+    app = create_app(settings)
+    guards = {
+        (route.path, method): [sub.call.__name__ for sub in guard.dependencies if sub.call is not None]
+        for route in _api_routes(app.routes)
+        for method in route.methods
+        for guard in _dependencies(route.dependant)
+        if guard.call is not None and hasattr(guard.call, "step_up_action")
+    }
+    assert guards == {
+        ("/api/telegrams", "POST"): ["require_session", "describe_telegram"],
+        # Adding an authenticator waives the step-up for someone with no factor yet (`needed`), and is bound.
+        ("/api/factors/authenticator/start", "POST"): ["require_session", "has_a_factor", "describe_enrolment"],
+        ("/api/factors/{factor_id}", "DELETE"): ["require_session", "describe_removal"],
+    }
+    plain = FastAPI()
+
+    @plain.get("/fresh")
+    async def fresh(session: Annotated[Session, Depends(require_step_up(max_age=60))]) -> None: ...
+
+    [guard] = [sub for route in _api_routes(plain.routes) for sub in route.dependant.dependencies]
+    assert [sub.call.__name__ for sub in guard.dependencies if sub.call is not None] == ["require_session"]
 
 
 def test_serve_runs_on_httptools_and_uvloop(settings: Settings) -> None:

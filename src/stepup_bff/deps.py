@@ -3,7 +3,8 @@
 CurrentSession -> OptionalSession -> Services
 CurrentUser    -> CurrentSession
 SteppedUpUser  -> SteppedUpSession -> CurrentSession            (a fresh second factor, today's defaults)
-TelegramSender -> require_step_up(action="send_telegram", ...)   (the send_telegram policy, bound to the telegram)
+TelegramSender -> require_privileged_action(action="send_telegram", ...)   (bound to the telegram; its activity
+                  event is written in the telegram's own transaction)
 FactorAdder    -> require_step_up(action="add_factor", ...)      (a recent sign-in; a step-up if a factor exists)
 FactorRemover  -> require_step_up(action="remove_factor", ...)   (bound to the factor removed)
 
@@ -16,15 +17,17 @@ pool, a hop to a worker thread and back for each, several per request (tests/tes
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Path, Request
 from pydantic import BaseModel, ValidationError
 
-from .activity import ActivityLog
+from .activity import ActivityLog, PendingEvent
 from .api.schemas import TelegramIn
 from .auth.login_flow import LoginFlow
 from .auth.native_login import NativeSignIn
@@ -48,6 +51,7 @@ from .settings import Settings
 from .stepup.factors import Factor, FactorService
 from .stepup.service import StepUpService
 from .stepup.transaction import Transaction, displayable
+from .storage import EventBuilder
 from .web.cookies import queue_cookie
 
 M = TypeVar("M", bound=BaseModel)
@@ -201,12 +205,83 @@ async def get_current_user(session: CurrentSession) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def _no_transaction() -> None:
-    return None
+@dataclass
+class PrivilegedAction:
+    """What a `require_privileged_action` guard yields: the session, and the action's activity event, which the route
+    writes in the action's own transaction (`activity`, then `done`), so that the action and its record are committed
+    together or not at all."""
+
+    session: Session
+    event: PendingEvent | None  # None: an idempotent repeat, or a step-up waived (`needed`): nothing to record
+    recorded: bool | None = None  # what the route said with `done`; None if it never did
+
+    @property
+    def activity(self) -> EventBuilder | None:
+        """For the database write that performs the action (its `activity=`)."""
+        return self.event.build if self.event is not None else None
+
+    def done(self, *, recorded: bool) -> None:
+        """The action's transaction has committed; `recorded`: with the event (False: it turned out to be an
+        idempotent repeat, which wrote nothing and records nothing)."""
+        self.recorded = recorded
 
 
-async def _always() -> bool:
-    return True
+def _step_up_guard(
+    max_age: int | None,
+    action: str | None,
+    transaction: Callable[..., Awaitable[Transaction]] | None,
+    needed: Callable[..., Awaitable[bool]] | None,
+    *,
+    in_route: bool,
+) -> Callable[..., AsyncIterator[Any]]:
+    async def guard(
+        request: Request,
+        session: CurrentSession,
+        # Given Depends() below only when the route's guard has them (see __signature__): otherwise no solve at all.
+        required: bool = True,
+        described: Transaction | None = None,
+    ) -> AsyncIterator[Any]:
+        # The service from the request itself, not a dependency: one solve less on every guarded request.
+        step_up = _services(request).step_up
+        if not required:
+            yield PrivilegedAction(session, None) if in_route else session
+            return
+        authorization = await step_up.authorize(session, step_up.policy(action, max_age), described)
+        if authorization.restore is not None:
+            on_invalid_input(request, authorization.restore)
+        privileged = PrivilegedAction(session, step_up.action_event(session, authorization)) if in_route else None
+        try:
+            yield privileged if privileged is not None else session
+        except InvalidCode as exc:
+            # A wrong code typed for the action itself (removing a factor takes a current code of it): nothing was
+            # done, so the confirmation is given back while the attempts it allows remain (counted per confirmation,
+            # stepup/factors.py); the last wrong one spends it, and a new step-up brings new attempts.
+            if authorization.restore is not None and int(exc.extra.get("attempts_remaining", 0)) > 0:
+                await authorization.restore()
+            raise
+        # Reached only when the route returned: the action ran.
+        if privileged is None or privileged.recorded is None:
+            # Recorded after the action, in a transaction of its own (a route that did not write it itself).
+            event = privileged.event if privileged is not None else step_up.action_event(session, authorization)
+            await step_up.executed(event)
+        elif privileged.recorded and privileged.event is not None:
+            step_up.executed_with_action(privileged.event)
+
+    # FastAPI solves every parameter with a Depends() default on every request: a guard lists only the dependencies
+    # its route gave it. (FastAPI reads a function's parameters through inspect.signature, which honours this.)
+    signature = inspect.signature(guard)
+    kept = {"required": needed, "described": transaction}
+    guard.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            parameter if parameter.name not in kept else parameter.replace(default=Depends(kept[parameter.name]))
+            for parameter in signature.parameters.values()
+            if parameter.name not in kept or kept[parameter.name] is not None
+        ]
+    )
+    # Read at start-up (app.py) to check [step_up.actions] against the routes (stepup/policy.check_routes).
+    guard.step_up_action = action  # type: ignore[attr-defined]
+    guard.step_up_describes = transaction is not None  # type: ignore[attr-defined]
+    return guard
 
 
 def require_step_up(
@@ -226,39 +301,25 @@ def require_step_up(
         FreshSession = Annotated[Session, Depends(require_step_up(max_age=60))]
         CloseAccount = Annotated[Session, Depends(require_step_up(action="close_account"), scope="function")]
 
-    With `scope="function"` the activity event of the action is written before the answer leaves; without, just after.
+    The action's activity event is written after the route returns, in a transaction of its own: with
+    `scope="function"` before the answer leaves; without, just after. A route that writes to the database to act
+    takes `require_privileged_action` instead, and writes the event in that same transaction.
     """
+    return _step_up_guard(max_age, action, transaction, needed, in_route=False)
 
-    async def guard(
-        request: Request,
-        session: CurrentSession,
-        step_up: StepUpDep,
-        # Defaults, not Annotated aliases: the route's own, chosen when the guard is made.
-        required: bool = Depends(needed or _always),
-        described: Transaction | None = Depends(transaction or _no_transaction),  # noqa: B008
-    ) -> AsyncIterator[Session]:
-        if not required:
-            yield session
-            return
-        authorization = await step_up.authorize(session, step_up.policy(action, max_age), described)
-        if authorization.restore is not None:
-            on_invalid_input(request, authorization.restore)
-        try:
-            yield session
-        except InvalidCode as exc:
-            # A wrong code typed for the action itself (removing a factor takes a current code of it): nothing was
-            # done, so the confirmation is given back while the attempts it allows remain (counted per confirmation,
-            # stepup/factors.py); the last wrong one spends it, and a new step-up brings new attempts.
-            if authorization.restore is not None and int(exc.extra.get("attempts_remaining", 0)) > 0:
-                await authorization.restore()
-            raise
-        # Reached only when the route returned: the action ran.
-        await step_up.executed(session, authorization)
 
-    # Read at start-up (app.py) to check [step_up.actions] against the routes (stepup/policy.check_routes).
-    guard.step_up_action = action  # type: ignore[attr-defined]
-    guard.step_up_describes = transaction is not None  # type: ignore[attr-defined]
-    return guard
+def require_privileged_action(
+    max_age: int | None = None,
+    *,
+    action: str | None = None,
+    transaction: Callable[..., Awaitable[Transaction]] | None = None,
+    needed: Callable[..., Awaitable[bool]] | None = None,
+) -> Callable[..., AsyncIterator[PrivilegedAction]]:
+    """`require_step_up` for a route whose action is a database write: the guard yields a `PrivilegedAction`, and the
+    route passes its `activity` to that write and then calls `done(recorded=...)`, so the action and its activity
+    event commit together (no action without its record; an action whose record fails is not done). A route that
+    never calls `done` gets its event written after it returns, as with `require_step_up`."""
+    return _step_up_guard(max_age, action, transaction, needed, in_route=True)
 
 
 def guarded_actions(calls: list[Callable[..., Any]]) -> list[tuple[str | None, bool]]:
@@ -303,8 +364,8 @@ async def describe_telegram(
 
 
 TelegramSender = Annotated[
-    Session,
-    Depends(require_step_up(action="send_telegram", transaction=describe_telegram), scope="function"),
+    PrivilegedAction,
+    Depends(require_privileged_action(action="send_telegram", transaction=describe_telegram), scope="function"),
 ]
 
 

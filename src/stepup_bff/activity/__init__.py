@@ -10,6 +10,6 @@ its address and a short label of its user agent (`agents`), never its cookies or
 
 from .agents import agent_label
 from .chain import ChainBreak, event_hash, verify_chain
-from .log import ActivityLog, Kind, Outcome
+from .log import ActivityLog, Kind, Outcome, PendingEvent
 
-__all__ = ["ActivityLog", "ChainBreak", "Kind", "Outcome", "agent_label", "event_hash", "verify_chain"]
+__all__ = ["ActivityLog", "ChainBreak", "Kind", "Outcome", "PendingEvent", "agent_label", "event_hash", "verify_chain"]

@@ -5,11 +5,15 @@ use the fields of `_DETAIL`, each a short code-like string, a number or a list o
 shape is a bug and raises at once: nothing else (a token, a code, a session id, a message someone typed) can end up in
 the log by accident.
 
-Failure policy. An event that cannot be written (the database is down: `DatabaseUnavailable`) is logged at ERROR with
-its kind and user, counted (`stepup_bff_activity_write_failures_total`), and never changes the answer of the request
-that caused it: a telegram committed a moment before must not be reported as failed (the client would send it again),
-and a step-up, a sign-in or a sign-out does not depend on the database. The chain stays whole (seq is assigned at
-insert); only that event is missing. Whatever needs the database to act (a telegram) fails with 503 by itself.
+Failure policy. An event written on its own (`record`) that cannot be written (the database is down:
+`DatabaseUnavailable`) is logged at ERROR with its kind and user, counted (`stepup_bff_activity_write_failures_total`),
+and never changes the answer of the request that caused it: a step-up, a sign-in or a sign-out does not depend on the
+database. The chain stays whole (seq is assigned at insert); only that event is missing.
+
+An action that writes to the database itself (a telegram) writes its event in its own transaction instead
+(`prepare`, the database's `activity=`, then `joined`; deps.require_privileged_action): both are committed or neither
+is, so no telegram is ever without its record, and one that could not be recorded was not sent (503: nothing happened,
+and the client may try again).
 """
 
 from __future__ import annotations
@@ -18,20 +22,20 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from ..clock import Clock
 from ..errors import StoreUnavailable
 from ..ops.metrics import ActivityKind as Kind
-from ..storage import ActivityEvent, ActivityStore
+from ..storage import ActivityEvent, ActivityStore, EventBuilder
 from .agents import current_client
 from .chain import event_hash
 
 if TYPE_CHECKING:
     from ..ops.metrics import Metrics
 
-__all__ = ["ActivityLog", "Kind", "Outcome", "end_event"]
+__all__ = ["ActivityLog", "Kind", "Outcome", "PendingEvent", "end_event"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,17 +101,28 @@ def end_event(reason: str) -> tuple[Kind, Outcome, str]:
     return kind, outcome, reason if _CODE.fullmatch(reason) else "other"
 
 
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event made ready (`ActivityLog.prepare`: its fields checked, its client and time taken) and not yet written:
+    `build` is the database's EventBuilder, given the next seq and the head's hash inside the transaction that
+    appends it."""
+
+    user_id: str
+    kind: Kind
+    build: EventBuilder = field(repr=False)
+
+
 class ActivityLog:
     def __init__(self, store: ActivityStore, clock: Clock, metrics: Metrics | None = None) -> None:
         self._store = store
         self._clock = clock
         self._metrics = metrics
 
-    async def record(
+    def prepare(
         self, user_id: str, kind: Kind, outcome: Outcome = "success", /, **detail: str | int | list[str]
-    ) -> ActivityEvent | None:
-        """Append one event for `user_id`; the event, or None if the database could not take it (see the module
-        docstring: the caller carries on)."""
+    ) -> PendingEvent:
+        """One event for `user_id`, checked and dated now, for `append` or for another write's own transaction (the
+        database's `activity=`; then `joined` once that transaction has committed)."""
         encoded = _check_detail(detail)
         address, agent = current_client()
         at_ms = int(round(self._clock.now() * 1000))
@@ -116,16 +131,34 @@ class ActivityLog:
             event = ActivityEvent(user_id, seq, at_ms, kind, outcome, encoded, address, agent, prev_hash, "")
             return replace(event, hash=event_hash(event))
 
+        return PendingEvent(user_id, kind, build)
+
+    async def record(
+        self, user_id: str, kind: Kind, outcome: Outcome = "success", /, **detail: str | int | list[str]
+    ) -> ActivityEvent | None:
+        """Append one event for `user_id`; the event, or None if the database could not take it (see the module
+        docstring: the caller carries on)."""
+        return await self.append(self.prepare(user_id, kind, outcome, **detail))
+
+    async def append(self, pending: PendingEvent) -> ActivityEvent | None:
+        """Write a prepared event in a transaction of its own; None if the database could not take it (the caller
+        carries on)."""
         try:
-            event = await self._store.append_activity(user_id, build)
+            event = await self._store.append_activity(pending.user_id, pending.build)
         except StoreUnavailable:
-            logger.error("activity event not recorded (database unavailable): user=%s kind=%s", user_id, kind)
+            logger.error(
+                "activity event not recorded (database unavailable): user=%s kind=%s", pending.user_id, pending.kind
+            )
             if self._metrics is not None:
-                self._metrics.activity_write_failed(kind)
+                self._metrics.activity_write_failed(pending.kind)
             return None
-        if self._metrics is not None:
-            self._metrics.activity_recorded(kind)
+        self.joined(pending)
         return event
+
+    def joined(self, pending: PendingEvent) -> None:
+        """A prepared event was committed by its writer's own transaction: count it, as `append` counts its own."""
+        if self._metrics is not None:
+            self._metrics.activity_recorded(pending.kind)
 
     async def session_ended(self, user_id: str, reason: str) -> None:
         kind, outcome, label = end_event(reason)

@@ -30,7 +30,7 @@ def _out(telegram: Telegram) -> TelegramOut:
 @router.post("", status_code=201)
 async def send_telegram(
     body: TelegramIn,
-    session: TelegramSender,
+    privileged: TelegramSender,
     services: ServicesDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -39,7 +39,7 @@ async def send_telegram(
     Idempotency-Key with the same body from the same user returns the original (200) without a new step-up; with a
     different body it is refused (422), since answering with the old telegram would hide that the new one was not
     sent."""
-    user = session.user
+    user = privileged.session.user
     telegram = Telegram(
         id="tg_" + secrets.token_urlsafe(12),
         user_id=user.id,
@@ -47,7 +47,9 @@ async def send_telegram(
         message=body.message,
         created_at=services.clock.now(),
     )
-    stored, created = await services.telegrams.create_telegram(telegram, idempotency_key)
+    # The telegram and the activity event of its step-up in one transaction: no telegram is sent without its record.
+    stored, created = await services.telegrams.create_telegram(telegram, idempotency_key, activity=privileged.activity)
+    privileged.done(recorded=created)
     if not created:
         if (stored.recipient, stored.message) != (telegram.recipient, telegram.message):
             raise IdempotencyKeyReused()

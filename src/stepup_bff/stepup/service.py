@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..activity import ActivityLog
+from ..activity import ActivityLog, PendingEvent
 from ..auth.sessions import Session, SessionManager, StepUp
 from ..clock import Clock
 from ..errors import (
@@ -502,11 +502,12 @@ class StepUpService:
             description=_REFUSALS.get(reason),
         )
 
-    async def executed(self, session: Session, authorization: Authorization) -> None:
-        """Record that a privileged request ran, with the grant and transaction it rode on."""
+    def action_event(self, session: Session, authorization: Authorization) -> PendingEvent | None:
+        """The event that a privileged request ran, with the grant and transaction it rode on, ready for the action's
+        own transaction (deps.require_privileged_action) or for `executed`; None for an idempotent repeat."""
         step_up = authorization.step_up
         if step_up is None:
-            return  # an idempotent repeat: nothing ran
+            return None  # an idempotent repeat: nothing runs
         detail: dict[str, str] = {"method": step_up.method}
         if authorization.policy.action is not None:
             detail["action"] = authorization.policy.action
@@ -514,7 +515,16 @@ class StepUpService:
             detail["grant"] = reference
         if step_up.transaction is not None:
             detail["transaction"] = step_up.transaction
-        await self._activity.record(session.user.id, "privileged_action", **detail)
+        return self._activity.prepare(session.user.id, "privileged_action", **detail)
+
+    async def executed(self, event: PendingEvent | None) -> None:
+        """Record that a privileged request ran, in a transaction of its own (after the action's)."""
+        if event is not None:
+            await self._activity.append(event)
+
+    def executed_with_action(self, event: PendingEvent) -> None:
+        """The action's own transaction has committed its event (deps.require_privileged_action)."""
+        self._activity.joined(event)
 
 
 def _grant_record(raw: str | None) -> dict[str, object] | None:

@@ -145,9 +145,13 @@ class TelegramStore(Protocol):
     """Durable records. Every method raises `errors.DatabaseUnavailable` when the database fails; a method that
     returns has committed what it wrote."""
 
-    async def create_telegram(self, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
+    async def create_telegram(
+        self, telegram: Telegram, idempotency_key: str | None, *, activity: EventBuilder | None = None
+    ) -> tuple[Telegram, bool]:
         """Store durably; with an idempotency key already used by this user, return the original and False. A
-        unique index decides, so concurrent requests on different machines still store one telegram."""
+        unique index decides, so concurrent requests on different machines still store one telegram. With
+        `activity`, the telegram's user's next activity event is appended in the same transaction when (and only
+        when) the telegram is new: both are committed, or neither is."""
         ...
 
     async def list_telegrams(self, user_id: str, limit: int) -> list[Telegram]:

@@ -116,27 +116,48 @@ class PostgresDatabase:
                 self._on_error("postgresql", name)
             raise DatabaseUnavailable() from exc
 
-    async def create_telegram(self, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
-        async with self._transaction("create_telegram") as conn:
-            inserted = await conn.execute(
-                "INSERT INTO telegrams (id, user_id, recipient, message, created_at, status, idempotency_key) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
-                (*astuple(telegram), idempotency_key),  # the columns in the dataclass's order
-            )
-            if await inserted.fetchone() is not None:
-                result = telegram, True
-            else:
-                # The key's first telegram, committed by whichever request (on whichever replica) won the insert.
-                found = await conn.execute(
-                    f"SELECT {_COLUMNS} FROM telegrams WHERE user_id = %s AND idempotency_key = %s",  # noqa: S608
-                    (telegram.user_id, idempotency_key),
-                )
-                row = await found.fetchone()
-                assert row is not None  # noqa: S101 - the conflict means the row exists and is committed
-                result = Telegram(*row), False
-        # Leaving the transaction block committed it: only now may the caller answer 201.
-        return result
+    async def create_telegram(
+        self, telegram: Telegram, idempotency_key: str | None, *, activity: EventBuilder | None = None
+    ) -> tuple[Telegram, bool]:
+        for _ in range(APPEND_ATTEMPTS):
+            appending = False
+            try:
+                async with self._transaction("create_telegram") as conn:
+                    result = await self._insert(conn, telegram, idempotency_key)
+                    if result[1] and activity is not None:
+                        # In the telegram's own transaction: if the event cannot be written, neither is the telegram.
+                        appending = True
+                        await self._append(conn, telegram.user_id, activity)
+                # Leaving the transaction block committed it: only now may the caller answer 201.
+                return result
+            except psycopg.errors.UniqueViolation:
+                if not appending:
+                    raise  # the telegram's own insert: a bug, not a race
+                # The event's seq was taken meanwhile (see append_activity): the whole transaction was rolled back,
+                # telegram and all; try both again on the new head.
+                continue
+        if self._on_error is not None:
+            self._on_error("postgresql", "create_telegram")
+        raise DatabaseUnavailable("Too many concurrent activity events for one user; try again.")
+
+    @staticmethod
+    async def _insert(conn: Connection, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
+        inserted = await conn.execute(
+            "INSERT INTO telegrams (id, user_id, recipient, message, created_at, status, idempotency_key) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+            (*astuple(telegram), idempotency_key),  # the columns in the dataclass's order
+        )
+        if await inserted.fetchone() is not None:
+            return telegram, True
+        # The key's first telegram, committed by whichever request (on whichever replica) won the insert.
+        found = await conn.execute(
+            f"SELECT {_COLUMNS} FROM telegrams WHERE user_id = %s AND idempotency_key = %s",  # noqa: S608
+            (telegram.user_id, idempotency_key),
+        )
+        row = await found.fetchone()
+        assert row is not None  # noqa: S101 - the conflict means the row exists and is committed
+        return Telegram(*row), False
 
     async def list_telegrams(self, user_id: str, limit: int) -> list[Telegram]:
         async with self._transaction("list_telegrams") as conn:
@@ -162,19 +183,7 @@ class PostgresDatabase:
         for _ in range(APPEND_ATTEMPTS):
             try:
                 async with self._transaction("append_activity") as conn:
-                    head = await (
-                        await conn.execute(
-                            "SELECT seq, hash FROM activity_events WHERE user_id = %s ORDER BY seq DESC LIMIT 1",
-                            (user_id,),
-                        )
-                    ).fetchone()
-                    event = build(1, GENESIS) if head is None else build(int(head[0]) + 1, str(head[1]))
-                    await conn.execute(
-                        f"INSERT INTO activity_events ({_ACTIVITY_COLUMNS}) "  # noqa: S608 - a constant column list
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                        astuple(event),
-                    )
-                return event
+                    return await self._append(conn, user_id, build)
             except psycopg.errors.UniqueViolation:
                 # Another append (another request, another replica) took this seq between our read and our insert:
                 # PostgreSQL made us wait for its commit, then refused ours. Build again on the new head; the chain
@@ -183,6 +192,21 @@ class PostgresDatabase:
         if self._on_error is not None:
             self._on_error("postgresql", "append_activity")
         raise DatabaseUnavailable("Too many concurrent activity events for one user; try again.")
+
+    @staticmethod
+    async def _append(conn: Connection, user_id: str, build: EventBuilder) -> ActivityEvent:
+        head = await (
+            await conn.execute(
+                "SELECT seq, hash FROM activity_events WHERE user_id = %s ORDER BY seq DESC LIMIT 1", (user_id,)
+            )
+        ).fetchone()
+        event = build(1, GENESIS) if head is None else build(int(head[0]) + 1, str(head[1]))
+        await conn.execute(
+            f"INSERT INTO activity_events ({_ACTIVITY_COLUMNS}) "  # noqa: S608 - a constant column list
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            astuple(event),
+        )
+        return event
 
     async def list_activity(self, user_id: str, before_seq: int | None, limit: int) -> list[ActivityEvent]:
         async with self._transaction("list_activity") as conn:

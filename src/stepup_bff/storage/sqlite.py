@@ -410,8 +410,17 @@ class SqliteDatabase:
         result: T = await pending.answer
         return result
 
-    async def create_telegram(self, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
-        return await self._write(lambda db: self._insert(db, telegram, idempotency_key), "create_telegram")
+    async def create_telegram(
+        self, telegram: Telegram, idempotency_key: str | None, *, activity: EventBuilder | None = None
+    ) -> tuple[Telegram, bool]:
+        def create(db: sqlite3.Connection) -> tuple[Telegram, bool]:
+            stored, created = self._insert(db, telegram, idempotency_key)
+            if created and activity is not None:
+                # In the telegram's own savepoint: if the event fails, the telegram is rolled back with it.
+                self._append(db, telegram.user_id, activity)
+            return stored, created
+
+        return await self._write(create, "create_telegram")
 
     async def _write_queued(self) -> None:
         while self._queue:
@@ -497,21 +506,22 @@ class SqliteDatabase:
     # -- the activity log --------------------------------------------------------------------------------------------
 
     async def append_activity(self, user_id: str, build: EventBuilder) -> ActivityEvent:
-        def append(db: sqlite3.Connection) -> ActivityEvent:
-            # Inside the group commit's BEGIN IMMEDIATE, which holds the write lock until the commit, so no other
-            # process reads this head meanwhile; the primary key would refuse a second event with the same seq anyway.
-            head = db.execute(
-                "SELECT seq, hash FROM activity_events WHERE user_id = ? ORDER BY seq DESC LIMIT 1", (user_id,)
-            ).fetchone()
-            event = build(1, GENESIS) if head is None else build(int(head[0]) + 1, str(head[1]))
-            db.execute(
-                f"INSERT INTO activity_events ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                astuple(event),
-            )
-            return event
-
         # A security event is as much a record as a telegram: synced to disk like one, in the same group commit.
-        return await self._write(append, "append_activity")
+        return await self._write(lambda db: self._append(db, user_id, build), "append_activity")
+
+    @staticmethod
+    def _append(db: sqlite3.Connection, user_id: str, build: EventBuilder) -> ActivityEvent:
+        # Inside the group commit's BEGIN IMMEDIATE, which holds the write lock until the commit, so no other
+        # process reads this head meanwhile; the primary key would refuse a second event with the same seq anyway.
+        head = db.execute(
+            "SELECT seq, hash FROM activity_events WHERE user_id = ? ORDER BY seq DESC LIMIT 1", (user_id,)
+        ).fetchone()
+        event = build(1, GENESIS) if head is None else build(int(head[0]) + 1, str(head[1]))
+        db.execute(
+            f"INSERT INTO activity_events ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            astuple(event),
+        )
+        return event
 
     async def list_activity(self, user_id: str, before_seq: int | None, limit: int) -> list[ActivityEvent]:
         rows = self._file.read(
