@@ -196,7 +196,7 @@ class Metrics:
         """`exported=False`: nothing will read these metrics (`metrics.port` is not set, the default), so the
         per-request series, the only ones on the path of every request, are not recorded: a lock-taking histogram
         observation and two gauge updates per request that nobody could ever see. Everything else still counts."""
-        self._per_request = exported
+        self.per_request = exported
         if os.environ.get(MULTIPROC_ENV) and not is_multiprocess():
             # Values would stay in this process and the listener would serve zeros: refuse rather than mislead.
             raise RuntimeError(f"prometheus_client was imported before {MULTIPROC_ENV} was set")
@@ -274,11 +274,11 @@ class Metrics:
     # -- recording ---------------------------------------------------------------------------------------------
 
     def request_started(self) -> None:
-        if self._per_request:
+        if self.per_request:
             self.http_in_progress.inc()
 
     def request_finished(self, route: str, method: str, status: int, seconds: float) -> None:
-        if not self._per_request:
+        if not self.per_request:
             return
         self.http_in_progress.dec()
         key = (route, method_label(method), status)  # bounded before it is a key: the cache grows with the series

@@ -197,6 +197,7 @@ class RequestContextMiddleware:
             await self._app(scope, receive, send_with_id)  # type: ignore[arg-type]
         finally:
             seconds = time.perf_counter() - started
-            self._metrics.request_finished(route_template(scope), scope["method"], status, seconds)
+            if self._metrics.per_request:  # else not even the route's template is worked out
+                self._metrics.request_finished(route_template(scope), scope["method"], status, seconds)
             if self._access_log:
                 log_access(scope, status, seconds)
