@@ -118,6 +118,17 @@ async def test_a_telegram_and_its_activity_event_are_committed_together_or_not_a
             )
         assert await database.find_telegram("u1", "k3") is None
         assert [t.id for t in await database.list_telegrams("u1", 10)] == ["t1"] and await _chain(database) == ["a"]
+        # The telegram's own insert refused (an id already taken: a bug, never a race): raised as it is, not retried,
+        # and the event is never built.
+        builds: list[int] = []
+
+        def counted(seq: int, prev_hash: str) -> ActivityEvent:
+            builds.append(seq)
+            return _event("d")(seq, prev_hash)
+
+        with pytest.raises((psycopg.IntegrityError, sqlite3.IntegrityError)):
+            await database.create_telegram(Telegram("t1", "u1", "Bob", "Hi", 5.0), "k5", activity=counted)
+        assert builds == [] and await database.find_telegram("u1", "k5") is None
         # Without `activity`, a telegram is stored alone, as before.
         _, created = await database.create_telegram(Telegram("t4", "u1", "Bob", "Hi", 4.0), "k4")
         assert created and await _chain(database) == ["a"]

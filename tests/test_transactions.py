@@ -18,11 +18,12 @@ from fastapi.testclient import TestClient
 
 from conftest import FakeClock, make_settings, replace_cookie, sign_in
 from stepup_bff.app import create_app
-from stepup_bff.auth.sessions import Session
+from stepup_bff.auth.sessions import Session, StepUp, User
 from stepup_bff.cli import main
-from stepup_bff.deps import require_step_up
+from stepup_bff.deps import PrivilegedAction, ServicesDep, require_privileged_action, require_step_up
 from stepup_bff.ops.metrics import Metrics
 from stepup_bff.settings import ConfigError
+from stepup_bff.storage import Telegram
 from support.fake_fusionauth import TokenFactory
 from support.metrics import sample_value
 from support.step_up import TELEGRAM, challenge_of, confirm, confirm_transaction, post
@@ -311,6 +312,67 @@ def test_a_route_names_an_undeclared_action_and_gets_the_defaults(
         assert post(client, "/api/step-up/finish", {"code": VALID_CODE}).status_code == 200
         assert post(client, "/api/export").status_code == 200
         assert post(client, "/api/export").status_code == 200  # the time window, not single-use
+
+
+def _export_app(settings: Any, clock: FakeClock, metrics: Metrics, *, takes_event: bool) -> Any:
+    """An app with a privileged route of a developer's own: POST /api/export stores a telegram as its action. With
+    `takes_event` it hands its activity event to that write and then forgets to call done()."""
+    app = create_app(settings, clock=clock, metrics=metrics)
+
+    @app.post("/api/export")
+    async def export(
+        privileged: Annotated[PrivilegedAction, Depends(require_privileged_action(action="export_data"))],
+        services: ServicesDep,
+    ) -> dict[str, str]:
+        telegram = Telegram(f"t{clock.now()}", privileged.session.user.id, "Archive", "Export", clock.now())
+        activity = privileged.activity if takes_event else None
+        await services.telegrams.create_telegram(telegram, None, activity=activity)
+        return {"ok": "exported"}
+
+    app.router.routes.insert(0, app.router.routes.pop())
+    return app
+
+
+@pytest.mark.parametrize("takes_event", [False, True], ids=["never-takes-the-event", "takes-it-and-forgets-done"])
+def test_a_privileged_route_that_does_not_say_done_still_gets_its_event_once(
+    settings: Any,
+    fusionauth: respx.MockRouter,
+    tokens: TokenFactory,
+    clock: FakeClock,
+    takes_event: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A route that never takes its event has it written after it returns, in a transaction of its own; one that gave
+    it to a write and did not call done() is not written a second time (the write had it), and the omission is
+    logged. Either way the action has exactly one privileged_action event."""
+    metrics = Metrics()
+    FakeTwoFactor(fusionauth)
+    app = _export_app(settings, clock, metrics, takes_event=takes_event)
+    with TestClient(app, base_url="http://localhost:9000", follow_redirects=False) as client:
+        sign_in(client, fusionauth, tokens)
+        assert post(client, "/api/step-up/start").status_code == 200
+        assert post(client, "/api/step-up/finish", {"code": VALID_CODE}).status_code == 200
+        assert post(client, "/api/export").status_code == 200
+        kinds = [event["kind"] for event in client.get("/api/activity").json()["events"]]
+    assert kinds.count("privileged_action") == 1, kinds
+    assert sample_value(metrics, "stepup_bff_activity_events_total", kind="privileged_action") == (
+        0 if takes_event else 1
+    )
+    forgot = [r for r in caplog.records if "did not call done()" in r.getMessage()]
+    assert len(forgot) == (1 if takes_event else 0)
+
+
+def test_a_privileged_actions_repr_names_neither_the_session_nor_its_grant() -> None:
+    session = Session(
+        id="sid-secret",
+        user=User("u1", None, "U"),
+        signed_in_at=0.0,
+        expires_at=1.0,
+        idle_expires_at=1.0,
+        step_up=StepUp(at=0.0, until=1.0, method="authenticator", grant="grant-secret"),
+    )
+    text = repr(PrivilegedAction(session, None))
+    assert "sid-secret" not in text and "grant-secret" not in text and "PrivilegedAction" in text
 
 
 def test_a_misspelt_action_table_stops_the_app_and_serve(tmp_path: Path, fusionauth: respx.MockRouter) -> None:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Path, Request
@@ -53,6 +54,8 @@ from .stepup.service import StepUpService
 from .stepup.transaction import Transaction, displayable
 from .storage import EventBuilder
 from .web.cookies import queue_cookie
+
+logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -211,13 +214,16 @@ class PrivilegedAction:
     writes in the action's own transaction (`activity`, then `done`), so that the action and its record are committed
     together or not at all."""
 
-    session: Session
+    # Not in the repr: the session carries its id and its step-up's grant, neither of which may reach a log.
+    session: Session = field(repr=False)
     event: PendingEvent | None  # None: an idempotent repeat, or a step-up waived (`needed`): nothing to record
     recorded: bool | None = None  # what the route said with `done`; None if it never did
+    handed_out: bool = False  # the route took `activity` for a write
 
     @property
     def activity(self) -> EventBuilder | None:
         """For the database write that performs the action (its `activity=`)."""
+        self.handed_out = True
         return self.event.build if self.event is not None else None
 
     def done(self, *, recorded: bool) -> None:
@@ -260,10 +266,14 @@ def _step_up_guard(
                 await authorization.restore()
             raise
         # Reached only when the route returned: the action ran.
-        if privileged is None or privileged.recorded is None:
+        if privileged is None or (privileged.recorded is None and not privileged.handed_out):
             # Recorded after the action, in a transaction of its own (a route that did not write it itself).
             event = privileged.event if privileged is not None else step_up.action_event(session, authorization)
             await step_up.executed(event)
+        elif privileged.recorded is None:
+            # The route gave the event to a write and did not say whether it was written: written again here, it
+            # could be there twice; so it is left to that write, and the route's omission is reported.
+            logger.error("route %s took its activity event and did not call done()", request.scope.get("path"))
         elif privileged.recorded and privileged.event is not None:
             step_up.executed_with_action(privileged.event)
 
