@@ -24,7 +24,8 @@ What it does:
    are measured one right after the other (the order alternating between rounds), so that load from anything else
    on the machine lands on both sides of each ratio. Each stepped-up POST carries a unique Idempotency-Key, so
    every one is a new telegram; after the run the database must hold at least as many telegrams as were answered
-   201 (every one of them committed, synchronously, before its answer).
+   201 (every one of them committed, synchronously, before its answer), and as many privileged_action events as
+   the BFFs answered 201 (each committed with its telegram).
 6. Prints a Markdown table (best round's requests/s, its p50 and p99, the ratio to the bare route of that same
    round, the range of the ratios over the rounds, the floor's requests/s and its ratio), the resident memory of
    each BFF after the run, the machine and its load average. `--json FILE` also writes every sample.
@@ -257,16 +258,24 @@ def backends(store: str, database: str, data: Path) -> Iterator[tuple[str, str]]
         yield store_url, database_url
 
 
-def count_telegrams(database_url: str) -> int:
+# The telegrams, and the activity events that record the stepped-up ones (the floor's telegrams have none).
+_COUNTS = (
+    "SELECT (SELECT count(*) FROM telegrams), (SELECT count(*) FROM activity_events WHERE kind = 'privileged_action')"
+)
+
+
+def count_records(database_url: str) -> tuple[int, int]:
+    """(telegrams, privileged_action events) in the database."""
     if database_url.startswith("sqlite:///"):
         path = database_url.removeprefix("sqlite:///")
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            return int(db.execute("SELECT count(*) FROM telegrams").fetchone()[0])
+            telegrams, events = db.execute(_COUNTS).fetchone()
+            return int(telegrams), int(events)
     import psycopg
 
     with psycopg.connect(database_url) as db:
-        row = db.execute("SELECT count(*) FROM telegrams").fetchone()
-        return int(row[0]) if row else 0
+        row = db.execute(_COUNTS).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 @contextlib.contextmanager
@@ -372,7 +381,10 @@ def report(
             cells.append(f"{other.rps:,.0f} ({other.rps / sample.rps:.2f}x)")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Resident memory after the run: " + "; ".join(f"{name} {value}" for name, value in rss.items())]
-    lines.append(f"Telegrams answered 201: {info['created']}; in the database after the run: {info['stored']}.")
+    lines.append(
+        f"Telegrams answered 201: {info['created']}; in the database after the run: {info['stored']}. Stepped-up"
+        f" telegrams answered 201 by the BFFs: {info['sent']}; their privileged_action events: {info['recorded']}."
+    )
     return "\n".join(lines)
 
 
@@ -482,9 +494,9 @@ def main() -> None:
                 for route in routes:  # warm up: imports, caches, connections, the JIT-less interpreter's branches
                     for target in measured(route):
                         measure(target, route, 1)
-                before = count_telegrams(database_url)  # after the warm-up: its telegrams are not counted as answered
+                before = count_records(database_url)  # after the warm-up: its telegrams are not counted as answered
                 results = Results()
-                created = 0
+                created = sent = 0
                 for round_number in range(args.rounds):
                     for route in routes:
                         order = measured(route) if round_number % 2 == 0 else measured(route)[::-1]
@@ -494,6 +506,8 @@ def main() -> None:
                             results.add(route.name, target.name, sample)
                             if route.method == "POST" and not target.bare:
                                 created += sample.requests
+                                if not target.floor:
+                                    sent += sample.requests  # through the step-up guard: each one recorded
                     sys.stderr.write(f"round {round_number + 1}/{args.rounds} done\n")
                 info["load_after"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
                 rss: dict[str, str] = {}
@@ -503,10 +517,14 @@ def main() -> None:
                         rss[target.name] = f"{max(workers_rss):.0f} MiB per worker (largest)"
                     else:
                         rss[target.name] = f"{rss_mib(target.process.pid):.0f} MiB"
-                info["stored"] = count_telegrams(database_url) - before
-                info["created"] = created
-                if any(route.method == "POST" for route in routes) and info["stored"] < created:
-                    raise SystemExit(f"{created} telegrams were answered 201, only {info['stored']} are stored")
+                after = count_records(database_url)
+                info["stored"], info["recorded"] = after[0] - before[0], after[1] - before[1]
+                info["created"], info["sent"] = created, sent
+                if any(route.method == "POST" for route in routes):
+                    if info["stored"] < created:
+                        raise SystemExit(f"{created} telegrams were answered 201, only {info['stored']} are stored")
+                    if info["recorded"] < sent:
+                        raise SystemExit(f"{sent} stepped-up telegrams were sent, only {info['recorded']} recorded")
     finally:
         # The floor is the bare app's own process: each process once.
         stop_processes(dict.fromkeys(target.process for target in targets), timeout=30)

@@ -3,6 +3,7 @@ check. It asserts no figure at all: speed is judged by running the benchmark, ne
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,8 @@ def test_the_benchmark_runs_every_route_and_floor_and_checks_every_telegram_is_s
     ]
     # The run ends by counting the database: every telegram answered 201 was stored (else it exits non-zero).
     assert "Telegrams answered 201:" in table and "Resident memory after the run:" in table
+    # And every stepped-up telegram the BFFs answered 201 has its privileged_action event (the same transaction).
+    sent, recorded = (
+        int(n) for n in re.findall(r"by the BFFs: (\d+); their privileged_action events: (\d+)", table)[0]
+    )
+    assert sent > 0 and recorded >= sent
