@@ -179,7 +179,15 @@ def access_stream() -> Iterator[tuple[io.StringIO, AccessLogHandler]]:
 
 
 class _CountingStream(io.StringIO):
+    """A stream that counts its writes and flushes: written straight through, as sys.stdout is under
+    PYTHONUNBUFFERED=1, each write would be a system call."""
+
     flushes = 0
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
 
     def flush(self) -> None:
         self.flushes += 1
@@ -194,15 +202,31 @@ def test_access_lines_are_flushed_together_and_soon(access_stream: tuple[io.Stri
     scope = {"type": "http", "method": "GET", "path": "/a b", "query_string": b"x=1", "client": ("10.0.0.7", 1)}
     for _ in range(50):
         log_access(scope, 200, 0.001)
-    assert stream.flushes == 0  # fifty lines, no flush yet
+    assert (stream.writes, stream.flushes) == (0, 0)  # fifty lines, nothing written or flushed yet
     deadline = time.monotonic() + 10
     while stream.flushes == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert stream.flushes == 1  # one flush for all of them, a moment later
+    assert (stream.writes, stream.flushes) == (1, 1)  # one write and one flush for all of them, a moment later
     lines = stream.getvalue().splitlines()
     assert len(lines) == 50 and lines[0].endswith('10.0.0.7 - "GET /a%20b?x=1 HTTP/1.1" 200 1.0ms')
     handler.flush()  # logging.shutdown() does this at exit
     assert stream.flushes == 2
+
+
+def test_access_lines_waiting_are_bounded_and_handed_over_on_close(
+    access_stream: tuple[io.StringIO, AccessLogHandler],
+) -> None:
+    _, handler = access_stream
+    stream = _CountingStream()
+    handler.setStream(stream)
+    scope = {"type": "http", "method": "GET", "path": "/" + "p" * 200, "query_string": b"", "client": None}
+    for _ in range(2000):  # about 600 KiB: far past MAX_PENDING, far within one flush interval
+        log_access(scope, 200, 0.001)
+    assert stream.writes >= 2000 * 250 // AccessLogHandler.MAX_PENDING - 1  # written as it reached the bound
+    assert len(stream.getvalue()) >= 2000 * 250 - AccessLogHandler.MAX_PENDING - 300
+    log_access(scope, 200, 0.001)
+    handler.close()  # closed on its own, not by logging.shutdown(): what it held is written all the same
+    assert len(stream.getvalue().splitlines()) == 2001
 
 
 def test_access_lines_still_redact_and_quote(access_stream: tuple[io.StringIO, AccessLogHandler]) -> None:

@@ -117,6 +117,8 @@ def configured_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> tuple[list[str], list[str]]:
+    for handler in logging.getLogger("stepup_bff.access").handlers:
+        handler.flush()  # the access log hands its lines over together, a moment later (ops/logs.AccessLogHandler)
     captured = capsys.readouterr()
     return captured.out.splitlines(), captured.err.splitlines()
 

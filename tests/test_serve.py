@@ -181,6 +181,9 @@ def test_serve_with_two_workers_aggregates_metrics_on_a_listener_of_its_own(tmp_
         # Never on the public listener.
         assert httpx.get(f"{public}/metrics", timeout=5).status_code == 404
 
+        # The access lines are written together, at most 0.2 s after their requests (ops/logs.AccessLogHandler): all
+        # of them are out before a worker is killed outright, which would take its last fraction of a second along.
+        _wait_for(lambda: out.read_text().count('"stepup_bff.access"') >= served, "the access lines were not written")
         # A worker dies: uvicorn starts another; its counts stay in the sum, its live gauges do not.
         before = _workers(process.pid)
         assert len(before) == 2

@@ -8,6 +8,7 @@ is removed whichever logger, message or exception carried it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -186,28 +187,49 @@ class JsonFormatter(logging.Formatter):
 
 
 class AccessLogHandler(logging.StreamHandler[IO[str]]):
-    """The access log's handler: a line per request, written to the stream at once but flushed (one system call
-    for however many lines) at most `FLUSH_INTERVAL` seconds later by a thread of its own, rather than after
-    every line. On a clean stop logging's shutdown flushes what is left; a process killed outright may lose the
-    lines of its last fraction of a second, as nginx's `access_log ... buffer= flush=` may. Every other line
-    (warnings, errors, tracebacks) goes through a plain StreamHandler and is flushed as written."""
+    """The access log's handler: a line per request, kept in memory and written to the stream together (one write
+    and one flush, a system call or two for however many lines) at most `FLUSH_INTERVAL` seconds later by a thread of
+    its own, or at once when `MAX_PENDING` characters are waiting. Its own buffer, not the stream's: under
+    PYTHONUNBUFFERED=1 (our Dockerfile sets it, as most container images do, so that errors reach the log at once)
+    the stream writes every line straight through, a system call per request. On a clean stop logging's shutdown
+    flushes what is left; a process killed outright may lose the lines of its last fraction of a second, as nginx's
+    `access_log ... buffer= flush=` may. Every other line (warnings, errors, tracebacks) goes through a plain
+    StreamHandler and is written and flushed as it comes."""
 
     FLUSH_INTERVAL = 0.2  # seconds
+    MAX_PENDING = 64 * 1024  # characters waiting at most (about 500 lines): memory stays bounded under any load
 
     def __init__(self, stream: IO[str]) -> None:
         super().__init__(stream)
+        self._pending: list[str] = []
+        self._pending_size = 0
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._flusher: threading.Thread | None = None
         self._flusher_pid = 0
 
+    def _write_pending(self) -> None:
+        """Hand what is waiting to the stream, in one write. The caller holds the handler's lock."""
+        if self._pending:
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._pending_size = 0
+            self.stream.write(text)
+
     def flush(self) -> None:
-        self._dirty.clear()
-        super().flush()
+        with self.lock:  # type: ignore[union-attr]  # logging.Handler always has its lock (createLock)
+            self._dirty.clear()
+            self._write_pending()
+            super().flush()  # the lock is re-entrant
 
     def emit(self, record: logging.LogRecord) -> None:
+        # logging.Handler.handle() holds the lock here: the list is never appended to while the flusher swaps it.
         try:
-            self.stream.write(self.format(record) + self.terminator)
+            line = self.format(record) + self.terminator
+            self._pending.append(line)
+            self._pending_size += len(line)
+            if self._pending_size >= self.MAX_PENDING:
+                self._write_pending()
         except Exception:  # logging's contract: a failing handler reports, it never raises into the caller
             self.handleError(record)
             return
@@ -230,7 +252,11 @@ class AccessLogHandler(logging.StreamHandler[IO[str]]):
                 break
 
     def close(self) -> None:
-        # logging.shutdown() flushes every handler before it closes them; here the thread is only told to stop.
+        # logging.shutdown() flushes every handler before it closes them; a handler closed on its own (replaced by a
+        # new logging set-up) still hands over what it holds. The thread is told to stop.
+        with self.lock:  # type: ignore[union-attr]
+            with contextlib.suppress(OSError, ValueError):
+                self._write_pending()
         self._stopping.set()
         self._dirty.set()
         super().close()
