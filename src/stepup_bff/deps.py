@@ -328,7 +328,8 @@ def require_privileged_action(
     """`require_step_up` for a route whose action is a database write: the guard yields a `PrivilegedAction`, and the
     route passes its `activity` to that write and then calls `done(recorded=...)`, so the action and its activity
     event commit together (no action without its record; an action whose record fails is not done). A route that
-    never calls `done` gets its event written after it returns, as with `require_step_up`."""
+    never takes `activity` gets its event written after it returns, as with `require_step_up`; one that takes it and
+    never calls `done` is reported (an ERROR line) and its event left to the write it was given to."""
     return _step_up_guard(max_age, action, transaction, needed, in_route=True)
 
 
