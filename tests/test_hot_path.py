@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from conftest import FakeClock
-from stepup_bff.app import create_app
+from stepup_bff.app import ROUTERS, create_app
 from stepup_bff.auth.sessions import Session
 from stepup_bff.cli import server_options
 from stepup_bff.deps import require_step_up
@@ -48,6 +48,20 @@ def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
             yield route
         elif hasattr(route, "original_router"):  # an included router (FastAPI keeps it whole)
             yield from _api_routes(route.original_router.routes)
+
+
+def test_the_routes_are_on_the_apps_own_table_and_the_same_operations_as_included(settings: Settings) -> None:
+    """FastAPI matches an included router twice per request (stepup_bff.app.add_routes): the routes are the app's
+    own, in the routers' order, and describe exactly what including the routers would."""
+    app = create_app(settings)
+    assert not [route for route in app.routes if hasattr(route, "original_router")]
+    ours = [route for route in app.routes if isinstance(route, APIRoute)]
+    assert ours == [route for router in ROUTERS for route in router.routes]
+    included = FastAPI(title=app.title, version=app.version, openapi_url=app.openapi_url)
+    for router in ROUTERS:
+        included.include_router(router)
+    assert app.openapi()["paths"] == included.openapi()["paths"]
+    assert app.openapi()["components"] == included.openapi()["components"]
 
 
 def test_no_dependency_of_any_route_runs_in_the_thread_pool(settings: Settings) -> None:

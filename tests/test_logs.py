@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 
 from conftest import JSON_HEADERS, make_settings, sign_in, start_login
 from stepup_bff.app import create_app
-from stepup_bff.ops.logs import LogFormat, RedactSecrets, configure_logging, redact
+from stepup_bff.ops.logs import LogFormat, RedactSecrets, TextFormatter, configure_logging, redact
+from stepup_bff.ops.request_context import AccessRecord
 from support.fake_fusionauth import USER_ID, TokenFactory
 from support.live_server import serve
 from support.two_factor import SMS, VALID_CODE, FakeTwoFactor
@@ -85,6 +86,36 @@ def test_httpx_request_lines_never_carry_two_factor_ids() -> None:
 )
 def test_redact(text: str, kept: str) -> None:
     assert redact(text) == kept
+
+
+def _traceback() -> Any:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        return sys.exc_info()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        logging.LogRecord("stepup_bff.x", logging.INFO, __file__, 1, "plain %s and %d", ("words", 7), None),
+        logging.LogRecord("stepup_bff.x", logging.WARNING, __file__, 1, "no arguments, 100% literal", None, None),
+        logging.LogRecord("stepup_bff.x", logging.INFO, __file__, 1, "a %(name)s mapping", ({"name": "n"},), None),
+        logging.LogRecord("stepup_bff.x", logging.INFO, __file__, 1, "token %s", ("eyJhbGciOi.eyJzdWIiOi.c2ln",), None),
+        logging.LogRecord("stepup_bff.x", logging.ERROR, __file__, 1, "failed", None, _traceback()),
+        logging.LogRecord("stepup_bff.x", logging.INFO, __file__, 1, "where", None, None, sinfo="Stack (most recent)"),
+        AccessRecord(("127.0.0.1", "GET", "/api/session", "1.1", 200, 1.25), 200, 1.25),
+    ],
+    ids=["args", "literal", "mapping", "secret", "traceback", "stack", "access"],
+)
+def test_text_lines_are_what_logging_formatter_writes_then_redacted(record: logging.LogRecord) -> None:
+    """TextFormatter writes a plain record without logging.Formatter's indirections: the same text all the same."""
+    ours = TextFormatter().format(record)
+    expected = redact(logging.Formatter(TextFormatter.FORMAT).format(record))
+    assert ours == expected
+    assert record.message == record.getMessage() and ours.startswith(record.asctime)  # as logging.Formatter leaves it
 
 
 # -- the configured handlers, end to end ------------------------------------------------------------------------

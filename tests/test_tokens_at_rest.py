@@ -13,8 +13,9 @@ import pytest
 import respx
 from fastapi.testclient import TestClient
 
-from conftest import make_settings, sign_in
+from conftest import make_settings, replace_cookie, sign_in
 from stepup_bff.auth.sealing import Unsealable, open_sealed, seal
+from stepup_bff.auth.sessions import SessionRecord, Tokens, _OpenedRecords, _seal_record
 from stepup_bff.settings import Settings
 from support.backends import RedisServer
 from support.fake_fusionauth import TokenFactory
@@ -107,6 +108,66 @@ def test_a_record_moved_under_another_session_is_refused_and_ended(
     assert not _authenticated(attacker)
     assert attackers_key not in _records(settings)  # ended, not left behind
     assert _authenticated(victim)
+
+
+def test_a_record_this_process_has_opened_is_refused_once_moved_or_altered(
+    client: TestClient, settings: Settings, fusionauth: respx.MockRouter, tokens: TokenFactory
+) -> None:
+    """The process keeps the records it has opened (auth/sessions._OpenedRecords), so this is the case that matters:
+    both sessions have been read by this very process before their records change under it."""
+    assert sign_in(client, fusionauth, tokens).status_code == 303
+    victim = client.cookies[COOKIE_NAME]
+    assert _authenticated(client)
+    victims_key, victims_value = next(iter(_records(settings).items()))
+    client.cookies.clear()
+    assert sign_in(client, fusionauth, tokens).status_code == 303
+    attacker = client.cookies[COOKIE_NAME]
+    assert _authenticated(client)
+    attackers_key = next(key for key in _records(settings) if key != victims_key)
+    db = sqlite3.connect(settings.storage.url.removeprefix("sqlite:///"), isolation_level=None)
+    db.execute("UPDATE kv SET value = ? WHERE key = ?", (victims_value, attackers_key))
+    assert not _authenticated(client)  # the attacker's cookie, the victim's record: refused and ended
+    assert attackers_key not in _records(settings)
+    replace_cookie(client, COOKIE_NAME, victim)
+    assert _authenticated(client)
+    # One byte of the victim's sealed record altered, after this process opened it unaltered.
+    envelope = json.loads(victims_value)
+    raw = bytearray(base64.urlsafe_b64decode(envelope["sealed"][3:]))
+    raw[-1] ^= 0x01
+    envelope["sealed"] = "v1." + base64.urlsafe_b64encode(raw).decode()
+    db.execute("UPDATE kv SET value = ? WHERE key = ?", (json.dumps(envelope), victims_key))
+    assert not _authenticated(client)
+    assert victims_key not in _records(settings)
+    replace_cookie(client, COOKIE_NAME, attacker)
+    assert not _authenticated(client)
+
+
+def _record(user_id: str = "u1") -> SessionRecord:
+    return SessionRecord(user_id=user_id, signed_in_at=1.0, last_seen=2.0, tokens=Tokens("at", "rt", "rtid"))
+
+
+def test_opened_records_are_kept_only_for_the_same_bytes_under_the_same_key_and_bounded() -> None:
+    opened = _OpenedRecords(size=2)
+    value = _seal_record("sid-1", "session:{u1}:a", _record())
+    first = opened.open("sid-1", "session:{u1}:a", value)
+    assert first == _record()
+    assert opened.open("sid-1", "session:{u1}:a", value) is first  # the same bytes: not opened again
+    resealed = _seal_record("sid-1", "session:{u1}:a", _record())  # the same record, sealed again (a new nonce)
+    second = opened.open("sid-1", "session:{u1}:a", resealed)
+    assert second == first and second is not first
+    with pytest.raises(Unsealable):  # the bytes it kept, under another key: opened, and refused
+        opened.open("sid-1", "session:{u1}:b", value)
+    with pytest.raises(Unsealable):  # the key it kept, with bytes that do not open
+        opened.open("sid-1", "session:{u1}:a", value.replace('"uid":"u1"', '"uid":"u2"'))
+    assert opened.open("sid-1", "session:{u1}:a", resealed) is second  # a refusal kept nothing in its place
+    for name in ("c", "d", "e"):
+        opened.open(
+            f"sid-{name}", f"session:{{u1}}:{name}", _seal_record(f"sid-{name}", f"session:{{u1}}:{name}", _record())
+        )
+    assert len(opened._entries) == 2  # bounded: the oldest left first
+    assert set(opened._entries) == {"session:{u1}:d", "session:{u1}:e"}
+    opened.forget("session:{u1}:e")
+    assert set(opened._entries) == {"session:{u1}:d"}
 
 
 def test_altering_the_readable_refresh_token_id_is_refused(

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
@@ -80,6 +80,21 @@ ROUTERS = (
     webhooks.router,
     factors.router,
 )
+
+
+def add_routes(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """The routers' routes, on the app's own route table rather than included.
+
+    FastAPI (0.165) includes a router as a lazy `_IncludedRouter` that every request matches twice (once to pick the
+    router, once to pick its route), router after router, with the scope bookkeeping of each step: a fifth of a
+    signed-in GET /api/session in our profile, for nothing. A route is complete when declared: `APIRouter` applies its
+    prefix, tags, dependencies, responses and response class to each route then, and these routers are included with
+    no options of their own, so the routes alone are the same operations (the OpenAPI document is the same,
+    tests/test_app_routes.py). What an included route would also get, and these do not: `app.dependency_overrides`.
+    This project's tests never replace its own dependencies (they run the real ones against mocked backends); a copy
+    that does must include its routers instead."""
+    for router in routers:
+        app.router.routes.extend(router.routes)
 
 
 def step_up_guards(routes: Iterable[Any]) -> list[tuple[str | None, bool]]:
@@ -201,8 +216,7 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     install_error_handlers(app)
-    for router in ROUTERS:
-        app.include_router(router)
+    add_routes(app, ROUTERS)
     # The SPA's files rank below every route, including one that matches the path but not the method: GET on a
     # POST route is a 405 that says what is allowed, not a 404 from a catch-all. No fallback page: an unknown
     # path is a 404.
