@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import astuple, replace
 from pathlib import Path
 
 import anyio
@@ -25,6 +25,7 @@ from stepup_bff.storage import (
     TelegramStore,
     open_database,
 )
+from stepup_bff.storage.base import as_row
 from stepup_bff.storage.migrations import MIGRATIONS
 from support.backends import PostgresServer
 from support.live_server import free_port
@@ -248,3 +249,11 @@ async def test_postgres_start_up_errors_name_the_setting_and_hide_the_password(p
         assert message.startswith("database.url: cannot use PostgreSQL at 127.0.0.1:")
         assert reason in message
         assert "hunter2" not in message and postgres_live.passwords["startup"] not in message
+
+
+def test_a_record_is_inserted_in_its_fields_order() -> None:
+    """The INSERTs list their columns in the dataclasses' order (storage.base.as_row, astuple without its copies)."""
+    telegram = Telegram(id="tg_1", user_id="u1", recipient="r", message="m", created_at=1.5, status="queued")
+    event = ActivityEvent("u1", 2, 3, "kind", "ok", "{}", None, "agent", "0" * 64, "f" * 64)
+    assert as_row(telegram) == astuple(telegram)
+    assert as_row(event) == astuple(event)

@@ -21,7 +21,6 @@ import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import astuple
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -31,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..errors import DatabaseUnavailable
 from ..settings import DatabaseSettings
 from . import migrations
-from .base import GENESIS, ActivityEvent, ErrorHook, EventBuilder, StorageConfigError, Telegram, hide_password
+from .base import GENESIS, ActivityEvent, ErrorHook, EventBuilder, StorageConfigError, Telegram, as_row, hide_password
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +145,7 @@ class PostgresDatabase:
             "INSERT INTO telegrams (id, user_id, recipient, message, created_at, status, idempotency_key) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
-            (*astuple(telegram), idempotency_key),  # the columns in the dataclass's order
+            (*as_row(telegram), idempotency_key),  # the columns in the dataclass's order
         )
         if await inserted.fetchone() is not None:
             return telegram, True
@@ -204,7 +203,7 @@ class PostgresDatabase:
         await conn.execute(
             f"INSERT INTO activity_events ({_ACTIVITY_COLUMNS}) "  # noqa: S608 - a constant column list
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            astuple(event),
+            as_row(event),
         )
         return event
 

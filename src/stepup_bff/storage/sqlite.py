@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +30,7 @@ import anyio.to_thread
 from ..clock import Clock
 from ..errors import DatabaseUnavailable, StoreUnavailable
 from . import migrations
-from .base import GENESIS, ActivityEvent, ErrorHook, EventBuilder, StorageConfigError, Telegram
+from .base import GENESIS, ActivityEvent, ErrorHook, EventBuilder, StorageConfigError, Telegram, as_row
 
 T = TypeVar("T")
 
@@ -475,7 +475,7 @@ class SqliteDatabase:
     def _insert(db: sqlite3.Connection, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
         inserted = db.execute(
             _INSERT_TELEGRAM,
-            (*astuple(telegram), idempotency_key),  # the columns in the dataclass's order
+            (*as_row(telegram), idempotency_key),  # the columns in the dataclass's order
         )
         if inserted.rowcount == 1:
             return telegram, True
@@ -519,7 +519,7 @@ class SqliteDatabase:
         event = build(1, GENESIS) if head is None else build(int(head[0]) + 1, str(head[1]))
         db.execute(
             f"INSERT INTO activity_events ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            astuple(event),
+            as_row(event),
         )
         return event
 
