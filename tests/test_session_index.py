@@ -18,7 +18,15 @@ import respx
 from fastapi.testclient import TestClient
 
 from conftest import FakeClock, make_settings, sign_in
-from stepup_bff.auth.sessions import MAX_SESSIONS_PER_USER, EndedSession, Session, SessionManager, Tokens, User
+from stepup_bff.auth.sessions import (
+    MAX_SESSIONS_PER_USER,
+    TOUCH_INTERVAL,
+    EndedSession,
+    Session,
+    SessionManager,
+    Tokens,
+    User,
+)
 from stepup_bff.errors import LoginRequired
 from stepup_bff.ops.metrics import SessionEndReason
 from stepup_bff.settings import Settings
@@ -265,3 +273,43 @@ def _end_through_the_app(
     assert revoked == issued
     events = first.portal.call(lambda: services.activity.recent(USER_ID, None, 10))
     assert [(e.kind, e.outcome) for e in events if e.kind == "session_ended"] == [("session_ended", "revoked")] * 2
+
+
+class _CountedWrites:
+    """The real store, with its compare-and-set writes counted (everything else, and those writes too, go to it)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.compare_and_set_calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def compare_and_set(self, *args: Any, **kwargs: Any) -> bool:
+        self.compare_and_set_calls += 1
+        result: bool = await self._store.compare_and_set(*args, **kwargs)
+        return result
+
+
+async def test_concurrent_requests_due_a_touch_write_it_once(manager: Manager, tmp_path: Path) -> None:
+    """The SPA's first page asks several things at once: one of them moves the record's last-seen time, the others
+    go on with the record they read, instead of each queueing a write behind the first."""
+    counted = _CountedWrites(manager.store)
+    sessions = SessionManager(make_settings(tmp_path), counted, manager.clock)  # type: ignore[arg-type]
+    session = await sessions.create(ALICE, Tokens("access", "refresh", "rtid"))
+    cookie = sessions.set_cookie_header(session).split(";")[0].split("=", 1)[1]
+    manager.clock.advance(TOUCH_INTERVAL + 1)
+    loaded: list[Session | None] = []
+
+    async def load() -> None:
+        loaded.append(await sessions.load(cookie))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(8):
+            group.start_soon(load)
+    assert len(loaded) == 8 and all(one is not None for one in loaded)
+    assert counted.compare_and_set_calls == 1
+    # The one write moved the idle deadline: alive just before the idle timeout counted from the touch.
+    manager.clock.advance(make_settings(tmp_path).session.idle_timeout - 1)
+    assert await sessions.load(cookie) is not None
+    assert counted.compare_and_set_calls == 2  # and that request, a minute on, touched it again
