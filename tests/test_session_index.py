@@ -313,3 +313,29 @@ async def test_concurrent_requests_due_a_touch_write_it_once(manager: Manager, t
     manager.clock.advance(make_settings(tmp_path).session.idle_timeout - 1)
     assert await sessions.load(cookie) is not None
     assert counted.compare_and_set_calls == 2  # and that request, a minute on, touched it again
+
+
+async def test_a_session_ended_on_another_replica_leaves_this_ones_memory(manager: Manager, tmp_path: Path) -> None:
+    """Each process keeps the records it opened (auth/sessions._OpenedRecords), tokens and all: a session ended
+    elsewhere is refused here at its next request, and its record dropped from this process's memory then."""
+    here = manager.sessions
+    there = SessionManager(make_settings(tmp_path), manager.store, manager.clock)
+    session = await manager.sign_in()
+    assert await manager.alive(session)
+    assert len(here._opened._entries) == 1
+    assert await there.end_user_sessions(USER_ID, reason="signed_out_elsewhere") == 1
+    assert not await manager.alive(session)
+    assert here._opened._entries == {}
+    # Ended here, it leaves at once; rotated here, the old record's entry leaves with it.
+    rotated = await here.rotate(await _loaded(manager, await manager.sign_in()), None)
+    assert list(here._opened._entries) == []
+    assert await manager.alive(rotated) and len(here._opened._entries) == 1
+    await here.end_user_sessions(USER_ID, reason="signed_out_elsewhere")
+    assert here._opened._entries == {}
+
+
+async def _loaded(manager: Manager, session: Session) -> Session:
+    cookie = manager.sessions.set_cookie_header(session).split(";")[0].split("=", 1)[1]
+    loaded = await manager.sessions.load(cookie)
+    assert loaded is not None
+    return loaded

@@ -209,7 +209,8 @@ class _OpenedRecords:
 
     What it holds in memory is what a request holds while it runs (the record's tokens), for longer: no more than
     this process can already reach, since it holds the FusionAuth API key and the cookie keys. It holds no session
-    id. An ended session's entry is dropped as it ends; the rest are bounded (the oldest leave first)."""
+    id. An entry is dropped when its session ends or rotates here, or when the store no longer has the record (ended
+    on another replica); the rest are bounded (the oldest leave first)."""
 
     def __init__(self, size: int = OPENED_RECORDS) -> None:
         self._size = size
@@ -461,6 +462,7 @@ class SessionManager:
         key = _member_key(user.id, member)
         raw = await self._store.get(key)  # the one store round trip of an authenticated read
         if raw is None:
+            self._opened.forget(key)  # ended elsewhere (another replica, a timeout): its tokens leave this memory too
             return None  # signed out, expired, or never existed
         try:
             record = self._opened.open(session_id, key, raw)
@@ -799,6 +801,7 @@ class SessionManager:
         old_key = _member_key(user_id, old_member)
         before = _Ending.loads(await self._store.get(_ending_key(user_id)))
         raw = await self._store.pop(old_key)
+        self._opened.forget(old_key)
         if raw is None:
             raise LookupError("session ended while rotating")
         try:
