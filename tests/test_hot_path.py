@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from conftest import FakeClock
-from stepup_bff.app import ROUTERS, create_app
+from stepup_bff.app import ROUTERS, add_routes, create_app
 from stepup_bff.auth.sessions import Session
 from stepup_bff.cli import server_options
 from stepup_bff.deps import require_step_up
@@ -62,6 +62,19 @@ def test_the_routes_are_on_the_apps_own_table_and_the_same_operations_as_include
         included.include_router(router)
     assert app.openapi()["paths"] == included.openapi()["paths"]
     assert app.openapi()["components"] == included.openapi()["components"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"dependencies": [Depends(lambda: None)]}, {"responses": {404: {"description": "no"}}}, {"max_body_size": 10}],
+)
+def test_routes_are_not_added_to_an_app_whose_own_route_options_they_would_skip(options: dict[str, Any]) -> None:
+    from fastapi.responses import HTMLResponse
+
+    with pytest.raises(ValueError, match="include the routers"):
+        add_routes(FastAPI(**options), ROUTERS)
+    with pytest.raises(ValueError, match="include the routers"):
+        add_routes(FastAPI(default_response_class=HTMLResponse), ROUTERS)
 
 
 def test_no_dependency_of_any_route_runs_in_the_thread_pool(settings: Settings) -> None:

@@ -142,32 +142,63 @@ def test_a_record_this_process_has_opened_is_refused_once_moved_or_altered(
     assert not _authenticated(client)
 
 
-def _record(user_id: str = "u1") -> SessionRecord:
-    return SessionRecord(user_id=user_id, signed_in_at=1.0, last_seen=2.0, tokens=Tokens("at", "rt", "rtid"))
+def _record(user_id: str = "u1", last_seen: float = 2.0) -> SessionRecord:
+    return SessionRecord(user_id=user_id, signed_in_at=1.0, last_seen=last_seen, tokens=Tokens("at", "rt", "rtid"))
 
 
 def test_opened_records_are_kept_only_for_the_same_bytes_under_the_same_key_and_bounded() -> None:
-    opened = _OpenedRecords(size=2)
+    opened = _OpenedRecords(idle_timeout=100, absolute_timeout=1000, size=2)
+
+    def open_(session_id: str, key: str, value: str) -> SessionRecord:
+        return opened.open(session_id, key, value, now=3.0, read_at=opened.forgotten)
+
     value = _seal_record("sid-1", "session:{u1}:a", _record())
-    first = opened.open("sid-1", "session:{u1}:a", value)
+    first = open_("sid-1", "session:{u1}:a", value)
     assert first == _record()
-    assert opened.open("sid-1", "session:{u1}:a", value) is first  # the same bytes: not opened again
+    assert open_("sid-1", "session:{u1}:a", value) is first  # the same bytes: not opened again
     resealed = _seal_record("sid-1", "session:{u1}:a", _record())  # the same record, sealed again (a new nonce)
-    second = opened.open("sid-1", "session:{u1}:a", resealed)
+    second = open_("sid-1", "session:{u1}:a", resealed)
     assert second == first and second is not first
     with pytest.raises(Unsealable):  # the bytes it kept, under another key: opened, and refused
-        opened.open("sid-1", "session:{u1}:b", value)
+        open_("sid-1", "session:{u1}:b", value)
     with pytest.raises(Unsealable):  # the key it kept, with bytes that do not open
-        opened.open("sid-1", "session:{u1}:a", value.replace('"uid":"u1"', '"uid":"u2"'))
-    assert opened.open("sid-1", "session:{u1}:a", resealed) is second  # a refusal kept nothing in its place
+        open_("sid-1", "session:{u1}:a", value.replace('"uid":"u1"', '"uid":"u2"'))
+    assert open_("sid-1", "session:{u1}:a", resealed) is second  # a refusal kept nothing in its place
     for name in ("c", "d", "e"):
-        opened.open(
-            f"sid-{name}", f"session:{{u1}}:{name}", _seal_record(f"sid-{name}", f"session:{{u1}}:{name}", _record())
-        )
-    assert len(opened._entries) == 2  # bounded: the oldest left first
-    assert set(opened._entries) == {"session:{u1}:d", "session:{u1}:e"}
+        key = f"session:{{u1}}:{name}"
+        open_(f"sid-{name}", key, _seal_record(f"sid-{name}", key, _record()))
+    assert set(opened._entries) == {"session:{u1}:d", "session:{u1}:e"}  # bounded: the oldest left first
     opened.forget("session:{u1}:e")
     assert set(opened._entries) == {"session:{u1}:d"}
+
+
+def test_opened_records_keep_nothing_read_before_a_forget_or_past_its_timeouts() -> None:
+    opened = _OpenedRecords(idle_timeout=100, absolute_timeout=1000)
+    key, value = "session:{u1}:a", _seal_record("sid-1", "session:{u1}:a", _record())
+    read_at = opened.forgotten  # a request reads the record...
+    opened.forget("session:{u1}:other")  # ...a session ends meanwhile...
+    assert opened.open("sid-1", key, value, now=3.0, read_at=read_at) == _record()  # ...its answer is the same
+    assert opened._entries == {}  # but it keeps nothing: it may have read a record that has just ended
+    opened.open("sid-1", key, value, now=3.0, read_at=opened.forgotten)
+    assert list(opened._entries) == [key]
+    # Idle past its timeout (last seen at 2.0, idle timeout 100): the next use of the memo drops it.
+    other = "session:{u1}:b"
+    opened.open(
+        "sid-2", other, _seal_record("sid-2", other, _record(last_seen=500.0)), now=102.0, read_at=opened.forgotten
+    )
+    assert list(opened._entries) == [other]
+    # A record past the absolute timeout (signed in at 1.0), however recently seen, is not kept at all.
+    opened.open(
+        "sid-2", other, _seal_record("sid-2", other, _record(last_seen=999.0)), now=1001.0, read_at=opened.forgotten
+    )
+    assert opened._entries == {}
+
+
+def test_a_records_tokens_are_not_in_its_repr() -> None:
+    shown = repr(
+        SessionRecord(user_id="u1", signed_in_at=1.0, last_seen=2.0, tokens=Tokens("eyJ.a.b", "opaque-rt", "rtid"))
+    )
+    assert "eyJ.a.b" not in shown and "opaque-rt" not in shown and "rtid" in shown
 
 
 def test_altering_the_readable_refresh_token_id_is_refused(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
@@ -90,11 +91,17 @@ def add_routes(app: FastAPI, routers: Iterable[APIRouter]) -> None:
     signed-in GET /api/session in our profile, for nothing. A route is complete when declared: `APIRouter` applies its
     prefix, tags, dependencies, responses and response class to each route then, and these routers are included with
     no options of their own, so the routes alone are the same operations (the OpenAPI document is the same,
-    tests/test_app_routes.py). What an included route would also get, and these do not: `app.dependency_overrides`.
-    This project's tests never replace its own dependencies (they run the real ones against mocked backends); a copy
-    that does must include its routers instead."""
+    tests/test_hot_path.py). What an included route would also get, and these do not: `app.dependency_overrides`,
+    and the app's own route options. This project's tests never replace its own dependencies (they run the real ones
+    against mocked backends), and the app sets no such option, which is checked here so that one added later is not
+    silently skipped; a copy that needs either must include its routers instead."""
+    own = app.router
+    if own.dependencies or own.responses or own.callbacks or own.max_body_size is not None:
+        raise ValueError("the app has route options of its own: include the routers (app.include_router) instead")
+    if not isinstance(own.default_response_class, DefaultPlaceholder):
+        raise ValueError("the app has a default response class: include the routers (app.include_router) instead")
     for router in routers:
-        app.router.routes.extend(router.routes)
+        own.routes.extend(router.routes)
 
 
 def step_up_guards(routes: Iterable[Any]) -> list[tuple[str | None, bool]]:

@@ -30,7 +30,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol, cast, get_args
 
 from itsdangerous import BadData
@@ -105,8 +105,10 @@ class Session:
 
 @dataclass(frozen=True)
 class Tokens:
-    access_token: str
-    refresh_token: str | None
+    # Not in the repr: a record in a traceback's locals or a debug line must not print them (and the memo of opened
+    # records keeps them in memory between requests).
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
     refresh_token_id: str | None
     # When the access token expires (its `exp`): the record holds it, so a request learns whether a refresh is due
     # without another round trip. None in records made before refresh existed (then read from the token itself).
@@ -209,25 +211,46 @@ class _OpenedRecords:
 
     What it holds in memory is what a request holds while it runs (the record's tokens), for longer: no more than
     this process can already reach, since it holds the FusionAuth API key and the cookie keys. It holds no session
-    id. An entry is dropped when its session ends or rotates here, or when the store no longer has the record (ended
-    on another replica); the rest are bounded (the oldest leave first)."""
+    id. An entry is dropped when its session ends or rotates here, when the store no longer has the record (ended on
+    another replica), and once its session has timed out (the oldest entries are looked at on every use); and there
+    are at most `size` (the oldest leave first)."""
 
-    def __init__(self, size: int = OPENED_RECORDS) -> None:
+    def __init__(self, idle_timeout: float, absolute_timeout: float, size: int = OPENED_RECORDS) -> None:
+        self._idle = idle_timeout
+        self._absolute = absolute_timeout
         self._size = size
-        self._entries: dict[str, tuple[str, SessionRecord]] = {}
+        # key -> (the sealed value, its record, when the record's session times out at the latest)
+        self._entries: dict[str, tuple[str, SessionRecord, float]] = {}
+        # How many times an entry was forgotten: a value read before the latest forget is opened but not kept, or a
+        # request that read a record just before its session ended would put its tokens back after the end.
+        self.forgotten = 0
 
-    def open(self, session_id: str, key: str, raw: str) -> SessionRecord:
+    def open(self, session_id: str, key: str, raw: str, *, now: float, read_at: int) -> SessionRecord:
+        """`_open_record(session_id, key, raw)`; `read_at`: `forgotten` as it was before `raw` was read."""
+        self._sweep(now)
         entry = self._entries.get(key)
         if entry is not None and entry[0] == raw:
             return entry[1]
         record = _open_record(session_id, key, raw)  # Unsealable: nothing is kept
         self._entries.pop(key, None)
-        if len(self._entries) >= self._size:
-            del self._entries[next(iter(self._entries))]  # the oldest (dicts keep insertion order)
-        self._entries[key] = (raw, record)
+        deadline = min(record.signed_in_at + self._absolute, record.last_seen + self._idle)
+        if read_at == self.forgotten and now < deadline:  # a session past its timeouts is about to end: not kept
+            if len(self._entries) >= self._size:
+                del self._entries[next(iter(self._entries))]  # the oldest (dicts keep insertion order)
+            self._entries[key] = (raw, record, deadline)
         return record
 
+    def _sweep(self, now: float) -> None:
+        # The least recently written entries come first (a rewritten record goes to the end): those whose sessions
+        # have timed out leave, so that the tokens of a session nobody uses any more do not stay for long.
+        while self._entries:
+            key, (_, _, deadline) = next(iter(self._entries.items()))
+            if now < deadline:
+                return
+            del self._entries[key]
+
     def forget(self, key: str) -> None:
+        self.forgotten += 1
         self._entries.pop(key, None)
 
 
@@ -361,7 +384,7 @@ class SessionManager:
         self._serializer = make_serializer(self._settings.secret_keys, salt="stepup-bff/session", clock=clock)
         # __Host- makes the browser refuse the cookie unless it is Secure, host-only and Path=/ (ASVS 3.3.3).
         self.cookie_name = "__Host-stepup_session" if self._secure else "stepup_session"
-        self._opened = _OpenedRecords()
+        self._opened = _OpenedRecords(self._settings.idle_timeout, self._settings.absolute_timeout)
         self._touching: set[str] = set()  # the record keys this process is touching now (see `load`)
 
     # -- cookie ----------------------------------------------------------------------------------------------------
@@ -460,18 +483,19 @@ class SessionManager:
         # The cookie's user id is part of the key: a cookie naming another user finds no record.
         member = _session_hash(session_id)
         key = _member_key(user.id, member)
+        read_at = self._opened.forgotten
         raw = await self._store.get(key)  # the one store round trip of an authenticated read
         if raw is None:
             self._opened.forget(key)  # ended elsewhere (another replica, a timeout): its tokens leave this memory too
             return None  # signed out, expired, or never existed
+        now = self._clock.now()
         try:
-            record = self._opened.open(session_id, key, raw)
+            record = self._opened.open(session_id, key, raw, now=now, read_at=read_at)
         except Unsealable as exc:
             # Only someone who can write to the store could cause this: end the session (its token is revoked).
             logger.warning("session record refused: %s", exc)
             await self._end(user.id, member, "tampered")
             return None
-        now = self._clock.now()
         if record.user_id != user.id:
             logger.warning("session cookie names a different user than its record; refused")
             return None
