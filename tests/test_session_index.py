@@ -58,8 +58,13 @@ class Manager:
         return await self.sessions.create(user, Tokens(f"access-{self.counter}", "refresh", f"rtid-{self.counter}"))
 
     async def alive(self, session: Session) -> bool:
-        cookie = self.sessions.set_cookie_header(session).split(";")[0].split("=", 1)[1]
+        cookie = _cookie(self.sessions, session)
         return await self.sessions.load(cookie) is not None
+
+
+def _cookie(sessions: SessionManager, session: Session) -> str:
+    """The session cookie's value, as the browser would send it back."""
+    return sessions.set_cookie_header(session).split(";")[0].split("=", 1)[1]
 
 
 BACKENDS = ["sqlite", pytest.param("redis", marks=pytest.mark.live)]
@@ -297,7 +302,7 @@ async def test_concurrent_requests_due_a_touch_write_it_once(manager: Manager, t
     counted = _CountedWrites(manager.store)
     sessions = SessionManager(make_settings(tmp_path), counted, manager.clock)  # type: ignore[arg-type]
     session = await sessions.create(ALICE, Tokens("access", "refresh", "rtid"))
-    cookie = sessions.set_cookie_header(session).split(";")[0].split("=", 1)[1]
+    cookie = _cookie(sessions, session)
     manager.clock.advance(TOUCH_INTERVAL + 1)
     loaded: list[Session | None] = []
 
@@ -335,7 +340,7 @@ async def test_a_session_ended_on_another_replica_leaves_this_ones_memory(manage
 
 
 async def _loaded(manager: Manager, session: Session) -> Session:
-    cookie = manager.sessions.set_cookie_header(session).split(";")[0].split("=", 1)[1]
+    cookie = _cookie(manager.sessions, session)
     loaded = await manager.sessions.load(cookie)
     assert loaded is not None
     return loaded
