@@ -27,11 +27,18 @@ What it does:
    201 (every one of them committed, synchronously, before its answer), and as many privileged_action events as
    the BFFs answered 201 (each committed with its telegram).
 6. Prints a Markdown table (best round's requests/s, its p50 and p99, the ratio to the bare route of that same
-   round, the range of the ratios over the rounds, the floor's requests/s and its ratio), the resident memory of
-   each BFF after the run, the machine and its load average. `--json FILE` also writes every sample.
+   round, the range of the ratios over the rounds, the CPU time the server spent per request and the bare route's
+   over it, the floor's requests/s, its ratio and its CPU per request), the resident memory of each BFF after the
+   run, the machine, its load average, and how much CPU time the hypervisor took during the measurements (steal,
+   from /proc/stat). `--json FILE` also writes every sample, with its CPU per request, how busy the server was
+   (its CPU time over the wall time: 1.0 is one core) and the steal during it.
 
 On a shared machine the absolute numbers move with whatever else runs; the ratios, measured a few seconds apart,
-move much less. Run it on a quiet machine for figures to publish.
+move much less. The CPU per request (the server's own user and system time, from /proc/PID/stat) does not count the
+time the machine gave to others, but it still rises on a busy machine (its caches are shared): measured here, the
+bare route's 98 µs in a quiet round were 141 µs in one with a tenth of the machine stolen. Where the steal line shows
+much, the rounds it names say more about the machine than about the code. Run it on a quiet machine for figures to
+publish.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,6 +130,10 @@ class Sample:
     p50_ms: float
     p99_ms: float
     requests: int
+    # What the measurement cost (`usage`, below); None where /proc does not tell.
+    cpu_us: float | None = None  # CPU time (user + system, every thread and worker) per request, in µs
+    busy: float | None = None  # that CPU time over the measurement's wall time: 1.0 is one core kept busy
+    steal_pct: float | None = None  # the share of the machine's CPU time the hypervisor took meanwhile
 
 
 @dataclass
@@ -202,6 +213,58 @@ def drive(load: str, url: str, route: Route, cookie: str | None, duration: float
     if summary["non_2xx"] or summary["errors"] or not summary["requests"]:
         raise SystemExit(f"{route.method} {url} failed under load: {summary}")
     return Sample(summary["requests"] / summary["seconds"], summary["p50_ms"], summary["p99_ms"], summary["requests"])
+
+
+# -- what a measurement cost ----------------------------------------------------------------------------------------
+
+
+def process_ticks(stat: str) -> int:
+    """utime + stime, in clock ticks, from a /proc/PID/stat line: every thread of the process. Fields 14 and 15, counted
+    after the command name, which is in parentheses and may itself hold spaces and parentheses."""
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def machine_ticks(stat: str) -> tuple[int, int]:
+    """(all, stolen) CPU ticks of every core from /proc/stat's first line. Steal is the time a virtual machine's
+    cores were ready to run but the hypervisor ran someone else: on a shared machine, the noise in a measurement."""
+    values = [int(value) for value in stat.splitlines()[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is already inside user and nice)
+    return sum(values[:8]), values[7] if len(values) > 7 else 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A snapshot: when, the target's CPU ticks (its process and, for several workers, theirs), the machine's."""
+
+    at: float
+    ticks: int | None
+    machine: tuple[int, int] | None
+
+
+def usage(target: Target) -> Usage:
+    pids = [target.process.pid] + (children(target.process.pid) if target.workers > 1 else [])
+    ticks: int | None = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        ticks = sum(process_ticks(Path(f"/proc/{pid}/stat").read_text()) for pid in pids)
+    machine = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        machine = machine_ticks(Path("/proc/stat").read_text())
+    return Usage(time.monotonic(), ticks, machine)
+
+
+def with_usage(sample: Sample, before: Usage, after: Usage) -> Sample:
+    cpu_us = busy = steal_pct = None
+    if before.ticks is not None and after.ticks is not None and sample.requests:
+        seconds = (after.ticks - before.ticks) / CLOCK_TICKS
+        cpu_us = seconds * 1e6 / sample.requests
+        busy = seconds / (after.at - before.at)
+    if before.machine is not None and after.machine is not None and after.machine[0] > before.machine[0]:
+        steal_pct = 100 * (after.machine[1] - before.machine[1]) / (after.machine[0] - before.machine[0])
+    return replace(sample, cpu_us=cpu_us, busy=busy, steal_pct=steal_pct)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 # -- processes ------------------------------------------------------------------------------------------------------
@@ -343,22 +406,31 @@ def report(
         + (f", the BFFs run by {args.bff_python}" if args.bff_python != sys.executable else ""),
         "",
         "| route | req/s (best round) | p50 | p99 | vs bare FastAPI (best round; all rounds) |"
-        + (" floor: req/s (vs bare) |" if floors else "")
+        " CPU per request (bare's over the route's) |"
+        + (" floor: req/s (vs bare), CPU per request |" if floors else "")
         + "".join(f" {t.workers} workers: req/s (vs 1) |" for t in more),
-        "|---|---|---|---|---|" + "---|" * (len(more) + floors),
+        "|---|---|---|---|---|---|" + "---|" * (len(more) + floors),
     ]
 
     def best(samples: list[Sample]) -> tuple[int, Sample]:
         index = max(range(len(samples)), key=lambda i: samples[i].rps)
         return index, samples[index]
 
-    first_route = next(iter(results.samples))
-    index, anchor = best(results.samples[first_route][bare])
+    def cpu(sample: Sample, anchor: Sample | None = None) -> str:
+        if sample.cpu_us is None:
+            return "n/a"
+        if anchor is None or anchor.cpu_us is None:
+            return f"{sample.cpu_us:,.0f} µs"
+        return f"{sample.cpu_us:,.0f} µs ({anchor.cpu_us / sample.cpu_us:.2f}x)"
+
     anchors = [s for by_target in results.samples.values() for s in by_target[bare]]
+    anchor_cpu = [s.cpu_us for s in anchors if s.cpu_us is not None]
     lines.append(
         f"| bare FastAPI route (the anchor) | {max(s.rps for s in anchors):,.0f} | "
         f"{statistics.median(s.p50_ms for s in anchors):.1f} ms | "
-        f"{statistics.median(s.p99_ms for s in anchors):.1f} ms | 1.00x |" + " |" * (len(more) + floors)
+        f"{statistics.median(s.p99_ms for s in anchors):.1f} ms | 1.00x | "
+        + (f"{statistics.median(anchor_cpu):,.0f} µs (median) |" if anchor_cpu else "n/a |")
+        + " |" * (len(more) + floors)
     )
     for route, by_target in results.samples.items():
         ratios = [b.rps / a.rps for a, b in zip(by_target[bare], by_target[one], strict=True)]
@@ -370,22 +442,50 @@ def report(
             f"{sample.p50_ms:.1f} ms",
             f"{sample.p99_ms:.1f} ms",
             f"{ratio:.2f}x ({min(ratios):.2f}-{max(ratios):.2f})",
+            cpu(sample, by_target[bare][index]),
         ]
         if floors:
             cells.append("")
             if floor in by_target:
                 at, bottom = best(by_target[floor])
-                cells[-1] = f"{bottom.rps:,.0f} ({bottom.rps / by_target[bare][at].rps:.2f}x)"
+                cells[-1] = f"{bottom.rps:,.0f} ({bottom.rps / by_target[bare][at].rps:.2f}x), {cpu(bottom)}"
         for target in more:
             _, other = best(by_target[target.name])
             cells.append(f"{other.rps:,.0f} ({other.rps / sample.rps:.2f}x)")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Resident memory after the run: " + "; ".join(f"{name} {value}" for name, value in rss.items())]
+    lines.append(steal_line(results))
     lines.append(
         f"Telegrams answered 201: {info['created']}; in the database after the run: {info['stored']}. Stepped-up"
         f" telegrams answered 201 by the BFFs: {info['sent']}; their privileged_action events: {info['recorded']}."
     )
     return "\n".join(lines)
+
+
+# Above this share of the machine taken by the hypervisor, a measurement is counted as a noisy one.
+NOISY_STEAL_PCT = 5.0
+
+
+def steal_line(results: Results) -> str:
+    """How much of the machine the hypervisor took while each sample was measured: where it took much, that round's
+    figures (its p99 first) say more about the machine than about the code."""
+    stolen = [
+        (sample.steal_pct, route, target, number)
+        for route, by_target in results.samples.items()
+        for target, samples in by_target.items()
+        for number, sample in enumerate(samples, 1)
+        if sample.steal_pct is not None
+    ]
+    if not stolen:
+        return "CPU time taken by the hypervisor (steal) during the measurements: not reported by this system."
+    highest = max(stolen, key=lambda item: item[0])
+    noisy = sum(1 for item in stolen if item[0] > NOISY_STEAL_PCT)
+    return (
+        f"CPU time taken by the hypervisor (steal) during the measurements: median "
+        f"{statistics.median(item[0] for item in stolen):.1f}%, highest {highest[0]:.1f}% "
+        f"(`{highest[1]}`, {highest[2]}, round {highest[3]}); {noisy} of {len(stolen)} measurements above "
+        f"{NOISY_STEAL_PCT:.0f}% (`--json` has each one's)."
+    )
 
 
 def main() -> None:
@@ -502,7 +602,8 @@ def main() -> None:
                         order = measured(route) if round_number % 2 == 0 else measured(route)[::-1]
                         for target in order:
                             with profiling(args.profile, target, route, round_number, args.duration):
-                                sample = measure(target, route, args.duration)
+                                before_use = usage(target)
+                                sample = with_usage(measure(target, route, args.duration), before_use, usage(target))
                             results.add(route.name, target.name, sample)
                             if route.method == "POST" and not target.bare:
                                 created += sample.requests
