@@ -255,7 +255,8 @@ def usage(target: Target) -> Usage:
 
 def with_usage(sample: Sample, before: Usage, after: Usage) -> Sample:
     cpu_us = busy = steal_pct = None
-    if before.ticks is not None and after.ticks is not None and sample.requests:
+    # Fewer ticks after than before: a worker was replaced meanwhile, and its CPU time went with it.
+    if before.ticks is not None and after.ticks is not None and after.ticks >= before.ticks and sample.requests:
         seconds = (after.ticks - before.ticks) / CLOCK_TICKS
         cpu_us = seconds * 1e6 / sample.requests
         busy = seconds / (after.at - before.at)

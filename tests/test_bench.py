@@ -87,6 +87,9 @@ def test_usage_turns_two_snapshots_into_cpu_per_request_busy_and_steal() -> None
     # Where /proc could not be read: the sample stays as it was, with nothing made up.
     unknown = bench.with_usage(sample, bench.Usage(10.0, None, None), bench.Usage(14.0, None, None))
     assert (unknown.cpu_us, unknown.busy, unknown.steal_pct) == (None, None, None)
+    # A worker replaced during the measurement took its CPU time with it: no figure rather than a negative one.
+    replaced = bench.with_usage(sample, bench.Usage(10.0, 5 * ticks, None), bench.Usage(14.0, ticks, None))
+    assert replaced.cpu_us is None and replaced.busy is None
 
 
 def test_the_steal_line_names_the_worst_measurement_and_counts_the_noisy_ones() -> None:
