@@ -120,7 +120,7 @@ async def test_a_failed_transaction_fails_its_whole_batch_and_stores_nothing(pat
     errors: list[tuple[str, str]] = []
     database = SqliteDatabase(path, on_error=lambda backend, operation: errors.append((backend, operation)))
     try:
-        database._file.db.execute("PRAGMA busy_timeout = 100")
+        database._file.lock_wait = 0.1  # how long a write waits for the lock: not the default's 5 s in a test
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock for longer than we wait
         try:
