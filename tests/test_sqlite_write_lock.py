@@ -7,8 +7,10 @@ at once, and the connection's busy timeout as it was after. No test here measure
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,8 +137,16 @@ async def test_a_store_that_cannot_get_the_lock_in_time_is_unavailable(path: Pat
     try:
         other.execute("BEGIN IMMEDIATE")
         store._file.lock_wait = 0.005
+        pauses: list[float] = []
+
+        def pause(seconds: float) -> None:
+            pauses.append(seconds)
+            time.sleep(seconds)
+
+        store._file.pause = pause
         with pytest.raises(StoreUnavailable):
             await store.set("k", "v", ttl=60)
+        assert pauses and sum(pauses) <= 0.005  # it waited in our steps, and no longer than its lock_wait
         other.execute("COMMIT")
         await store.set("k", "v", ttl=60)  # and it works again at once, without a restart
         assert await store.get("k") == "v"
@@ -161,3 +171,116 @@ async def test_a_group_commit_waits_for_another_process_in_short_steps(tmp_path:
             other.execute("ROLLBACK")
         other.close()
         await database.close()
+
+
+def test_a_lock_held_for_long_is_polled_every_5_ms_after_the_first_50(path: Path, other: sqlite3.Connection) -> None:
+    # A backup tool or a stuck process, not a neighbour's commit: 1 ms polls for seconds would cost CPU for nothing.
+    db = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    clock = FakeClock()
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        clock.advance(seconds)
+
+    with pytest.raises(sqlite3.OperationalError):
+        begin_immediate(db, 0.2, sleep=pause, clock=clock.now)
+    waited = 0.0
+    for seconds in pauses:
+        assert seconds == pytest.approx(5e-3 if waited > 0.05 else min(seconds, 1e-3))
+        waited += seconds
+    assert pauses[-1] == pytest.approx(5e-3) and waited <= 0.2
+    db.close()
+
+
+class _Scripted:
+    """A connection whose statements answer as scripted: enough of sqlite3.Connection for begin_immediate."""
+
+    def __init__(self, failures: dict[str, list[BaseException]]) -> None:
+        self.failures = failures
+        self.statements: list[str] = []
+        self.in_transaction = False
+
+    def execute(self, sql: str) -> None:
+        self.statements.append(sql)
+        queued = self.failures.get(sql)
+        if queued:
+            raise queued.pop(0)
+        if sql == "BEGIN IMMEDIATE":
+            self.in_transaction = True
+        elif sql == "ROLLBACK":
+            self.in_transaction = False
+
+
+def _error(code: int) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError("database is locked")
+    error.sqlite_errorcode = code  # type: ignore[attr-defined]  # as sqlite3 sets it: the extended result code
+    return error
+
+
+def test_an_extended_busy_code_is_waited_for_too() -> None:
+    # SQLITE_BUSY_RECOVERY (another process recovering the WAL) and SQLITE_BUSY_SNAPSHOT are both "wait a little".
+    db = _Scripted({"BEGIN IMMEDIATE": [_error(261), _error(517)]})
+    pauses: list[float] = []
+    begin_immediate(db, 5.0, sleep=pauses.append)  # type: ignore[arg-type]
+    assert db.in_transaction and pauses == pytest.approx(SHORT_STEPS[:2])
+    # SQLITE_LOCKED (6) is not a lock another process will let go of: at once.
+    locked = _Scripted({"BEGIN IMMEDIATE": [_error(6)]})
+    with pytest.raises(sqlite3.OperationalError):
+        begin_immediate(locked, 5.0, sleep=pauses.append)  # type: ignore[arg-type]
+    assert len(pauses) == 2 and not locked.in_transaction
+
+
+def test_a_transaction_is_rolled_back_if_the_busy_timeout_cannot_be_restored() -> None:
+    restore = f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"
+    db = _Scripted({restore: [sqlite3.OperationalError("disk I/O error")]})
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        begin_immediate(db, 5.0, sleep=lambda seconds: None)  # type: ignore[arg-type]
+    assert db.statements[-1] == "ROLLBACK" and not db.in_transaction  # no transaction the caller never saw
+
+
+async def test_a_commit_that_fails_leaves_no_transaction_open(path: Path, other: sqlite3.Connection) -> None:
+    store = SqliteStore(path, FakeClock())
+    try:
+        db = store._file.db
+        # A deferred foreign key: the INSERT passes and the COMMIT fails, leaving SQLite's transaction open.
+        db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        db.execute("CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+        db.execute("PRAGMA foreign_keys = ON")
+        with pytest.raises(sqlite3.IntegrityError):
+            store._file.transaction(db, lambda: db.execute("INSERT INTO child VALUES (42)"))
+        assert not db.in_transaction  # rolled back: not holding the file's write lock
+        other.execute("PRAGMA busy_timeout = 0")
+        other.execute("BEGIN IMMEDIATE")  # another process can write at once: it does not wait at all here
+        other.execute("ROLLBACK")
+        await store.set("k", "v", ttl=60)  # and so can this one
+        assert await store.get("k") == "v"
+    finally:
+        await store.close()
+
+
+async def test_every_store_write_runs_in_a_transaction_that_took_the_lock_first(path: Path) -> None:
+    store = SqliteStore(path, FakeClock())
+    try:
+        statements: list[str] = []
+        store._file.db.set_trace_callback(statements.append)
+        writes: list[tuple[str, Callable[[], Any]]] = [
+            ("set", lambda: store.set("k", "v", ttl=60)),
+            ("replace", lambda: store.replace("k", "w", ttl=60)),
+            ("compare_and_set", lambda: store.compare_and_set("k", "w", "x", ttl=60)),
+            ("index_put", lambda: store.index_put("i", "m", "v", rank=1.0, ttl=60, limit=5)),
+            ("index_remove", lambda: store.index_remove("i", "m")),
+            ("delete", lambda: store.delete("k")),
+        ]
+        for name, write in writes:
+            statements.clear()
+            await write()
+            begin = statements.index("BEGIN IMMEDIATE")
+            assert statements[begin - 1] == "PRAGMA busy_timeout = 0", (name, statements)
+            assert statements[-1] == "COMMIT", (name, statements)
+            # Everything the write did ran between the two: nothing in autocommit, outside the lock.
+            work = [sql for sql in statements[begin + 1 : -1] if not sql.startswith("PRAGMA")]
+            assert work and all(not sql.startswith(("BEGIN", "COMMIT")) for sql in work), (name, statements)
+    finally:
+        await store.close()

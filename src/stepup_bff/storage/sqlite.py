@@ -60,9 +60,12 @@ WRITE_LOCK_WAIT = 5.0
 PING_LOCK_WAIT = 1.0
 # SQLite's own busy handler, for everything but taking the write lock (which `begin_immediate` waits for itself).
 BUSY_TIMEOUT_MS = 5000
-# The pauses between tries for the write lock: 50 µs, doubling up to 1 ms.
+# The pauses between tries for the write lock: 50 µs, doubling up to 1 ms; 5 ms once the wait passes 50 ms (a lock
+# held that long is a backup tool or a stuck process, not a neighbour's commit, and polling it at 1 ms costs CPU).
 FIRST_PAUSE = 50e-6
 LAST_PAUSE = 1e-3
+LONG_WAIT = 0.05
+LONG_PAUSE = 5e-3
 
 
 def begin_immediate(
@@ -81,21 +84,28 @@ def begin_immediate(
     taken within about a millisecond of its release, at the cost of a few cheap tries."""
     db.execute("PRAGMA busy_timeout = 0")  # SQLITE_BUSY at once: the waiting is done here
     try:
-        deadline = clock() + wait
+        started = clock()
+        deadline = started + wait
         pause = FIRST_PAUSE
         while True:
             try:
                 db.execute("BEGIN IMMEDIATE")
-                return
+                break
             except sqlite3.OperationalError as exc:
                 # Only "the lock is taken" is worth waiting for; any other error is the caller's at once.
                 busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY  # SQLITE_BUSY_* too
                 if not busy or clock() + pause > deadline:
                     raise
             sleep(pause)
-            pause = min(pause * 2, LAST_PAUSE)
+            pause = LONG_PAUSE if clock() - started > LONG_WAIT else min(pause * 2, LAST_PAUSE)
     finally:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except BaseException:
+            # Never hand on a transaction the caller does not know it has, nor a connection that never waits.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
 
 # Errors in our own SQL, not in the database: they stay bugs (a 500 and a traceback), not "unavailable".
@@ -187,11 +197,13 @@ class _SqliteFile:
         begin_immediate(db, self.lock_wait if wait is None else wait, sleep=self.pause)
         try:
             result = body()
+            db.execute("COMMIT")
         except BaseException:
-            if db.in_transaction:  # SQLite may have rolled it back itself (disk full, I/O error)
+            # A failed COMMIT may leave the transaction open (a deferred constraint, a busy rollback journal): rolled
+            # back here, or this connection would hold the file's write lock against every process until a restart.
+            if db.in_transaction:  # else SQLite rolled it back itself (disk full, I/O error)
                 db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         return result
 
     async def close(self) -> None:
