@@ -63,6 +63,25 @@ def releasing_after(tries: int, other: sqlite3.Connection, pauses: list[float]) 
     return pause
 
 
+def waiting_out(wait: float, path: Path, other: sqlite3.Connection) -> tuple[list[float], sqlite3.OperationalError]:
+    """begin_immediate against a lock the other connection never lets go of, on a fake clock that each pause moves on:
+    the pauses it took, and what it raised at its deadline."""
+    db = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    clock = FakeClock()
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        clock.advance(seconds)
+
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        begin_immediate(db, wait, sleep=pause, clock=clock.now)
+    assert not db.in_transaction and busy_timeout(db) == BUSY_TIMEOUT_MS  # the connection as it was
+    db.close()
+    return pauses, raised.value
+
+
 def test_a_taken_lock_is_waited_for_in_short_steps_and_taken_once_it_is_free(
     path: Path, other: sqlite3.Connection
 ) -> None:
@@ -86,21 +105,9 @@ def test_a_taken_lock_is_waited_for_in_short_steps_and_taken_once_it_is_free(
 
 
 def test_the_wait_ends_at_its_deadline_with_the_busy_error(path: Path, other: sqlite3.Connection) -> None:
-    db = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    clock = FakeClock()
-    pauses: list[float] = []
-
-    def pause(seconds: float) -> None:
-        pauses.append(seconds)
-        clock.advance(seconds)
-
-    with pytest.raises(sqlite3.OperationalError) as raised:
-        begin_immediate(db, 0.01, sleep=pause, clock=clock.now)
-    assert raised.value.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # what the callers report as unavailable
+    pauses, error = waiting_out(0.01, path, other)
+    assert error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # what the callers report as unavailable
     assert sum(pauses) <= 0.01 and len(pauses) > 7  # short steps up to the deadline, and not past it
-    assert not db.in_transaction and busy_timeout(db) == BUSY_TIMEOUT_MS
-    db.close()
 
 
 def test_an_error_other_than_a_taken_lock_is_raised_at_once(path: Path) -> None:
@@ -175,23 +182,12 @@ async def test_a_group_commit_waits_for_another_process_in_short_steps(tmp_path:
 
 def test_a_lock_held_for_long_is_polled_every_5_ms_after_the_first_50(path: Path, other: sqlite3.Connection) -> None:
     # A backup tool or a stuck process, not a neighbour's commit: 1 ms polls for seconds would cost CPU for nothing.
-    db = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    clock = FakeClock()
-    pauses: list[float] = []
-
-    def pause(seconds: float) -> None:
-        pauses.append(seconds)
-        clock.advance(seconds)
-
-    with pytest.raises(sqlite3.OperationalError):
-        begin_immediate(db, 0.2, sleep=pause, clock=clock.now)
+    pauses, _ = waiting_out(0.2, path, other)
     waited = 0.0
     for seconds in pauses:
         assert seconds == pytest.approx(5e-3 if waited > 0.05 else min(seconds, 1e-3))
         waited += seconds
     assert pauses[-1] == pytest.approx(5e-3) and waited <= 0.2
-    db.close()
 
 
 class _Scripted:
