@@ -217,6 +217,8 @@ def drive(load: str, url: str, route: Route, cookie: str | None, duration: float
 
 # -- what a measurement cost ----------------------------------------------------------------------------------------
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
 
 def process_ticks(stat: str) -> int:
     """utime + stime, in clock ticks, from a /proc/PID/stat line: every thread of the process. Fields 14 and 15, counted
@@ -263,9 +265,6 @@ def with_usage(sample: Sample, before: Usage, after: Usage) -> Sample:
     if before.machine is not None and after.machine is not None and after.machine[0] > before.machine[0]:
         steal_pct = 100 * (after.machine[1] - before.machine[1]) / (after.machine[0] - before.machine[0])
     return replace(sample, cpu_us=cpu_us, busy=busy, steal_pct=steal_pct)
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 # -- processes ------------------------------------------------------------------------------------------------------

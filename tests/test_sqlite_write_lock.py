@@ -245,7 +245,7 @@ async def test_a_commit_that_fails_leaves_no_transaction_open(path: Path, other:
         db.execute("CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
         db.execute("PRAGMA foreign_keys = ON")
         with pytest.raises(sqlite3.IntegrityError):
-            store._file.transaction(db, lambda: db.execute("INSERT INTO child VALUES (42)"))
+            store._file.transaction(lambda writer: writer.execute("INSERT INTO child VALUES (42)"))
         assert not db.in_transaction  # rolled back: not holding the file's write lock
         other.execute("PRAGMA busy_timeout = 0")
         other.execute("BEGIN IMMEDIATE")  # another process can write at once: it does not wait at all here

@@ -159,7 +159,7 @@ class _SqliteFile:
 
         def locked() -> T:
             with self.lock:
-                return self.transaction(self.db, lambda: operation(self.db), wait=wait)
+                return self.transaction(operation, wait=wait)
 
         try:
             return await anyio.to_thread.run_sync(locked)
@@ -193,10 +193,13 @@ class _SqliteFile:
         # stuck in another process makes us not ready rather than a probe that hangs.
         await self.run(lambda db: None, "ping", wait=PING_LOCK_WAIT)
 
-    def transaction(self, db: sqlite3.Connection, body: Callable[[], T], *, wait: float | None = None) -> T:
+    def transaction(self, body: Callable[[sqlite3.Connection], T], *, wait: float | None = None) -> T:
+        """`body` on the writer connection between BEGIN IMMEDIATE and COMMIT; rolled back if it raises. The caller
+        holds `lock` (or runs before anyone else can, at start-up)."""
+        db = self.db
         begin_immediate(db, self.lock_wait if wait is None else wait, sleep=self.pause)
         try:
-            result = body()
+            result = body(db)
             db.execute("COMMIT")
         except BaseException:
             # A failed COMMIT may leave the transaction open (a deferred constraint, a busy rollback journal): rolled
@@ -417,7 +420,7 @@ class SqliteDatabase:
     def __init__(self, path: str | Path, *, on_error: ErrorHook | None = None) -> None:
         self._file = _SqliteFile(path, setting="database.url", unavailable=DatabaseUnavailable, on_error=on_error)
         try:
-            self._file.transaction(self._file.db, lambda: self._migrate(self._file.db))
+            self._file.transaction(self._migrate)
             # This connection writes only durable records (and the migrations): every commit is synced to disk.
             self._file.db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
@@ -487,30 +490,27 @@ class SqliteDatabase:
     def _commit_batch(self, batch: list[_PendingWrite]) -> list[tuple[bool, Any]]:
         """In a worker thread: one transaction, a savepoint per write, one synced commit. Raises only if the
         transaction as a whole failed; a write's own failure is its outcome: (False, the error)."""
-        with self._file.lock:
-            db = self._file.db
-            begin_immediate(db, self._file.lock_wait, sleep=self._file.pause)
-            try:
-                outcomes: list[tuple[bool, Any]] = []
-                for pending in batch:
-                    db.execute("SAVEPOINT write")
-                    try:
-                        outcome = pending.run(db)
-                    except sqlite3.Error as exc:
-                        if not db.in_transaction:  # SQLite rolled the whole transaction back (disk full, I/O error)
-                            raise
-                        db.execute("ROLLBACK TO write")
-                        db.execute("RELEASE write")
-                        outcomes.append((False, exc))
-                    else:
-                        db.execute("RELEASE write")
-                        outcomes.append((True, outcome))
-                db.execute("COMMIT")  # synchronous=FULL: on disk when this returns
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+
+        def writes(db: sqlite3.Connection) -> list[tuple[bool, Any]]:
+            outcomes: list[tuple[bool, Any]] = []
+            for pending in batch:
+                db.execute("SAVEPOINT write")
+                try:
+                    outcome = pending.run(db)
+                except sqlite3.Error as exc:
+                    if not db.in_transaction:  # SQLite rolled the whole transaction back (disk full, I/O error)
+                        raise
+                    db.execute("ROLLBACK TO write")
+                    db.execute("RELEASE write")
+                    outcomes.append((False, exc))
+                else:
+                    db.execute("RELEASE write")
+                    outcomes.append((True, outcome))
             return outcomes
+
+        with self._file.lock:
+            # One COMMIT for the batch; synchronous=FULL: on disk when it returns.
+            return self._file.transaction(writes)
 
     @staticmethod
     def _insert(db: sqlite3.Connection, telegram: Telegram, idempotency_key: str | None) -> tuple[Telegram, bool]:
